@@ -1,0 +1,5 @@
+"""Run the alertbench command with `python -m alertbench`."""
+
+from alertbench.cli import main
+
+main()

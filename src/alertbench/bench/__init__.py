@@ -1,0 +1,1 @@
+"""Benchmarks: scenarios, metrics, latency, reports; and the demo."""

@@ -1,0 +1,91 @@
+"""The ``alertbench`` command. Thin: parses flags, builds settings, calls the parts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from alertbench import __version__
+from alertbench.config import Flags
+from alertbench.errors import AlertbenchError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="alertbench",
+    help=(
+        "Stand up a real alert system (Apache Kafka) and alert broker (Apache Spark), "
+        "stream real survey alerts through them and measure them at survey scale."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"alertbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="Runtime state: node data, logs, PIDs \\[default: ./.alertbench]."),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Downloads kept across runs (Kafka jars, Maven).")
+    ] = None,
+    java_home: Annotated[Path | None, typer.Option(help="JDK >= 17 to use.")] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Options that apply to every command (also settable in alertbench.toml or ALERTBENCH_*)."""
+    ctx.obj = Flags(run_dir=run_dir, cache_dir=cache_dir, java_home=java_home)
+
+
+def _register() -> None:
+    from alertbench.bench.demo import demo_command
+    from alertbench.kafka.cli import kafka_app
+
+    app.add_typer(kafka_app, name="kafka")
+    app.command("demo")(demo_command)
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point: run the app, turning alertbench errors into one red line."""
+    try:
+        rc = app(standalone_mode=False)
+    except AlertbenchError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own formatting
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,171 @@
+"""One typed configuration for every part of alertbench.
+
+Values are layered, later wins: built-in defaults < ``alertbench.toml`` (in the
+working directory, or the file named by ``ALERTBENCH_CONFIG``) < ``ALERTBENCH_*``
+environment variables (nested with ``__``, e.g. ``ALERTBENCH_KAFKA__VERSION``)
+< command-line flags.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from alertbench.errors import ConfigError
+
+CONFIG_FILE_ENV = "ALERTBENCH_CONFIG"
+DEFAULT_CONFIG_FILE = "alertbench.toml"
+
+KafkaMode = Literal["kraft", "zookeeper"]
+
+
+class KafkaSettings(BaseModel):
+    """How the alert system's Kafka is obtained and run."""
+
+    version: str = Field("4.3.1", description="Apache Kafka version fetched from Maven Central.")
+    zookeeper_version: str = Field(
+        "3.9.2", description="Kafka version used in ZooKeeper mode (the 3.x line)."
+    )
+    mode: KafkaMode = Field("kraft", description="Cluster mode: kraft or zookeeper.")
+    home: Path | None = Field(
+        None, description="An unpacked official Kafka distribution to use instead of fetching."
+    )
+    bootstrap_servers: str | None = Field(
+        None, description="An existing cluster to use instead of the embedded one."
+    )
+    nodes: int = Field(1, ge=1, le=9, description="Nodes started by `kafka up` on this machine.")
+    host: str = Field("127.0.0.1", description="Address local nodes listen on.")
+    base_port: int = Field(
+        0, ge=0, le=65000, description="First port of local nodes; 0 picks free ports."
+    )
+    heap: str = Field("512m", description="Heap of each Kafka broker/controller JVM.")
+    zookeeper_heap: str = Field("256m", description="Heap of each ZooKeeper JVM.")
+    start_timeout: float = Field(90.0, gt=0, description="Seconds to wait for a cluster to form.")
+    stop_timeout: float = Field(30.0, gt=0, description="Grace period before SIGKILL on stop.")
+    maven_repository: str = Field(
+        "https://repo1.maven.org/maven2", description="Maven repository to resolve Kafka from."
+    )
+    maven: Path | None = Field(
+        None, description="`mvn` executable; found or bootstrapped if unset."
+    )
+
+
+class Settings(BaseSettings):
+    """The whole alertbench configuration.
+
+    Build it with :func:`load_settings`, which applies the layering and turns
+    validation failures into a :class:`~alertbench.errors.ConfigError`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="ALERTBENCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    run_dir: Path = Field(
+        Path(".alertbench"), description="Runtime state: node data, logs, PID state files."
+    )
+    cache_dir: Path = Field(
+        Path(platformdirs.user_cache_dir("alertbench")),
+        description="Downloads kept across runs: Kafka jars, Maven.",
+    )
+    alerts: Path | None = Field(None, description="Folder, file or glob of alert packets.")
+    java_home: Path | None = Field(
+        None, description="JDK to use; else JAVA_HOME, else `java` on PATH."
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the sources: flags > environment > TOML file > defaults."""
+        toml_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )
+
+    @property
+    def kafka_state_dir(self) -> Path:
+        """Folder holding the local Kafka cluster's nodes and state file."""
+        return self.run_dir / "kafka"
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Build the configuration from every layer.
+
+    Parameters
+    ----------
+    **flags
+        Values given on the command line; ``None`` means "not given" so that
+        lower layers show through. Nested sections are dicts, e.g.
+        ``kafka={"version": "3.9.2"}``.
+
+    Returns
+    -------
+    Settings
+        The validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        When the TOML file cannot be parsed or a value is invalid; the message
+        names the file or variable and the field.
+    """
+    given = {k: v for k, v in flags.items() if v is not None}
+    for key, value in list(given.items()):
+        if isinstance(value, dict):
+            given[key] = {k: v for k, v in value.items() if v is not None}
+    toml_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid configuration ({problems}). Check {toml_file} if it exists, "
+            "the ALERTBENCH_* environment variables and the command-line flags."
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read configuration file {toml_file}: {exc}") from exc
+
+
+class Flags:
+    """Command-line flags gathered on the way down the command tree.
+
+    The root command stores the global flags here; each subcommand adds its
+    own and asks for :meth:`settings`.
+    """
+
+    def __init__(self, **flags: Any) -> None:
+        self.flags = flags
+
+    def settings(self, **flags: Any) -> Settings:
+        """Settings from every layer, with these flags on top of the global ones."""
+        merged = dict(self.flags)
+        for key, value in flags.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        return load_settings(**merged)

@@ -1,0 +1,1 @@
+"""The alert system: fetch Kafka, render node configs, run clusters, manage topics."""

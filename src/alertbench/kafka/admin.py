@@ -1,0 +1,223 @@
+"""Topic and cluster operations through confluent-kafka's AdminClient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from alertbench.errors import ClusterError
+
+
+def admin_client(bootstrap_servers: str) -> AdminClient:
+    """An AdminClient that stays quiet while brokers are still starting."""
+    return AdminClient(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            # Connection-refused chatter during start-up is expected; failures
+            # surface as exceptions from the calls themselves.
+            "log_level": 0,
+            "socket.connection.setup.timeout.ms": 3000,
+        }
+    )
+
+
+@dataclass
+class ClusterInfo:
+    """What the cluster says about itself.
+
+    Attributes
+    ----------
+    cluster_id : str or None
+        The cluster id.
+    controller : int or None
+        Id of the controller node reported (in KRaft, a broker that forwards to it).
+    brokers : list of int
+        Ids of registered, live brokers.
+    """
+
+    cluster_id: str | None
+    controller: int | None
+    brokers: list[int]
+
+
+@dataclass
+class PartitionInfo:
+    """One partition of a topic."""
+
+    id: int
+    leader: int
+    replicas: list[int]
+    isr: list[int]
+
+    @property
+    def under_replicated(self) -> bool:
+        """Fewer replicas in sync than assigned."""
+        return len(self.isr) < len(self.replicas)
+
+
+@dataclass
+class TopicInfo:
+    """A topic, its partitions and (when described) its configuration."""
+
+    name: str
+    partitions: list[PartitionInfo]
+    config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def replication_factor(self) -> int:
+        """Replicas of the first partition (Kafka topics share one factor)."""
+        return len(self.partitions[0].replicas) if self.partitions else 0
+
+    @property
+    def under_replicated(self) -> int:
+        """How many partitions are under-replicated."""
+        return sum(p.under_replicated for p in self.partitions)
+
+
+def describe_cluster(bootstrap_servers: str, timeout: float = 10.0) -> ClusterInfo:
+    """Ask the cluster for its id, controller and live brokers.
+
+    Raises
+    ------
+    ClusterError
+        If no broker answers within ``timeout`` seconds.
+    """
+    admin = admin_client(bootstrap_servers)
+    try:
+        desc = admin.describe_cluster(request_timeout=timeout).result(timeout=timeout + 5)
+    except (KafkaException, TimeoutError) as exc:
+        raise ClusterError(f"no Kafka broker answers at {bootstrap_servers}: {exc}") from exc
+    controller = desc.controller.id if desc.controller is not None else None
+    return ClusterInfo(
+        cluster_id=desc.cluster_id,
+        controller=controller if controller is not None and controller >= 0 else None,
+        brokers=sorted(n.id for n in desc.nodes),
+    )
+
+
+def list_topics(
+    bootstrap_servers: str, *, internal: bool = False, timeout: float = 10.0
+) -> list[TopicInfo]:
+    """Every topic with its partitions, sorted by name.
+
+    Parameters
+    ----------
+    bootstrap_servers : str
+        Where to connect.
+    internal : bool
+        Include internal topics such as ``__consumer_offsets``.
+    timeout : float
+        Seconds to wait for metadata.
+    """
+    admin = admin_client(bootstrap_servers)
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise ClusterError(f"cannot list topics at {bootstrap_servers}: {exc}") from exc
+    out = []
+    for name, t in md.topics.items():
+        if name.startswith("__") and not internal:
+            continue
+        parts = [
+            PartitionInfo(id=p.id, leader=p.leader, replicas=list(p.replicas), isr=list(p.isrs))
+            for p in sorted(t.partitions.values(), key=lambda p: p.id)
+        ]
+        out.append(TopicInfo(name=name, partitions=parts))
+    return sorted(out, key=lambda t: t.name)
+
+
+def create_topic(
+    bootstrap_servers: str,
+    name: str,
+    *,
+    partitions: int = 1,
+    replication: int | None = None,
+    config: dict[str, str] | None = None,
+    exist_ok: bool = False,
+    timeout: float = 30.0,
+) -> None:
+    """Create a topic.
+
+    Parameters
+    ----------
+    bootstrap_servers : str
+        Where to connect.
+    name : str
+        Topic name.
+    partitions : int
+        Number of partitions.
+    replication : int, optional
+        Replication factor; the broker default when not given.
+    config : dict, optional
+        Topic configuration, e.g. ``{"retention.ms": "3600000"}``.
+    exist_ok : bool
+        Do not fail if the topic already exists.
+    timeout : float
+        Seconds to wait.
+
+    Raises
+    ------
+    ClusterError
+        With the broker's reason (exists, too few brokers, bad config...).
+    """
+    admin = admin_client(bootstrap_servers)
+    topic = NewTopic(
+        name,
+        num_partitions=partitions,
+        replication_factor=replication if replication is not None else -1,
+        config=config or {},
+    )
+    future = admin.create_topics([topic], request_timeout=timeout)[name]
+    try:
+        future.result(timeout=timeout + 5)
+    except KafkaException as exc:
+        err = exc.args[0]
+        if exist_ok and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return
+        raise ClusterError(f"cannot create topic {name!r}: {err.str()}") from exc
+
+
+def delete_topic(bootstrap_servers: str, name: str, *, timeout: float = 30.0) -> None:
+    """Delete a topic.
+
+    Raises
+    ------
+    ClusterError
+        If it does not exist or the broker refuses.
+    """
+    admin = admin_client(bootstrap_servers)
+    future = admin.delete_topics([name], request_timeout=timeout)[name]
+    try:
+        future.result(timeout=timeout + 5)
+    except KafkaException as exc:
+        raise ClusterError(f"cannot delete topic {name!r}: {exc.args[0].str()}") from exc
+
+
+def describe_topic(bootstrap_servers: str, name: str, *, timeout: float = 10.0) -> TopicInfo:
+    """A topic's partitions and its non-default configuration.
+
+    Raises
+    ------
+    ClusterError
+        If the topic does not exist.
+    """
+    found = [t for t in list_topics(bootstrap_servers, internal=True, timeout=timeout)]
+    matches = [t for t in found if t.name == name]
+    if not matches:
+        raise ClusterError(
+            f"topic {name!r} does not exist at {bootstrap_servers}; "
+            "`alertbench kafka topic list` shows the topics there."
+        )
+    topic = matches[0]
+    admin = admin_client(bootstrap_servers)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+    try:
+        configs = admin.describe_configs([resource])[resource].result(timeout=timeout)
+    except KafkaException as exc:
+        raise ClusterError(f"cannot describe topic {name!r}: {exc.args[0].str()}") from exc
+    topic.config = {
+        k: v.value for k, v in sorted(configs.items()) if not v.is_default and v.value is not None
+    }
+    return topic

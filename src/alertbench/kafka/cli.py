@@ -1,0 +1,288 @@
+"""``alertbench kafka ...``: fetch Kafka, render configs, run the cluster, manage topics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from alertbench.config import Flags, Settings
+from alertbench.errors import ConfigError
+
+console = Console()
+
+kafka_app = typer.Typer(
+    help="The alert system: fetch Apache Kafka, render node configs, run a cluster.",
+    no_args_is_help=True,
+)
+topic_app = typer.Typer(help="Create, list, describe and delete topics.", no_args_is_help=True)
+kafka_app.add_typer(topic_app, name="topic")
+
+ModeOpt = Annotated[
+    str | None, typer.Option("--mode", help="kraft (default) or zookeeper (Kafka 3.x).")
+]
+VersionOpt = Annotated[
+    str | None,
+    typer.Option("--version", help="Kafka version \\[default: 4.3.1; 3.9.2 for zookeeper]."),
+]
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-servers", "-b", help="HOST:PORT,... \\[default: the embedded cluster]."
+    ),
+]
+
+
+def _settings(ctx: typer.Context, **kafka: object) -> Settings:
+    flags = ctx.find_root().obj
+    return (flags if isinstance(flags, Flags) else Flags()).settings(kafka=kafka)
+
+
+def _mode(mode: str | None) -> str | None:
+    if mode is not None and mode not in ("kraft", "zookeeper"):
+        raise ConfigError(f"--mode must be 'kraft' or 'zookeeper', not {mode!r}.")
+    return mode
+
+
+def _say(msg: str) -> None:
+    console.print(f"[dim]…[/] {msg}")
+
+
+@kafka_app.command("fetch")
+def fetch(
+    ctx: typer.Context,
+    version: VersionOpt = None,
+    kafka_home: Annotated[
+        Path | None, typer.Option(help="Use this unpacked Kafka distribution instead.")
+    ] = None,
+) -> None:
+    """Resolve Apache Kafka and its dependencies from Maven Central into the cache."""
+    from alertbench.kafka.fetch import fetch_kafka, kafka_from_home
+
+    settings = _settings(ctx, version=version, home=kafka_home)
+    if settings.kafka.home is not None:
+        install = kafka_from_home(settings.kafka.home)
+    else:
+        with console.status(f"fetching Kafka {settings.kafka.version}…"):
+            install = fetch_kafka(settings, settings.kafka.version, progress=_say)
+    size = sum(j.stat().st_size for j in install.jars) / 1e6
+    console.print(
+        f"[green]Kafka {install.release.version}[/] ready: {len(install.jars)} jars, "
+        f"{size:.0f} MB in {install.lib_dir}"
+    )
+
+
+@kafka_app.command("config")
+def config(
+    ctx: typer.Context,
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Hosts file or TOML.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write into.")],
+    mode: ModeOpt = None,
+    version: VersionOpt = None,
+) -> None:
+    """Render every node's files (server.properties, zoo.cfg, myid) from an inventory."""
+    from alertbench.kafka.inventory import load_inventory
+    from alertbench.kafka.local import kafka_version_for
+    from alertbench.kafka.release import parse_release
+    from alertbench.kafka.render import write_rendered
+
+    settings = _settings(
+        ctx,
+    )
+    inv = load_inventory(inventory, mode=_mode(mode))  # type: ignore[arg-type]
+    release = parse_release(kafka_version_for(settings, inv.mode, version))
+    written = write_rendered(inv, release, out)
+    table = Table(title=f"{inv.mode} cluster, Kafka {release.version}: {len(inv.hosts)} hosts")
+    for col in ("host", "address", "id", "roles", "files"):
+        table.add_column(col)
+    for host in inv.hosts:
+        files = sorted(p.name for p in written if p.parent.name == host.name)
+        table.add_row(
+            host.name, host.address, str(inv.node_id(host)), ",".join(host.roles), " ".join(files)
+        )
+    console.print(table)
+    console.print(f"bootstrap servers: [bold]{inv.bootstrap_servers}[/]")
+    console.print(f"written to {out}/ (summary in {out / 'cluster.json'})")
+
+
+@kafka_app.command("up")
+def up(
+    ctx: typer.Context,
+    nodes: Annotated[int | None, typer.Option(help="Number of nodes \\[default: 1].")] = None,
+    mode: ModeOpt = None,
+    version: VersionOpt = None,
+    base_port: Annotated[
+        int | None,
+        typer.Option(help="First port; node i uses base+10i.. \\[default: 0 = free ports]."),
+    ] = None,
+    heap: Annotated[str | None, typer.Option(help="Heap per Kafka JVM \\[default: 512m].")] = None,
+) -> None:
+    """Start a Kafka cluster on this machine and wait until it has formed."""
+    from alertbench.kafka import local
+
+    settings = _settings(ctx, nodes=nodes, mode=_mode(mode), base_port=base_port, heap=heap)
+    with console.status("starting Kafka…"):
+        result = local.up(settings, version=version, progress=_say)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    state = result.state
+    console.print(
+        f"[green]Kafka {state.kafka_version}[/] ({state.mode}) up: "
+        f"{len(result.info.brokers)} broker(s), controller {result.info.controller}, "
+        f"cluster id {result.info.cluster_id}"
+    )
+    console.print(f"bootstrap servers: [bold]{state.bootstrap_servers}[/]")
+
+
+@kafka_app.command("down")
+def down(
+    ctx: typer.Context,
+    purge: Annotated[bool, typer.Option(help="Also delete data, logs and state.")] = False,
+) -> None:
+    """Stop the cluster by PID (SIGTERM, then SIGKILL after the grace period)."""
+    from alertbench.kafka import local
+
+    settings = _settings(
+        ctx,
+    )
+    state, killed = local.down(settings, purge=purge)
+    if state is None:
+        console.print("no Kafka cluster recorded" + ("; run dir purged" if purge else ""))
+        return
+    msg = f"stopped {len(state.nodes)} process(es)"
+    if killed:
+        msg += f" ({', '.join(killed)} needed SIGKILL)"
+    console.print(msg + ("; data purged" if purge else "; data kept for the next `up`"))
+
+
+@kafka_app.command("status")
+def status(
+    ctx: typer.Context,
+) -> None:
+    """Nodes, controller, brokers, topics and under-replicated partitions."""
+    from alertbench.kafka import local
+
+    st = local.status(
+        _settings(
+            ctx,
+        )
+    )
+    table = Table(title=f"Kafka {st.state.kafka_version} ({st.state.mode})")
+    for col in ("node", "kind", "roles", "pid", "ports", "state"):
+        table.add_column(col)
+    for n in st.state.nodes:
+        table.add_row(
+            n.name,
+            n.kind,
+            ",".join(n.roles),
+            str(n.proc.pid) if n.proc else "-",
+            " ".join(str(p) for p in n.ports.values()),
+            "[green]running[/]" if st.alive[n.name] else "[red]stopped[/]",
+        )
+    console.print(table)
+    console.print(f"bootstrap servers: {st.state.bootstrap_servers}")
+    if st.info:
+        console.print(
+            f"controller: {st.info.controller}   brokers: {st.info.brokers}   "
+            f"cluster id: {st.info.cluster_id}"
+        )
+        _print_topics(st.topics)
+    elif st.error:
+        console.print(f"[red]{st.error}[/]")
+
+
+def _print_topics(topics: list) -> None:
+    table = Table(title="topics")
+    for col in ("topic", "partitions", "replication", "under-replicated"):
+        table.add_column(col)
+    for t in topics:
+        table.add_row(
+            t.name, str(len(t.partitions)), str(t.replication_factor), str(t.under_replicated)
+        )
+    console.print(table)
+
+
+def _parse_configs(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(
+                f"--config takes KEY=VALUE (e.g. retention.ms=3600000), not {pair!r}."
+            )
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+@topic_app.command("create")
+def topic_create(
+    ctx: typer.Context,
+    name: str,
+    partitions: Annotated[int, typer.Option(help="Number of partitions.")] = 1,
+    replication: Annotated[
+        int | None, typer.Option(help="Replication factor \\[default: the cluster's].")
+    ] = None,
+    config: Annotated[
+        list[str] | None, typer.Option("--config", "-c", help="Topic config KEY=VALUE.")
+    ] = None,
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """Create a topic."""
+    from alertbench.kafka.admin import create_topic
+    from alertbench.kafka.local import bootstrap_servers as find_bootstrap
+
+    servers = find_bootstrap(_settings(ctx, bootstrap_servers=bootstrap_servers))
+    create_topic(
+        servers,
+        name,
+        partitions=partitions,
+        replication=replication,
+        config=_parse_configs(config or []),
+    )
+    console.print(f"created topic [bold]{name}[/] ({partitions} partitions)")
+
+
+@topic_app.command("list")
+def topic_list(
+    ctx: typer.Context,
+    internal: Annotated[bool, typer.Option(help="Include internal topics.")] = False,
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """List topics with partitions and replication."""
+    from alertbench.kafka.admin import list_topics
+    from alertbench.kafka.local import bootstrap_servers as find_bootstrap
+
+    servers = find_bootstrap(_settings(ctx, bootstrap_servers=bootstrap_servers))
+    _print_topics(list_topics(servers, internal=internal))
+
+
+@topic_app.command("describe")
+def topic_describe(ctx: typer.Context, name: str, bootstrap_servers: BootstrapOpt = None) -> None:
+    """Show a topic's partitions (leader, replicas, ISR) and non-default configuration."""
+    from alertbench.kafka.admin import describe_topic
+    from alertbench.kafka.local import bootstrap_servers as find_bootstrap
+
+    servers = find_bootstrap(_settings(ctx, bootstrap_servers=bootstrap_servers))
+    topic = describe_topic(servers, name)
+    table = Table(title=f"topic {name}")
+    for col in ("partition", "leader", "replicas", "isr"):
+        table.add_column(col)
+    for p in topic.partitions:
+        table.add_row(str(p.id), str(p.leader), str(p.replicas), str(p.isr))
+    console.print(table)
+    for key, value in topic.config.items():
+        console.print(f"  {key} = {value}")
+
+
+@topic_app.command("delete")
+def topic_delete(ctx: typer.Context, name: str, bootstrap_servers: BootstrapOpt = None) -> None:
+    """Delete a topic."""
+    from alertbench.kafka.admin import delete_topic
+    from alertbench.kafka.local import bootstrap_servers as find_bootstrap
+
+    servers = find_bootstrap(_settings(ctx, bootstrap_servers=bootstrap_servers))
+    delete_topic(servers, name)
+    console.print(f"deleted topic [bold]{name}[/]")

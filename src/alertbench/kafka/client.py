@@ -1,0 +1,170 @@
+"""Plain produce and consume helpers over confluent-kafka, with delivery accounting."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from alertbench.errors import ClusterError
+
+
+@dataclass
+class DeliveryReport:
+    """What happened to produced messages.
+
+    Attributes
+    ----------
+    sent : int
+        Messages acknowledged by the cluster.
+    bytes : int
+        Their value bytes.
+    failed : list of str
+        One line per message that could not be delivered.
+    seconds : float
+        Wall time from the first produce call to the end of the flush.
+    """
+
+    sent: int = 0
+    bytes: int = 0
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def produce(
+    bootstrap_servers: str,
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes]],
+    *,
+    config: dict[str, object] | None = None,
+    flush_timeout: float = 120.0,
+) -> DeliveryReport:
+    """Produce ``(key, value)`` messages and wait until every one is acknowledged or failed.
+
+    Parameters
+    ----------
+    bootstrap_servers : str
+        Where to connect.
+    topic : str
+        Destination topic.
+    messages : iterable of (bytes or None, bytes)
+        Keys and values.
+    config : dict, optional
+        Extra librdkafka producer settings (``acks``, ``enable.idempotence``...).
+    flush_timeout : float
+        Seconds to wait for outstanding deliveries at the end.
+
+    Returns
+    -------
+    DeliveryReport
+    """
+    conf: dict[str, object] = {
+        "bootstrap.servers": bootstrap_servers,
+        "acks": "all",
+        "linger.ms": 5,
+        "message.max.bytes": 10 * 1024 * 1024,
+    }
+    conf.update(config or {})
+    producer = Producer(conf)
+    report = DeliveryReport()
+
+    def on_delivery(err: KafkaError | None, msg: object) -> None:
+        if err is not None:
+            report.failed.append(f"{topic}: {err.str()}")
+        else:
+            report.sent += 1
+            report.bytes += len(msg.value())  # type: ignore[attr-defined]
+
+    start = time.perf_counter()
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                # Local queue full: let deliveries drain, then retry this message.
+                producer.poll(0.05)
+        producer.poll(0)
+    left = producer.flush(flush_timeout)
+    report.seconds = time.perf_counter() - start
+    if left:
+        report.failed.append(f"{topic}: {left} message(s) not delivered within {flush_timeout} s")
+    return report
+
+
+def consume(
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    count: int,
+    timeout: float = 60.0,
+    config: dict[str, object] | None = None,
+) -> list[tuple[int, int, bytes | None, bytes]]:
+    """Read ``count`` messages of ``topic`` from the beginning.
+
+    Parameters
+    ----------
+    bootstrap_servers : str
+        Where to connect.
+    topic : str
+        Topic to read.
+    count : int
+        Stop after this many messages.
+    timeout : float
+        Give up after this many seconds without reaching ``count``.
+    config : dict, optional
+        Extra librdkafka consumer settings.
+
+    Returns
+    -------
+    list of (partition, offset, key, value)
+        In arrival order.
+
+    Raises
+    ------
+    ClusterError
+        If fewer than ``count`` messages arrive in time, or the consumer fails.
+    """
+    conf: dict[str, object] = {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": f"alertbench-{uuid.uuid4().hex[:12]}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+    }
+    conf.update(config or {})
+    consumer = Consumer(conf)
+    out: list[tuple[int, int, bytes | None, bytes]] = []
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + timeout
+        while len(out) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=min(500, count - len(out)), timeout=0.5):
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise ClusterError(f"consuming {topic}: {msg.error().str()}")
+                out.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
+    finally:
+        consumer.close()
+    if len(out) < count:
+        raise ClusterError(
+            f"read only {len(out)} of {count} messages from {topic} in {timeout:.0f} s."
+        )
+    return out
+
+
+def end_offsets(bootstrap_servers: str, topic: str, partitions: int) -> dict[int, int]:
+    """The high watermark of each partition of ``topic``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "alertbench-offsets"})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()

@@ -1,0 +1,281 @@
+"""The inventory: which hosts make up the Kafka cluster, with their roles, ports and dirs.
+
+Two forms are read:
+
+* classic ``/etc/hosts`` lines, ``IP NAME [ALIAS...]``, one host each; every host
+  gets every role of the mode (KRaft: controller and broker; ZooKeeper mode:
+  zookeeper and broker) and the classic ports;
+* TOML, with a ``[defaults]`` table and ``[[hosts]]`` entries that may set
+  ``roles``, ports and data dirs per host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from alertbench.errors import ConfigError
+
+Mode = Literal["kraft", "zookeeper"]
+Role = Literal["controller", "broker", "zookeeper"]
+
+MODE_ROLES: dict[str, tuple[Role, ...]] = {
+    "kraft": ("controller", "broker"),
+    "zookeeper": ("zookeeper", "broker"),
+}
+
+
+class HostDefaults(BaseModel):
+    """Settings every host gets unless it sets its own.
+
+    The port defaults are the classic ones of the ZTF/Fink-era deployments.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    roles: tuple[Role, ...] | None = None
+    broker_port: int = Field(24499, ge=1, le=65535)
+    controller_port: int = Field(24500, ge=1, le=65535)
+    zookeeper_client_port: int = Field(24498, ge=1, le=65535)
+    zookeeper_peer_port: int = Field(23333, ge=1, le=65535)
+    zookeeper_election_port: int = Field(23334, ge=1, le=65535)
+    data_dir: Path = Path("/data/kafka-logs")
+    zookeeper_data_dir: Path = Path("/data/zookeeper")
+    install_dir: Path = Path("/opt/alertbench")
+    user: str | None = None
+    ssh_port: int = Field(22, ge=1, le=65535)
+
+
+class Host(HostDefaults):
+    """One machine of the cluster."""
+
+    name: str = Field(min_length=1)
+    address: str = Field(min_length=1)
+    roles: tuple[Role, ...] = ()
+
+    def has(self, role: Role) -> bool:
+        """Tell whether this host plays ``role``."""
+        return role in self.roles
+
+
+class Inventory(BaseModel):
+    """Every host of a cluster and the mode it runs in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Mode = "kraft"
+    hosts: list[Host]
+    source: str = "<memory>"
+
+    @model_validator(mode="after")
+    def _check(self) -> Inventory:
+        if not self.hosts:
+            raise ValueError("no hosts")
+        names = [h.name for h in self.hosts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"host names must be unique; repeated: {', '.join(dupes)}")
+        allowed = set(MODE_ROLES[self.mode])
+        for h in self.hosts:
+            wrong = set(h.roles) - allowed
+            if wrong:
+                raise ValueError(
+                    f"host {h.name}: role(s) {', '.join(sorted(wrong))} do not exist in "
+                    f"{self.mode} mode (allowed: {', '.join(MODE_ROLES[self.mode])})"
+                )
+        need = ("controller", "broker") if self.mode == "kraft" else ("zookeeper", "broker")
+        for role in need:
+            if not any(h.has(role) for h in self.hosts):
+                raise ValueError(f"{self.mode} mode needs at least one host with role {role!r}")
+        used: dict[tuple[str, int], str] = {}
+        for h in self.hosts:
+            for port_name in _ports_in_use(h):
+                key = (h.address, getattr(h, port_name))
+                if key in used:
+                    raise ValueError(
+                        f"host {h.name}: {port_name} {key[1]} on {key[0]} is already used by "
+                        f"{used[key]}"
+                    )
+                used[key] = f"{h.name} ({port_name})"
+        return self
+
+    def with_role(self, role: Role) -> list[Host]:
+        """Hosts that play ``role``, in inventory order."""
+        return [h for h in self.hosts if h.has(role)]
+
+    def node_id(self, host: Host) -> int:
+        """The id of ``host``: its 1-based position (``node.id``, ``broker.id``, ``myid``)."""
+        return self.hosts.index(host) + 1
+
+    @property
+    def brokers(self) -> list[Host]:
+        """Hosts that run a Kafka broker."""
+        return self.with_role("broker")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Comma list of every broker's ``address:port``."""
+        return ",".join(f"{h.address}:{h.broker_port}" for h in self.brokers)
+
+    @property
+    def zookeeper_connect(self) -> str:
+        """Comma list of every ZooKeeper's client ``address:port``."""
+        return ",".join(
+            f"{h.address}:{h.zookeeper_client_port}" for h in self.with_role("zookeeper")
+        )
+
+
+def _ports_in_use(host: Host) -> list[str]:
+    ports = []
+    if host.has("broker"):
+        ports.append("broker_port")
+    if host.has("controller"):
+        ports.append("controller_port")
+    if host.has("zookeeper"):
+        ports += ["zookeeper_client_port", "zookeeper_peer_port", "zookeeper_election_port"]
+    return ports
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def parse_hosts_lines(text: str, *, source: str, mode: Mode) -> Inventory:
+    """Read classic ``/etc/hosts``-style lines (``IP NAME [ALIAS...]``).
+
+    Parameters
+    ----------
+    text : str
+        The file's content; ``#`` starts a comment.
+    source : str
+        File name for error messages.
+    mode : {"kraft", "zookeeper"}
+        Decides the roles every host gets.
+
+    Returns
+    -------
+    Inventory
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and line of a malformed entry.
+    """
+    hosts = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        where = f"{source}, line {lineno}: {raw.strip()!r}"
+        if len(fields) < 2:
+            raise ConfigError(
+                f"{where}: expected 'IP NAME' (e.g. '134.158.74.95 kafka-master'), "
+                "found only one field."
+            )
+        try:
+            ipaddress.ip_address(fields[0])
+        except ValueError:
+            raise ConfigError(
+                f"{where}: {fields[0]!r} is not an IP address; lines read 'IP NAME', "
+                "e.g. '134.158.74.95 kafka-master'."
+            ) from None
+        hosts.append({"name": fields[1], "address": fields[0], "roles": MODE_ROLES[mode]})
+    if not hosts:
+        raise ConfigError(f"{source}: no hosts found; add lines such as '10.0.0.1 kafka-1'.")
+    try:
+        return Inventory(mode=mode, hosts=hosts, source=source)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_validation_message(exc)}") from None
+
+
+def parse_toml(text: str, *, source: str, mode: Mode | None = None) -> Inventory:
+    """Read a TOML inventory.
+
+    Parameters
+    ----------
+    text : str
+        TOML with optional ``mode``, an optional ``[defaults]`` table and
+        ``[[hosts]]`` entries (``name``, ``address`` and any default key).
+    source : str
+        File name for error messages.
+    mode : {"kraft", "zookeeper"}, optional
+        Overrides the file's ``mode``.
+
+    Returns
+    -------
+    Inventory
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and the field that is wrong.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    unknown = set(data) - {"mode", "defaults", "hosts"}
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(sorted(unknown))}; "
+            "an inventory has 'mode', '[defaults]' and '[[hosts]]'."
+        )
+    chosen: Mode = mode or data.get("mode", "kraft")
+    if chosen not in MODE_ROLES:
+        raise ConfigError(f"{source}: mode must be 'kraft' or 'zookeeper', not {chosen!r}.")
+    try:
+        defaults = HostDefaults(**data.get("defaults", {}))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: [defaults] {_validation_message(exc)}") from None
+    base = defaults.model_dump(exclude_none=True)
+    base.setdefault("roles", MODE_ROLES[chosen])
+    hosts = data.get("hosts")
+    if not isinstance(hosts, list):
+        raise ConfigError(f"{source}: no [[hosts]] entries; each needs 'name' and 'address'.")
+    try:
+        return Inventory(
+            mode=chosen,
+            hosts=[{**base, **h} for h in hosts],
+            source=source,
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_validation_message(exc)}") from None
+
+
+def load_inventory(path: Path, *, mode: Mode | None = None) -> Inventory:
+    """Read an inventory file, TOML if it ends in ``.toml``, else classic host lines.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    mode : {"kraft", "zookeeper"}, optional
+        Cluster mode; for host lines it defaults to ``kraft``, for TOML to the
+        file's own ``mode``.
+
+    Returns
+    -------
+    Inventory
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or malformed.
+    """
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read inventory {path}: {exc.strerror}.") from None
+    if path.suffix == ".toml":
+        return parse_toml(text, source=str(path), mode=mode)
+    return parse_hosts_lines(text, source=str(path), mode=mode or "kraft")

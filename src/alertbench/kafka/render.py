@@ -1,0 +1,305 @@
+"""Render every node's configuration files from an inventory.
+
+KRaft: ``server.properties`` (``node.id``, ``process.roles``, a static
+controller quorum, listeners, ``log.dirs``, replication that fits the cluster).
+ZooKeeper mode: ``zoo.cfg`` with every ``server.X`` line, each host's ``myid``,
+and each broker's ``server.properties`` with ``broker.id`` and
+``zookeeper.connect``. Plus a logging configuration for each JVM.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alertbench.kafka.inventory import Host, Inventory
+from alertbench.kafka.release import KafkaRelease
+
+# Alerts with cutouts reach a few hundred KB; Rubin's can exceed Kafka's 1 MB
+# default, so brokers accept up to 10 MiB messages.
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+
+
+@dataclass
+class HostFiles:
+    """The rendered files of one host.
+
+    Attributes
+    ----------
+    host : Host
+        The inventory entry.
+    node_id : int
+        Its ``node.id`` / ``broker.id`` / ``myid``.
+    files : dict of str to str
+        File name to content, e.g. ``server.properties``, ``zoo.cfg``, ``myid``.
+    """
+
+    host: Host
+    node_id: int
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id as Kafka's ``Uuid.randomUuid()`` makes it.
+
+    Url-safe base64 of 16 random bytes without padding; Kafka rejects ids that
+    start with ``-``, so those are drawn again. Saves a JVM start over
+    ``kafka-storage random-uuid``.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+def replication(inv: Inventory) -> tuple[int, int]:
+    """Replication factor and ``min.insync.replicas`` that fit the cluster.
+
+    Up to three replicas, one fewer in sync (so one broker may be down); a
+    single broker gets 1 and 1.
+    """
+    rf = min(3, len(inv.brokers))
+    return rf, max(1, rf - 1)
+
+
+def format_properties(props: dict[str, str | int], header: str = "") -> str:
+    """Write Java properties, one ``key=value`` a line, in the given order."""
+    lines = [f"# {line}" for line in header.splitlines()] if header else []
+    lines += [f"{k}={v}" for k, v in props.items()]
+    return "\n".join(lines) + "\n"
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Read simple Java properties (``key=value`` lines, ``#`` comments)."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "!")) and "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+def server_properties(
+    inv: Inventory,
+    host: Host,
+    release: KafkaRelease,
+    *,
+    overrides: dict[str, str | int] | None = None,
+) -> dict[str, str | int]:
+    """The ``server.properties`` of one Kafka node, as an ordered dict.
+
+    Parameters
+    ----------
+    inv : Inventory
+        The whole cluster.
+    host : Host
+        The node (must have the ``broker`` or ``controller`` role).
+    release : KafkaRelease
+        Kafka version; decides which keys exist.
+    overrides : dict, optional
+        Extra or replacing properties (e.g. thread counts for a small machine).
+
+    Returns
+    -------
+    dict
+        Property name to value.
+    """
+    rf, min_isr = replication(inv)
+    node_id = inv.node_id(host)
+    props: dict[str, str | int] = {}
+    listeners = []
+    if host.has("broker"):
+        listeners.append(f"PLAINTEXT://{host.address}:{host.broker_port}")
+    if inv.mode == "kraft":
+        roles = [r for r in ("broker", "controller") if host.has(r)]
+        props["process.roles"] = ",".join(roles)
+        props["node.id"] = node_id
+        props["controller.quorum.voters"] = ",".join(
+            f"{inv.node_id(c)}@{c.address}:{c.controller_port}" for c in inv.with_role("controller")
+        )
+        if host.has("controller"):
+            listeners.append(f"CONTROLLER://{host.address}:{host.controller_port}")
+        props["listeners"] = ",".join(listeners)
+        if host.has("broker"):
+            props["advertised.listeners"] = f"PLAINTEXT://{host.address}:{host.broker_port}"
+            props["inter.broker.listener.name"] = "PLAINTEXT"
+        props["controller.listener.names"] = "CONTROLLER"
+        props["listener.security.protocol.map"] = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    else:
+        props["broker.id"] = node_id
+        props["listeners"] = ",".join(listeners)
+        props["advertised.listeners"] = f"PLAINTEXT://{host.address}:{host.broker_port}"
+        props["zookeeper.connect"] = inv.zookeeper_connect
+        props["zookeeper.connection.timeout.ms"] = 18000
+    props["log.dirs"] = str(host.data_dir)
+    props["num.partitions"] = 1
+    props["default.replication.factor"] = rf
+    props["min.insync.replicas"] = min_isr
+    props["offsets.topic.replication.factor"] = rf
+    props["transaction.state.log.replication.factor"] = rf
+    props["transaction.state.log.min.isr"] = min_isr
+    if release.has_share_groups:
+        props["share.coordinator.state.topic.replication.factor"] = rf
+        props["share.coordinator.state.topic.min.isr"] = min_isr
+    props["group.initial.rebalance.delay.ms"] = 0
+    props["message.max.bytes"] = MAX_MESSAGE_BYTES
+    props["replica.fetch.max.bytes"] = MAX_MESSAGE_BYTES
+    props.update(overrides or {})
+    return props
+
+
+def zoo_cfg(inv: Inventory, host: Host) -> dict[str, str | int]:
+    """The ``zoo.cfg`` of one ZooKeeper host, as an ordered dict."""
+    props: dict[str, str | int] = {
+        "tickTime": 2000,
+        "initLimit": 10,
+        "syncLimit": 5,
+        "dataDir": str(host.zookeeper_data_dir),
+        "clientPort": host.zookeeper_client_port,
+        "clientPortAddress": host.address,
+        "maxClientCnxns": 0,
+        "admin.enableServer": "false",
+        "4lw.commands.whitelist": "ruok,srvr,mntr,stat",
+    }
+    for zk in inv.with_role("zookeeper"):
+        props[f"server.{inv.node_id(zk)}"] = (
+            f"{zk.address}:{zk.zookeeper_peer_port}:{zk.zookeeper_election_port}"
+        )
+    return props
+
+
+LOG4J2 = """\
+# Kafka 4 logs through log4j2; the folder comes from -Dkafka.logs.dir.
+status = warn
+appender.file.type = RollingFile
+appender.file.name = FILE
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.filePattern = ${sys:kafka.logs.dir}/server.log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 100MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 5
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+LOG4J1 = """\
+# Kafka 3.x and ZooKeeper log through reload4j; the folder comes from -Dkafka.logs.dir.
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.RollingFileAppender
+log4j.appender.file.File=${kafka.logs.dir}/server.log
+log4j.appender.file.MaxFileSize=100MB
+log4j.appender.file.MaxBackupIndex=5
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.state.change.logger=WARN
+"""
+
+
+def log_config_name(release: KafkaRelease) -> str:
+    """File name of the logging configuration for ``release``."""
+    return "log4j2.properties" if release.uses_log4j2 else "log4j.properties"
+
+
+def render_cluster(
+    inv: Inventory,
+    release: KafkaRelease,
+    *,
+    overrides: dict[str, str | int] | None = None,
+) -> list[HostFiles]:
+    """Render the files of every host.
+
+    Parameters
+    ----------
+    inv : Inventory
+        The cluster.
+    release : KafkaRelease
+        Kafka version; must support ``inv.mode``.
+    overrides : dict, optional
+        Extra ``server.properties`` entries for every node.
+
+    Returns
+    -------
+    list of HostFiles
+        In inventory order.
+    """
+    release.check_mode(inv.mode)
+    out = []
+    for host in inv.hosts:
+        hf = HostFiles(host=host, node_id=inv.node_id(host))
+        header = f"{host.name}: rendered by alertbench for Kafka {release.version} ({inv.mode})"
+        if host.has("broker") or host.has("controller"):
+            hf.files["server.properties"] = format_properties(
+                server_properties(inv, host, release, overrides=overrides), header
+            )
+        if host.has("zookeeper"):
+            hf.files["zoo.cfg"] = format_properties(zoo_cfg(inv, host), header)
+            hf.files["myid"] = f"{hf.node_id}\n"
+        hf.files[log_config_name(release)] = LOG4J2 if release.uses_log4j2 else LOG4J1
+        out.append(hf)
+    return out
+
+
+def write_rendered(
+    inv: Inventory,
+    release: KafkaRelease,
+    out_dir: Path,
+    *,
+    cluster_id: str | None = None,
+) -> list[Path]:
+    """Write every host's files under ``out_dir/<host name>/`` plus ``cluster.json``.
+
+    Parameters
+    ----------
+    inv : Inventory
+        The cluster.
+    release : KafkaRelease
+        Kafka version.
+    out_dir : Path
+        Destination folder (created).
+    cluster_id : str, optional
+        KRaft cluster id; a new one is made if not given.
+
+    Returns
+    -------
+    list of Path
+        Every file written.
+    """
+    written = []
+    rendered = render_cluster(inv, release)
+    for hf in rendered:
+        folder = out_dir / hf.host.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in hf.files.items():
+            (folder / name).write_text(text)
+            written.append(folder / name)
+    summary = {
+        "mode": inv.mode,
+        "kafka_version": release.version,
+        "cluster_id": (cluster_id or new_cluster_id()) if inv.mode == "kraft" else None,
+        "bootstrap_servers": inv.bootstrap_servers,
+        "zookeeper_connect": inv.zookeeper_connect or None,
+        "inventory": inv.source,
+        "hosts": [
+            {
+                "name": hf.host.name,
+                "address": hf.host.address,
+                "id": hf.node_id,
+                "roles": list(hf.host.roles),
+                "files": sorted(hf.files),
+            }
+            for hf in rendered
+        ],
+    }
+    (out_dir / "cluster.json").write_text(json.dumps(summary, indent=2) + "\n")
+    written.append(out_dir / "cluster.json")
+    return written
