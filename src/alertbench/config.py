@@ -136,6 +136,11 @@ def load_settings(**flags: Any) -> Settings:
         if isinstance(value, dict):
             given[key] = {k: v for k, v in value.items() if v is not None}
     toml_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+    if CONFIG_FILE_ENV in os.environ and not toml_file.is_file():
+        raise ConfigError(
+            f"{CONFIG_FILE_ENV}={toml_file} names no file; point it at an alertbench.toml "
+            "or unset it."
+        )
     try:
         return Settings(**given)
     except ValidationError as exc:
@@ -164,8 +169,11 @@ class Flags:
         """Settings from every layer, with these flags on top of the global ones."""
         merged = dict(self.flags)
         for key, value in flags.items():
+            if value is None:
+                continue  # not given: the global flag (or a lower layer) stands
             if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key] = {**merged[key], **value}
+                given = {k: v for k, v in value.items() if v is not None}
+                merged[key] = {**merged[key], **given}
             else:
                 merged[key] = value
         return load_settings(**merged)

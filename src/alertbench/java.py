@@ -65,8 +65,28 @@ def parse_java_version(text: str) -> tuple[str, int]:
         raise JavaError(f"cannot read a Java version from `java -version` output: {text!r}")
     full = match.group("v")
     parts = re.split(r"[._+-]", full)
-    major = int(parts[1]) if parts[0] == "1" and len(parts) > 1 else int(parts[0])
+    try:
+        major = int(parts[1]) if parts[0] == "1" and len(parts) > 1 else int(parts[0])
+    except ValueError:
+        raise JavaError(
+            f"cannot read a Java version from `java -version` output: {text!r}"
+        ) from None
     return full, major
+
+
+def check_java_version(version: str, major: int, executable: Path) -> None:
+    """Refuse a Java older than 17.
+
+    Raises
+    ------
+    JavaError
+        Naming the executable, its version and what to install.
+    """
+    if major < MIN_JAVA:
+        raise JavaError(
+            f"Java {version} at {executable} is too old: Kafka 4 and Spark 4 need Java "
+            f">= {MIN_JAVA}. {_INSTALL_HINT}"
+        )
 
 
 def find_java(java_home: Path | None = None) -> Java:
@@ -87,11 +107,16 @@ def find_java(java_home: Path | None = None) -> Java:
     JavaError
         If Java is missing, does not run, or is older than 17.
     """
-    home = java_home or (Path(os.environ["JAVA_HOME"]) if os.environ.get("JAVA_HOME") else None)
+    if java_home is not None:
+        home, origin = java_home, "the configured java_home"
+    elif os.environ.get("JAVA_HOME"):
+        home, origin = Path(os.environ["JAVA_HOME"]), "JAVA_HOME"
+    else:
+        home, origin = None, ""
     if home is not None:
         candidate = home / "bin" / "java"
         if not candidate.is_file():
-            raise JavaError(f"no Java at {candidate} (from JAVA_HOME={home}). {_INSTALL_HINT}")
+            raise JavaError(f"no Java at {candidate} (from {origin}={home}). {_INSTALL_HINT}")
         executable = candidate
     else:
         found = shutil.which("java")
@@ -105,9 +130,5 @@ def find_java(java_home: Path | None = None) -> Java:
     except OSError as exc:
         raise JavaError(f"cannot run {executable}: {exc}. {_INSTALL_HINT}") from exc
     version, major = parse_java_version(proc.stderr + proc.stdout)
-    if major < MIN_JAVA:
-        raise JavaError(
-            f"Java {version} at {executable} is too old: Kafka 4 and Spark 4 need Java "
-            f">= {MIN_JAVA}. {_INSTALL_HINT}"
-        )
+    check_java_version(version, major, executable)
     return Java(executable=executable, version=version, major=major)

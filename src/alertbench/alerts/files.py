@@ -25,7 +25,8 @@ def find_alert_files(sources: Iterable[str | Path]) -> list[Path]:
     Parameters
     ----------
     sources : iterable of str or Path
-        Each a file, a folder or a glob pattern.
+        Each a file (taken whatever its name: the user named it), a folder or a
+        glob pattern (both filtered to alert suffixes).
 
     Returns
     -------

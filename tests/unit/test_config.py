@@ -1,0 +1,167 @@
+"""Configuration layering: defaults < alertbench.toml < ALERTBENCH_* env < flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from alertbench.config import Flags, load_settings
+from alertbench.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ALERTBENCH_* variable from the developer's shell or CI, no stray alertbench.toml."""
+    for name in list(os.environ):
+        if name.upper().startswith("ALERTBENCH_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults() -> None:
+    s = load_settings()
+    assert s.kafka.version == "4.3.1"
+    assert s.kafka.zookeeper_version == "3.9.2"
+    assert s.kafka.mode == "kraft"
+    assert s.kafka.nodes == 1
+    assert s.kafka.heap == "512m"
+    assert s.kafka.maven_repository == "https://repo1.maven.org/maven2"
+    assert s.run_dir == Path(".alertbench")
+    assert s.kafka_state_dir == Path(".alertbench") / "kafka"
+    assert s.alerts is None
+
+
+def test_toml_in_working_directory_overrides_defaults(tmp_path: Path) -> None:
+    (tmp_path / "alertbench.toml").write_text(
+        'run_dir = "from-toml"\n[kafka]\nheap = "1g"\nnodes = 3\n'
+    )
+    s = load_settings()
+    assert s.run_dir == Path("from-toml")
+    assert s.kafka.heap == "1g"
+    assert s.kafka.nodes == 3
+    # Keys the file does not set keep their defaults.
+    assert s.kafka.version == "4.3.1"
+
+
+def test_toml_named_by_alertbench_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "conf" / "bench.toml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text('[kafka]\nversion = "3.9.2"\nmode = "zookeeper"\n')
+    # A file in the working directory must be ignored when ALERTBENCH_CONFIG is set.
+    (tmp_path / "alertbench.toml").write_text('[kafka]\nversion = "4.0.0"\n')
+    monkeypatch.setenv("ALERTBENCH_CONFIG", str(elsewhere))
+    s = load_settings()
+    assert s.kafka.version == "3.9.2"
+    assert s.kafka.mode == "zookeeper"
+
+
+def test_env_overrides_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "alertbench.toml").write_text('run_dir = "from-toml"\n[kafka]\nheap = "1g"\n')
+    monkeypatch.setenv("ALERTBENCH_KAFKA__HEAP", "2g")
+    monkeypatch.setenv("ALERTBENCH_RUN_DIR", "from-env")
+    s = load_settings()
+    assert s.kafka.heap == "2g"
+    assert s.run_dir == Path("from-env")
+
+
+def test_env_nested_int_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALERTBENCH_KAFKA__NODES", "4")
+    assert load_settings().kafka.nodes == 4
+
+
+def test_flags_override_env_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "alertbench.toml").write_text('[kafka]\nheap = "1g"\nnodes = 3\n')
+    monkeypatch.setenv("ALERTBENCH_KAFKA__HEAP", "2g")
+    s = load_settings(kafka={"heap": "3g"})
+    assert s.kafka.heap == "3g"
+    # The flag layer is merged into the section, not replacing it.
+    assert s.kafka.nodes == 3
+
+
+def test_none_flag_does_not_override_lower_layers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "alertbench.toml").write_text('run_dir = "from-toml"\n[kafka]\nnodes = 3\n')
+    monkeypatch.setenv("ALERTBENCH_KAFKA__HEAP", "2g")
+    s = load_settings(run_dir=None, kafka={"heap": None, "nodes": None, "version": "3.9.2"})
+    assert s.run_dir == Path("from-toml")
+    assert s.kafka.heap == "2g"
+    assert s.kafka.nodes == 3
+    assert s.kafka.version == "3.9.2"
+
+
+def test_bad_value_in_toml_names_the_field(tmp_path: Path) -> None:
+    (tmp_path / "alertbench.toml").write_text("[kafka]\nnodes = 0\n")
+    with pytest.raises(ConfigError, match=r"kafka\.nodes") as info:
+        load_settings()
+    assert "greater than or equal to 1" in str(info.value)
+    assert "alertbench.toml" in str(info.value)
+
+
+def test_string_for_int_in_toml_names_the_field(tmp_path: Path) -> None:
+    (tmp_path / "alertbench.toml").write_text('[kafka]\nnodes = "three"\n')
+    with pytest.raises(ConfigError, match=r"kafka\.nodes: Input should be a valid integer"):
+        load_settings()
+
+
+def test_bad_value_in_env_names_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALERTBENCH_KAFKA__BASE_PORT", "70000")
+    with pytest.raises(ConfigError, match=r"kafka\.base_port"):
+        load_settings()
+
+
+def test_bad_flag_names_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"kafka\.mode"):
+        load_settings(kafka={"mode": "sharded"})
+
+
+def test_unknown_key_in_toml_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "alertbench.toml").write_text("bogus = 1\n")
+    with pytest.raises(ConfigError, match=r"bogus: Extra inputs are not permitted"):
+        load_settings()
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[kafka\nnodes = 3\n")
+    monkeypatch.setenv("ALERTBENCH_CONFIG", str(broken))
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith(f"cannot read configuration file {broken}: ")
+    assert "line 1" in message
+
+
+def test_flags_merge_global_and_command_flags() -> None:
+    flags = Flags(run_dir=Path("global-run"), kafka={"version": "3.9.2", "heap": "1g"})
+    s = flags.settings(kafka={"heap": "2g", "nodes": 3})
+    assert s.run_dir == Path("global-run")
+    assert s.kafka.version == "3.9.2"  # from the global nested flags
+    assert s.kafka.heap == "2g"  # the command's flag wins
+    assert s.kafka.nodes == 3
+    # The global flags are not modified by a command's settings() call.
+    assert flags.flags == {
+        "run_dir": Path("global-run"),
+        "kafka": {"version": "3.9.2", "heap": "1g"},
+    }
+
+
+def test_flags_command_dict_on_top_of_no_global_section() -> None:
+    s = Flags(cache_dir=Path("c")).settings(kafka={"mode": "zookeeper", "version": None})
+    assert s.cache_dir == Path("c")
+    assert s.kafka.mode == "zookeeper"
+    assert s.kafka.version == "4.3.1"
+
+
+def test_flags_command_none_keeps_global_flag() -> None:
+    # None means "not given" (load_settings docstring), so a command that does not
+    # set a flag must let the global one of the same name show through.
+    s = Flags(run_dir=Path("global-run")).settings(run_dir=None)
+    assert s.run_dir == Path("global-run")
+
+
+def test_flags_command_nested_none_keeps_global_nested_flag() -> None:
+    s = Flags(kafka={"heap": "5g"}).settings(kafka={"heap": None})
+    assert s.kafka.heap == "5g"
