@@ -1,7 +1,13 @@
-"""ZooKeeper mode (Kafka 3.9.2): a 3-node ensemble and 3 brokers."""
+"""ZooKeeper mode (Kafka 3.9.2) from a classic inventory: 3 ZooKeepers and 3 brokers.
+
+The hosts are three loopback addresses of this machine, so each node listens on
+the classic ports (ZooKeeper 24498, quorum 23333/23334, broker 24499) as it
+would on its own host.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,42 +16,73 @@ from alertbench.kafka.admin import create_topic, describe_cluster, describe_topi
 from alertbench.kafka.client import consume, produce
 from alertbench.kafka.cluster import zookeeper_mode
 from alertbench.kafka.render import parse_properties
+from alertbench.procs import LocalTransport
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
+HOSTS = {"127.0.0.21": "zk-master", "127.0.0.22": "zk-slave1", "127.0.0.23": "zk-slave2"}
+CLASSIC_PORTS = (24498, 23333, 23334, 24499)
 
-def test_ensemble_and_brokers_carry_real_alerts(kafka_cluster, kafka3, alert_files: list[Path]):
+
+def test_classic_inventory_ensemble_and_brokers_carry_real_alerts(
+    tmp_path: Path, cli, kafka3, alert_files: list[Path]
+):
+    local = LocalTransport()
+    busy = [(a, p) for a in HOSTS for p in CLASSIC_PORTS if local.port_in_use(a, p)]
+    if busy:
+        pytest.skip(f"classic ports already taken on this machine: {busy}")
+    inventory = tmp_path / "hosts"
+    inventory.write_text("# the cluster\n" + "".join(f"{a} {n}\n" for a, n in HOSTS.items()))
+    run_dir = tmp_path / "run"
     files = alert_files[:120]
-    with kafka_cluster(kafka3, nodes=3, mode="zookeeper") as rc:
-        zks = [n for n in rc.state.nodes if n.kind == "zookeeper"]
-        brokers = [n for n in rc.state.nodes if n.kind == "kafka"]
-        assert len(zks) == 3
-        assert len(brokers) == 3
-        modes = sorted(zookeeper_mode(n.address, n.ports["zookeeper_client_port"]) for n in zks)
+    try:
+        up = cli(
+            "kafka", "up", "--inventory", str(inventory), "--mode", "zookeeper", run_dir=run_dir
+        )
+        assert up.returncode == 0, up.stderr
+        assert "Kafka 3.9.2" in up.stdout
+        state = json.loads((run_dir / "kafka" / "state.json").read_text())
+        bootstrap = state["bootstrap_servers"]
+        assert bootstrap == "127.0.0.21:24499,127.0.0.22:24499,127.0.0.23:24499"
+        zks = [n for n in state["nodes"] if n["kind"] == "zookeeper"]
+        assert [n["name"] for n in zks] == ["zk-master-zk", "zk-slave1-zk", "zk-slave2-zk"]
+        modes = sorted(zookeeper_mode(n["address"], 24498) for n in zks)
         assert modes == ["follower", "follower", "leader"]
         for zk in zks:
-            cfg = parse_properties((zk.config_dir / "zoo.cfg").read_text())
-            assert [k for k in cfg if k.startswith("server.")] == [
-                "server.1",
-                "server.2",
-                "server.3",
-            ]
-            myid = Path(cfg["dataDir"]) / "myid"
-            assert myid.read_text().strip() == str(zk.node_id)
-        connect = parse_properties((brokers[0].config_dir / "server.properties").read_text())[
-            "zookeeper.connect"
-        ]
-        assert connect == rc.state.zookeeper_connect
-        assert len(connect.split(",")) == 3
-        info = describe_cluster(rc.bootstrap)
+            cfg = parse_properties((Path(zk["home"]) / "config" / "zoo.cfg").read_text())
+            assert cfg["server.1"] == "127.0.0.21:23333:23334"
+            assert cfg["server.3"] == "127.0.0.23:23333:23334"
+            assert (Path(cfg["dataDir"]) / "myid").read_text().strip() == str(zk["node_id"])
+        broker = next(n for n in state["nodes"] if n["name"] == "zk-slave1")
+        props = parse_properties(
+            (Path(broker["home"]) / "config" / "server.properties").read_text()
+        )
+        assert props["broker.id"] == "2"
+        assert props["listeners"] == "PLAINTEXT://127.0.0.22:24499"
+        assert props["zookeeper.connect"] == "127.0.0.21:24498,127.0.0.22:24498,127.0.0.23:24498"
+        info = describe_cluster(bootstrap)
         assert info.brokers == [1, 2, 3]
-        assert info.controller in (1, 2, 3)
 
-        create_topic(rc.bootstrap, "ztf-zk", partitions=3, replication=3)
-        assert describe_topic(rc.bootstrap, "ztf-zk").replication_factor == 3
+        create_topic(bootstrap, "ztf-zk", partitions=3, replication=3)
+        assert describe_topic(bootstrap, "ztf-zk").replication_factor == 3
         packets = {f.name.encode(): f.read_bytes() for f in files}
-        report = produce(rc.bootstrap, "ztf-zk", packets.items())
+        report = produce(bootstrap, "ztf-zk", packets.items())
         assert report.failed == []
         assert report.sent == len(files)
-        received = {k: v for _, _, k, v in consume(rc.bootstrap, "ztf-zk", count=len(files))}
+        received = {k: v for _, _, k, v in consume(bootstrap, "ztf-zk", count=len(files))}
         assert received == packets
+
+        status = cli("kafka", "status", run_dir=run_dir)
+        assert "zk-slave2-zk" in status.stdout
+        assert "ztf-zk" in status.stdout
+    finally:
+        down = cli("kafka", "down", "--purge", run_dir=run_dir)
+    assert down.returncode == 0, down.stderr
+
+
+def test_remote_host_in_inventory_is_refused(tmp_path: Path, cli):
+    inventory = tmp_path / "hosts"
+    inventory.write_text("134.158.74.95 kafka-master\n")
+    up = cli("kafka", "up", "--inventory", str(inventory), run_dir=tmp_path / "run")
+    assert up.returncode == 1
+    assert "kafka-master (134.158.74.95) is not this machine" in up.stderr.replace("\n", " ")

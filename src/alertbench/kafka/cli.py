@@ -119,13 +119,19 @@ def up(
         typer.Option(help="First port; node i uses base+10i.. \\[default: 0 = free ports]."),
     ] = None,
     heap: Annotated[str | None, typer.Option(help="Heap per Kafka JVM \\[default: 512m].")] = None,
+    inventory: Annotated[
+        Path | None,
+        typer.Option(
+            "--inventory", "-i", help="Lay nodes out from an inventory of this machine's addresses."
+        ),
+    ] = None,
 ) -> None:
     """Start a Kafka cluster on this machine and wait until it has formed."""
     from alertbench.kafka import local
 
     settings = _settings(ctx, nodes=nodes, mode=_mode(mode), base_port=base_port, heap=heap)
     with console.status("starting Kafka…"):
-        result = local.up(settings, version=version, progress=_say)
+        result = local.up(settings, version=version, inventory=inventory, progress=_say)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     state = result.state

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
 
 from alertbench.config import Settings
 from alertbench.errors import ClusterError
@@ -17,7 +21,7 @@ from alertbench.kafka.cluster import (
     read_state,
 )
 from alertbench.kafka.fetch import resolve_kafka
-from alertbench.kafka.inventory import Mode
+from alertbench.kafka.inventory import Inventory, Mode, load_inventory
 
 
 def kafka_version_for(settings: Settings, mode: Mode, version: str | None = None) -> str:
@@ -60,12 +64,42 @@ class UpResult:
     notes: list[str] = field(default_factory=list)
 
 
+def on_this_machine(inv: Inventory, state_dir: Path) -> Inventory:
+    """Check every host of ``inv`` is this machine and move its dirs into ``state_dir``.
+
+    Many hosts of one inventory may share this machine (one loopback address
+    each), so their data cannot all live in the inventory's ``/data/...``.
+
+    Raises
+    ------
+    ClusterError
+        Naming the first host whose address is not this machine's.
+    """
+    mine = {a.address for addrs in psutil.net_if_addrs().values() for a in addrs}
+    hosts = []
+    for host in inv.hosts:
+        if not (ipaddress.ip_address(host.address).is_loopback or host.address in mine):
+            raise ClusterError(
+                f"{inv.source}: host {host.name} ({host.address}) is not this machine; "
+                "starting nodes on remote hosts (over SSH) is not supported yet. Render their "
+                "files with `alertbench kafka config` instead."
+            )
+        home = state_dir.resolve() / host.name
+        hosts.append(
+            host.model_copy(
+                update={"data_dir": home / "data", "zookeeper_data_dir": home / "zookeeper"}
+            )
+        )
+    return inv.model_copy(update={"hosts": hosts})
+
+
 def up(
     settings: Settings,
     *,
     nodes: int | None = None,
     mode: Mode | None = None,
     version: str | None = None,
+    inventory: Path | None = None,
     progress: Progress | None = None,
 ) -> UpResult:
     """Start the embedded cluster, or restart/confirm the one recorded in the run dir.
@@ -76,6 +110,9 @@ def up(
         Run dir, ports, heaps, timeouts.
     nodes, mode, version : optional
         Override ``settings.kafka``.
+    inventory : Path, optional
+        Lay the cluster out from this inventory instead of ``nodes`` local
+        nodes; every host must be an address of this machine (e.g. 127.0.0.2).
     progress : callable, optional
         Called with a short message at each step.
 
@@ -89,18 +126,23 @@ def up(
         If a different cluster is recorded in the run dir, a port is taken, or
         the cluster does not form.
     """
+    cluster = cluster_for(settings)
+    inv = None
+    if inventory is not None:
+        # A mode set in any layer wins; otherwise a TOML inventory's own mode.
+        chosen = mode or (
+            settings.kafka.mode if "mode" in settings.kafka.model_fields_set else None
+        )
+        inv = on_this_machine(load_inventory(inventory, mode=chosen), cluster.state_dir)
+        mode, nodes = inv.mode, len(inv.hosts)
     nodes = nodes or settings.kafka.nodes
     mode = mode or settings.kafka.mode
     version = kafka_version_for(settings, mode, version)
-    cluster = cluster_for(settings)
+    layout = {"source": inv.source if inv else f"local:{nodes}", "hosts": nodes}
     state = cluster.load_state()
     notes: list[str] = []
     if state is not None:
-        same = (
-            state.mode == mode
-            and state.kafka_version == version
-            and state.layout.get("hosts") == nodes
-        )
+        same = state.mode == mode and state.kafka_version == version and state.layout == layout
         running = cluster.running(state)
         described = (
             f"a {len(state.nodes)}-process {state.mode} cluster (Kafka {state.kafka_version})"
@@ -125,7 +167,7 @@ def up(
         info = cluster.start(state, timeout=settings.kafka.start_timeout, progress=progress)
         return UpResult(state, info, notes=notes)
     install = resolve_kafka(settings, version)
-    inv = local_inventory(
+    inv = inv or local_inventory(
         cluster.state_dir,
         nodes=nodes,
         mode=mode,
