@@ -82,6 +82,14 @@ class Settings(BaseSettings):
         description="Downloads kept across runs: Kafka jars, Maven.",
     )
     alerts: Path | None = Field(None, description="Folder, file or glob of alert packets.")
+    data_dir: Path = Field(
+        Path(platformdirs.user_data_dir("alertbench")),
+        description="Where `data fetch` puts downloaded alerts.",
+    )
+    ztf_archive_url: str = Field(
+        "https://ztf.uw.edu/alerts/public",
+        description="Base URL of the public ZTF nightly alert archives (ztf_public_YYYYMMDD.tar.gz).",
+    )
     java_home: Path | None = Field(
         None, description="JDK to use; else JAVA_HOME, else `java` on PATH."
     )
