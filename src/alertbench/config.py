@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     )
     ztf_archive_url: str = Field(
         "https://ztf.uw.edu/alerts/public",
-        description="Base URL of the public ZTF nightly alert archives (ztf_public_YYYYMMDD.tar.gz).",
+        description="Base URL of the public ZTF nightly archives (ztf_public_YYYYMMDD.tar.gz).",
     )
     java_home: Path | None = Field(
         None, description="JDK to use; else JAVA_HOME, else `java` on PATH."
