@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
@@ -85,10 +86,20 @@ def describe_cluster(bootstrap_servers: str, timeout: float = 10.0) -> ClusterIn
         If no broker answers within ``timeout`` seconds.
     """
     admin = admin_client(bootstrap_servers)
-    try:
-        desc = admin.describe_cluster(request_timeout=timeout).result(timeout=timeout + 5)
-    except (KafkaException, TimeoutError) as exc:
-        raise ClusterError(f"no Kafka broker answers at {bootstrap_servers}: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    while True:
+        # One slow answer (a controller moving, a loaded machine) is retried
+        # until the deadline rather than reported as a dead cluster.
+        left = max(1.0, deadline - time.monotonic())
+        try:
+            desc = admin.describe_cluster(request_timeout=min(5.0, left)).result(timeout=left + 5)
+            break
+        except (KafkaException, TimeoutError) as exc:
+            if time.monotonic() >= deadline:
+                raise ClusterError(
+                    f"no Kafka broker answers at {bootstrap_servers}: {exc}"
+                ) from exc
+            time.sleep(0.2)
     controller = desc.controller.id if desc.controller is not None else None
     return ClusterInfo(
         cluster_id=desc.cluster_id,
@@ -174,9 +185,35 @@ def create_topic(
         future.result(timeout=timeout + 5)
     except KafkaException as exc:
         err = exc.args[0]
-        if exist_ok and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+        if not (exist_ok and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
+            raise ClusterError(f"cannot create topic {name!r}: {err.str()}") from exc
+    _wait_for_leaders(admin, name, timeout)
+
+
+def _wait_for_leaders(admin: AdminClient, name: str, timeout: float) -> None:
+    """Wait until every partition of ``name`` has a leader in the metadata.
+
+    The controller acknowledges a new topic before every broker knows it; a
+    producer or describe that lands on another broker right away would fail.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            topic = admin.list_topics(topic=name, timeout=5).topics.get(name)
+        except KafkaException:
+            topic = None
+        if (
+            topic is not None
+            and topic.error is None
+            and topic.partitions
+            and all(p.leader >= 0 for p in topic.partitions.values())
+        ):
             return
-        raise ClusterError(f"cannot create topic {name!r}: {err.str()}") from exc
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"topic {name!r} has no leader for every partition after {timeout} s"
+            )
+        time.sleep(0.2)
 
 
 def delete_topic(bootstrap_servers: str, name: str, *, timeout: float = 30.0) -> None:
