@@ -58,8 +58,12 @@ def root(
 def _register() -> None:
     from alertbench.bench.demo import demo_command
     from alertbench.kafka.cli import kafka_app
+    from alertbench.simulator.cli import simulate_command
+    from alertbench.simulator.data_cli import data_app
 
     app.add_typer(kafka_app, name="kafka")
+    app.command("simulate")(simulate_command)
+    app.add_typer(data_app, name="data")
     app.command("demo")(demo_command)
 
 
@@ -69,23 +73,8 @@ _register()
 def main() -> None:
     """Entry point: run the app, turning alertbench errors into one red line."""
     try:
-        rc = app(standalone_mode=False)
+        # Standalone mode: Typer handles --help, usage errors and exit codes.
+        app()
     except AlertbenchError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own formatting
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-    sys.exit(rc if isinstance(rc, int) else 0)

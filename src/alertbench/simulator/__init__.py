@@ -1,0 +1,1 @@
+"""The alert stream simulator: schedules and producers that stream alerts into Kafka."""
