@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import socket
 import threading
@@ -300,3 +301,92 @@ def test_broker_stopped_mid_stream_loses_no_alert(kafka_cluster, kafka4, alert_f
         ]
         assert sorted(got) == sorted(expected)
         assert sum(end_offsets(rc.bootstrap, "ha-stream", 3).values()) == 600
+
+
+def test_rate_replay_and_duration_schedules(single_kafka, alert_files):
+    sources = [str(p) for p in alert_files[:40]]
+
+    rate = simulate(
+        SimulationOptions(
+            servers=single_kafka.bootstrap,
+            topic="rate",
+            sources=sources,
+            schedule=Schedule(mode="rate", rate=20.0),
+            partitions=1,
+        )
+    ).summary
+    sent = sorted(
+        headers(m)[SENT_HEADER] / 1e6 for m in read_topic(single_kafka.bootstrap, "rate", 40)
+    )
+    # 40 alerts at 20/s: the last leaves about 1.95 s after the first.
+    assert sent[-1] - sent[0] == pytest.approx(39 / 20, abs=0.4)
+    assert rate["alerts"] == 40
+
+    alerts = AlertReader().read([Path(s) for s in sources])
+    jds = sorted(a.observed for a in alerts)
+    span_days = jds[-1] - jds[0]
+    speed = span_days * 86400 / 2.0  # the whole sample replays in about 2 s
+    simulate(
+        SimulationOptions(
+            servers=single_kafka.bootstrap,
+            topic="replay",
+            sources=sources,
+            schedule=Schedule(mode="replay", replay_speed=speed),
+            partitions=1,
+        )
+    )
+    fmt = make_format("ztf")
+    pairs = sorted(
+        (headers(m)[SENT_HEADER] / 1e6, fmt.decode(m.value())[0]["candidate"]["jd"])
+        for m in read_topic(single_kafka.bootstrap, "replay", 40)
+    )
+    assert [jd for _, jd in pairs] == sorted(jd for _, jd in pairs), "sent in observation order"
+    t_first, jd_first = pairs[0]
+    for t, jd in pairs:
+        assert t - t_first == pytest.approx((jd - jd_first) * 86400 / speed, abs=0.4)
+
+    timed = simulate(
+        SimulationOptions(
+            servers=single_kafka.bootstrap,
+            topic="timed",
+            sources=sources,
+            schedule=Schedule(mode="rate", rate=50.0),
+            duration=2.0,
+            loop=True,
+            partitions=1,
+        )
+    ).summary
+    # Two seconds at 50/s: about 100 alerts (the source of 40 looped).
+    assert 80 <= timed["alerts"] <= 101
+    assert timed["failures"] == 0
+
+
+def test_rubin_alerts_in_confluent_format(single_kafka, tmp_path):
+    data = os.environ.get("ALERTBENCH_TEST_DATA")
+    if not data:
+        pytest.skip("needs ALERTBENCH_TEST_DATA (the shared data folder with lsst/)")
+    files = sorted((Path(data) / "lsst" / "lsstcam-20250906-v9.0").glob("*.avro"))[:30]
+    alerts = AlertReader().read(files)
+    ids = tmp_path / "ids"
+    ids.mkdir()
+    (ids / "900.avsc").write_text(json.dumps(alerts[0].schema.definition))
+    result = simulate(
+        SimulationOptions(
+            servers=single_kafka.bootstrap,
+            topic="lsst-alerts",
+            sources=[str(f) for f in files],
+            wire="confluent",
+            registry=str(ids),
+            schedule=Schedule(mode="max"),
+            partitions=2,
+        )
+    )
+    assert result.summary["source"]["versions"] == {"lsst 9.0": len(alerts)}
+    fmt = make_format("confluent", registry=ids)
+    by_id = {a.record["diaSourceId"]: a.record for a in alerts}
+    got = {}
+    for m in read_topic(single_kafka.bootstrap, "lsst-alerts", len(alerts)):
+        assert m.value()[:5] == b"\x00" + (900).to_bytes(4, "big")
+        record, _ = fmt.decode(m.value())
+        got[record["diaSourceId"]] = record
+    assert got == by_id
