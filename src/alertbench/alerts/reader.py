@@ -9,7 +9,9 @@ the reason and skipped; ``strict`` makes the first one fatal.
 
 from __future__ import annotations
 
+import gzip
 import io
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -150,6 +152,8 @@ class AlertReader:
         """
         try:
             data = read_packet(path)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise AlertReadError(f"{path}: corrupt gzip: {exc}") from exc
         except OSError as exc:
             raise AlertReadError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         except Exception as exc:  # gzip / zlib errors on a corrupt .avro.gz

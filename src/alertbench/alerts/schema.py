@@ -117,8 +117,10 @@ class Schema:
 
     @property
     def name(self) -> str:
-        """The schema's full name, e.g. ``ztf.alert``."""
-        return str(self.definition.get("name"))
+        """The schema's full name, e.g. ``ztf.alert`` (namespace included)."""
+        name = str(self.definition.get("name"))
+        namespace = self.definition.get("namespace")
+        return f"{namespace}.{name}" if namespace and "." not in name else name
 
     @property
     def field_names(self) -> list[str]:

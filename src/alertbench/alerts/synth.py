@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from alertbench.alerts.reader import alert_key
 from alertbench.alerts.schema import Schema, _zigzag
 
 Path_ = tuple[str | int, ...]
@@ -98,7 +99,8 @@ def _source_slots(src: dict[str, Any], prefix: Path_) -> list[Slot]:
     for f in ("dec", "decl"):
         if src.get(f) is not None:
             slots.append(Slot((*prefix, f), "double", "dec"))
-    if src.get("diaObjectId") is not None:
+    # 0 means "no diaObject" (a solar-system source is linked to an ssObject instead).
+    if src.get("diaObjectId"):
         slots.append(Slot((*prefix, "diaObjectId"), "long", "object"))
     return slots
 
@@ -200,12 +202,22 @@ class Template:
         self.widths = [len(m) for m in marks]
         return offsets
 
+    def _primary_dec(self) -> float:
+        """Declination of the alert's own detection: the one every position moves with."""
+        detection = self.record.get("candidate") or self.record.get("diaSource") or {}
+        dec = detection.get("dec", detection.get("decl"))
+        return float(dec) if dec is not None else 0.0
+
     def clone_values(self, g: int, seed: int) -> list[Any]:
         """The new value of every slot for clone number ``g``."""
         rng = random.Random(seed * 1_000_003 + g)
         shift = rng.uniform(0.0, SHIFT_DAYS)
         ddec = rng.uniform(-JITTER_DEG, JITTER_DEG)
-        dra = rng.uniform(-JITTER_DEG, JITTER_DEG)
+        # One RA offset for the detection and its whole history, scaled at the
+        # detection's declination, so the history moves with it exactly.
+        dra = rng.uniform(-JITTER_DEG, JITTER_DEG) / math.cos(
+            math.radians(max(-89.0, min(89.0, self._primary_dec())))
+        )
         out = []
         for slot in self.slots:
             old = _get(self.record, slot.path)
@@ -214,10 +226,7 @@ class Template:
             elif slot.role == "dec":
                 out.append(max(-90.0, min(90.0, old + ddec)))
             elif slot.role == "ra":
-                parent = _get(self.record, slot.path[:-1])
-                dec_deg = parent.get("dec", parent.get("decl")) or 0.0
-                dec = math.radians(max(-89.0, min(89.0, dec_deg)))
-                out.append((old + dra / math.cos(dec)) % 360.0)
+                out.append((old + dra) % 360.0)
             elif slot.kind == "string":
                 out.append(_object_name(g))
             else:
@@ -233,8 +242,15 @@ class Template:
         values = self.clone_values(g, seed)
         key = next(
             (str(v) for slot, v in zip(self.slots, values, strict=True) if slot.role == "object"),
-            str(values[0]),
+            None,
         )
+        if key is None:
+            # No object id of its own (a solar-system source keeps its ssObjectId):
+            # the template's key, unless that was one of the ids every clone renews.
+            key = alert_key(self.record)
+            renewed = {str(_get(self.record, s.path)) for s in self.slots if s.role == "id"}
+            if key in renewed:
+                key = str(values[0])
         return self._body(values), key
 
     def _body(self, values: list[Any]) -> bytes:

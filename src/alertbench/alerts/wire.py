@@ -132,11 +132,19 @@ class ZtfFormat:
             raise WireError("not an Avro container file (the ztf format's messages are)")
         try:
             reader = fastavro.reader(io.BytesIO(message))
-            record = next(reader)
-        except StopIteration:
-            raise WireError("Avro container file with no record") from None
+            # Read to the end: fastavro checks a block's sync marker only after
+            # yielding its records, and a truncated message must not pass.
+            records = list(reader)
         except Exception as exc:
             raise WireError(f"corrupt Avro container file: {exc}") from exc
+        if not records:
+            raise WireError("Avro container file with no record")
+        if len(records) > 1:
+            raise WireError(
+                f"Avro container file with {len(records)} records; the ztf format carries "
+                "exactly one alert per message"
+            )
+        record = records[0]
         key = json.dumps(reader.writer_schema, sort_keys=True).encode()
         schema = self._schemas.get(key)
         if schema is None:
