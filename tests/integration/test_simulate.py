@@ -390,3 +390,31 @@ def test_rubin_alerts_in_confluent_format(single_kafka, tmp_path):
         record, _ = fmt.decode(m.value())
         got[record["diaSourceId"]] = record
     assert got == by_id
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd", "snappy", "gzip"])
+def test_compressed_unkeyed_stream_reads_back_equal(single_kafka, alert_files, compression):
+    files = alert_files[:20]
+    topic = f"codec-{compression}"
+    seen = []
+    summary = simulate(
+        SimulationOptions(
+            servers=single_kafka.bootstrap,
+            topic=topic,
+            sources=[str(p) for p in files],
+            schedule=Schedule(mode="max"),
+            compression=compression,
+            keyed=False,
+            partitions=1,
+        ),
+        monitor=lambda *snapshot: seen.append(snapshot),
+    ).summary
+    assert summary["compression"] == compression
+    assert summary["alerts"] == 20
+    assert seen[-1][:3] == (20, summary["bytes"], 0)
+    fmt = make_format("ztf")
+    sources = {a.record["candid"]: a.record for a in AlertReader().read(files)}
+    for m in read_topic(single_kafka.bootstrap, topic, 20):
+        assert m.key() is None
+        record, _ = fmt.decode(m.value())
+        assert record == sources[record["candid"]]

@@ -131,17 +131,25 @@ def simulate_command(
         BarColumn(),
         TextColumn("{task.completed:,.0f} alerts"),
         TextColumn("{task.fields[mbps]:.1f} MB/s"),
+        TextColumn("visit {task.fields[visit]} (late {task.fields[late]:.2f} s)"),
         TextColumn("{task.fields[failures]} failed"),
         TimeElapsedColumn(),
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task("streaming", total=None, mbps=0.0, failures=0)
+        task = progress.add_task("streaming", total=None, mbps=0.0, failures=0, visit=0, late=0.0)
         start = time.monotonic()
 
-        def monitor(acked: int, nbytes: int, failures: int) -> None:
+        def monitor(acked: int, nbytes: int, failures: int, visit: int, late: float) -> None:
             secs = max(time.monotonic() - start, 1e-6)
-            progress.update(task, completed=acked, mbps=nbytes / secs / 1e6, failures=failures)
+            progress.update(
+                task,
+                completed=acked,
+                mbps=nbytes / secs / 1e6,
+                failures=failures,
+                visit=visit,
+                late=late,
+            )
 
         result = simulate(opts, alerts=loaded, report=report, monitor=monitor)
     s = result.summary

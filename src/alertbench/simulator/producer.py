@@ -82,6 +82,13 @@ class ProducerStats:
     started: float = 0.0
     finished: float = 0.0
 
+    def snapshot(self) -> tuple[int, int, int, int, float]:
+        """(acked, bytes, failures, current visit, its lateness in s) for live progress."""
+        if not self.visits:
+            return self.acked, self.bytes, self.failures, 0, 0.0
+        v = self.visits[max(self.visits)]
+        return self.acked, self.bytes, self.failures, v.visit, v.first_send - v.due
+
     def to_json(self) -> dict[str, Any]:
         """Plain data (sent between processes)."""
         return {

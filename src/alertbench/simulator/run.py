@@ -138,14 +138,15 @@ def _child(j: int, source: Any, plan: Plan, opts: SimulationOptions, queue: Any)
             source,
             plan,
             conf,
-            progress=lambda s: queue.put(("progress", j, s.acked, s.bytes, s.failures)),
+            progress=lambda s: queue.put(("progress", j, *s.snapshot())),
         )
         queue.put(("done", j, stats.to_json()))
     except BaseException as exc:  # report, never hang the parent
         queue.put(("error", j, f"{type(exc).__name__}: {exc}"))
 
 
-Monitor = Callable[[int, int, int], None]
+# (alerts acked, bytes acked, failures, current visit, its lateness in s)
+Monitor = Callable[[int, int, int, int, float], None]
 
 
 def simulate(
@@ -164,7 +165,8 @@ def simulate(
     alerts, report : optional
         Alerts already read (skips the first pass).
     monitor : callable, optional
-        Called with (alerts acked, bytes acked, failures) as the stream goes.
+        Called with (alerts acked, bytes acked, failures, current visit, its
+        lateness) as the stream goes.
 
     Returns
     -------
@@ -220,7 +222,7 @@ def _run_producers(
             source,
             plan,
             conf,
-            progress=(lambda s: monitor(s.acked, s.bytes, s.failures)) if monitor else None,
+            progress=(lambda s: monitor(*s.snapshot())) if monitor else None,
         )
         return [stats.to_json()]
     # fork: the children share the parent's encoded messages without copying them.
@@ -234,7 +236,7 @@ def _run_producers(
         p.start()
     done: dict[int, dict[str, Any]] = {}
     errors: list[str] = []
-    latest: dict[int, tuple[int, int, int]] = {}
+    latest: dict[int, tuple[int, int, int, int, float]] = {}
     try:
         while len(done) + len(errors) < len(procs):
             try:
@@ -248,7 +250,10 @@ def _run_producers(
             if kind == "progress":
                 latest[j] = item[2:]
                 if monitor:
-                    monitor(*(sum(v[k] for v in latest.values()) for k in range(3)))
+                    totals = [sum(v[k] for v in latest.values()) for k in range(3)]
+                    visit = max(v[3] for v in latest.values())
+                    late = max((v[4] for v in latest.values() if v[3] == visit), default=0.0)
+                    monitor(*totals, visit, late)
             elif kind == "done":
                 done[j] = item[2]
             else:
