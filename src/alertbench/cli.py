@@ -57,6 +57,7 @@ def root(
 
 def _register() -> None:
     from alertbench.bench.demo import demo_command
+    from alertbench.broker.cli import broker_app
     from alertbench.kafka.cli import kafka_app
     from alertbench.simulator.cli import simulate_command
     from alertbench.simulator.data_cli import data_app
@@ -64,6 +65,7 @@ def _register() -> None:
     app.add_typer(kafka_app, name="kafka")
     app.command("simulate")(simulate_command)
     app.add_typer(data_app, name="data")
+    app.add_typer(broker_app, name="broker")
     app.command("demo")(demo_command)
 
 

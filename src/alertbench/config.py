@@ -60,6 +60,46 @@ class KafkaSettings(BaseModel):
     )
 
 
+class BrokerSettings(BaseModel):
+    """The Spark alert broker."""
+
+    master: str = Field("local[*]", description="Spark master: local[*] or spark://HOST:PORT.")
+    topics: list[str] = Field(["ztf-stream"], description="Kafka topics stream2raw reads.")
+    format: str = Field("ztf", description="Wire format of the input: ztf, schemaless, confluent.")
+    schema_file: Path | None = Field(None, description="Writer schema (.avsc) for schemaless.")
+    schema_registry: str | None = Field(
+        None, description="confluent: folder of <id>.avsc files or a Schema Registry URL."
+    )
+    output: Path = Field(Path("broker"), description="Broker outputs, under the run dir.")
+    trigger: str = Field("1 second", description="Micro-batch trigger interval.")
+    max_offsets_per_trigger: int | None = Field(
+        None, description="Cap on Kafka records per micro-batch (back-pressure)."
+    )
+    cuts: str | None = Field(
+        None, description="Quality cuts (SQL); default per survey (ZTF: rb >= 0.55 AND nbad = 0)."
+    )
+    modules: list[str] = Field(
+        ["sso", "context", "lightcurve", "early_sn"],
+        description="Science modules, by name or module:object.",
+    )
+    catalogue: Path | None = Field(
+        None, description="CSV or Parquet (ra, dec, name) for the crossmatch module."
+    )
+    filters: dict[str, str] = Field(
+        default_factory=dict, description="Distribution topic -> SQL predicate or module:function."
+    )
+    distribution_partitions: int = Field(2, ge=1, description="Partitions of distribution topics.")
+    distribution_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000, description="Retention of distribution topics."
+    )
+    driver_memory: str = Field("2g", description="Spark driver heap.")
+    executor_memory: str = Field("2g", description="Spark executor heap (cluster mode).")
+    shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions.")
+    spark_version: str = Field(
+        "4.2.0", description="Version of the Kafka and Avro connectors (must match pyspark)."
+    )
+
+
 class Settings(BaseSettings):
     """The whole alertbench configuration.
 
@@ -94,6 +134,7 @@ class Settings(BaseSettings):
         None, description="JDK to use; else JAVA_HOME, else `java` on PATH."
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
 
     @classmethod
     def settings_customise_sources(

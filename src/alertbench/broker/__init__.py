@@ -1,0 +1,1 @@
+"""The alert broker on Spark: stream2raw, raw2science, distribute."""

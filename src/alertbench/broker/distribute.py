@@ -1,0 +1,185 @@
+"""distribute: science alerts -> filters -> one Kafka topic per filter, in one pass.
+
+Every filter is evaluated on every alert in the same query; the names of the
+filters an alert passes become rows of a ``topic`` column, which Spark's
+Kafka sink routes. Each alert is Avro-encoded once with the distribution
+schema (the science columns, the modules' included), published as an
+``.avsc`` beside the outputs for consumers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alertbench.errors import ConfigError
+
+SENT_HEADER = "alertbench.sent_us"
+# Kafka's own coordinates of the raw alert would clash with the sink's columns.
+NOT_DISTRIBUTED = {"topic", "partition", "offset"}
+_PYTHON_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass
+class Filter:
+    """A distribution filter: its topic and an SQL predicate or a Python function.
+
+    A Python filter takes a pandas DataFrame of science columns and returns a
+    boolean array.
+    """
+
+    topic: str
+    sql: str | None = None
+    function: Any = None
+
+
+def parse_filters(spec: dict[str, str]) -> list[Filter]:
+    """Filters from configuration: ``{topic: "SQL predicate" or "package.module:function"}``.
+
+    Raises
+    ------
+    ConfigError
+        If a Python filter cannot be imported.
+    """
+    out = []
+    for topic, rule in spec.items():
+        if _PYTHON_REF.match(rule.strip()):
+            module, _, name = rule.strip().partition(":")
+            try:
+                fn = getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError) as exc:
+                raise ConfigError(f"filter {topic}: cannot load {rule}: {exc}") from exc
+            out.append(Filter(topic, function=fn))
+        else:
+            out.append(Filter(topic, sql=rule))
+    return out
+
+
+def distribution_schema(spark, frame) -> dict[str, Any]:
+    """The Avro schema of distributed alerts, as Spark's Avro writer sees the columns."""
+    from pyspark.sql.types import StructType
+
+    struct = StructType([f for f in frame.schema.fields if f.name not in NOT_DISTRIBUTED])
+    jvm = spark._jvm
+    jtype = spark._jsparkSession.parseDataType(struct.json())
+    avro = jvm.org.apache.spark.sql.avro.SchemaConverters.toAvroType(
+        jtype, False, "alert", "alertbench.distribution"
+    )
+    return json.loads(avro.toString())
+
+
+def _python_flags(frame, filters: list[Filter]):
+    """Add a boolean column per Python filter (evaluated on Arrow batches)."""
+    import pyarrow as pa
+    from pyspark.sql.types import BooleanType, StructField, StructType
+
+    py = [f for f in filters if f.function is not None]
+    if not py:
+        return frame
+    schema = StructType(
+        [*frame.schema.fields, *[StructField(f"_f{i}", BooleanType()) for i in range(len(py))]]
+    )
+
+    def flags(batches):
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            pdf = table.to_pandas()
+            for i, f in enumerate(py):
+                try:
+                    values = pa.array(f.function(pdf), type=pa.bool_(), from_pandas=True)
+                except Exception:
+                    values = pa.nulls(table.num_rows, pa.bool_())
+                table = table.append_column(f"_f{i}", values)
+            yield from table.to_batches()
+
+    return frame.mapInArrow(flags, schema)
+
+
+def routed(spark, frame, filters: list[Filter]):
+    """(Kafka rows with key, value, topic, headers; the distribution schema)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.avro.functions import to_avro
+
+    schema = distribution_schema(spark, frame)
+    flagged = _python_flags(frame, filters)
+    conds, i = [], 0
+    for f in filters:
+        if f.function is not None:
+            cond, i = F.col(f"_f{i}"), i + 1
+        else:
+            cond = F.expr(f.sql)
+        conds.append(F.when(F.coalesce(cond, F.lit(False)), F.lit(f.topic)))
+    cols = [F.col(c.name) for c in frame.schema.fields if c.name not in NOT_DISTRIBUTED]
+    key_col = "objectId" if "objectId" in frame.columns else frame.columns[0]
+    # The send time travels on as a header, so a timing consumer of the
+    # distribution topics measures send -> distribution latency.
+    sent_us = (
+        F.unix_micros("sent_time").cast("string") if "sent_time" in frame.columns else F.lit("")
+    )
+    headers = F.array(
+        F.struct(
+            F.lit(SENT_HEADER).alias("key"),
+            F.coalesce(sent_us, F.lit("")).cast("binary").alias("value"),
+        )
+    )
+    chosen = flagged.withColumn("_topics", F.array_compact(F.array(*conds))).filter(
+        F.size("_topics") > 0
+    )
+    rows = chosen.select(
+        F.col(key_col).cast("string").cast("binary").alias("key"),
+        to_avro(F.struct(*cols), json.dumps(schema)).alias("value"),
+        headers.alias("headers"),
+        F.col("_topics"),
+    )
+    return rows.withColumn("topic", F.explode("_topics")).drop("_topics"), schema
+
+
+def start(spark, *, science_schema, filters: list[Filter], servers: str, out: Path, trigger: str):
+    """Start the distribute query over ``out/science``; publishes the schema.
+
+    Each micro-batch is routed and written with Spark's batch Kafka writer
+    (Spark 4.2's streaming Kafka sink fails plan validation on this plan).
+    Like the Kafka sink, delivery is at least once.
+
+    Returns
+    -------
+    pyspark.sql.streaming.StreamingQuery
+    """
+    out = out.resolve()
+    (out / "science").mkdir(parents=True, exist_ok=True)
+    science = spark.readStream.schema(science_schema).parquet(str(out / "science"))
+    empty = spark.createDataFrame([], science_schema)
+    publish_schema(out, routed(spark, empty, filters)[1], filters)
+
+    def send(batch, batch_id: int) -> None:
+        rows, _ = routed(spark, batch, filters)
+        (
+            rows.write.format("kafka")
+            .option("kafka.bootstrap.servers", servers)
+            .option("kafka.max.request.size", str(10 * 1024 * 1024))
+            .option("kafka.linger.ms", "5")
+            .save()
+        )
+
+    return (
+        science.writeStream.queryName("distribute")
+        .foreachBatch(send)
+        .option("checkpointLocation", str(out / "checkpoints" / "distribute"))
+        .trigger(processingTime=trigger)
+        .start()
+    )
+
+
+def publish_schema(out: Path, schema: dict[str, Any], filters: list[Filter]) -> Path:
+    """Write the distribution schema where consumers find it: ``schemas/distribution.avsc``."""
+    folder = out / "schemas"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(schema, indent=1) + "\n"
+    (folder / "distribution.avsc").write_text(text)
+    for f in filters:
+        (folder / f"{f.topic}.avsc").write_text(text)
+    return folder / "distribution.avsc"

@@ -1,0 +1,88 @@
+"""Flatten decoded alerts into raw columns, in the style of Fink's raw data.
+
+The detection record (ZTF ``candidate``, Rubin ``diaSource``) becomes
+top-level columns; the alert's other fields (ids, history, cutouts) stay as
+they are. Kafka's topic, partition, offset and timestamp, the simulator's
+send time and the broker's ingest time are added, and a ``night`` (UTC date
+of the observation, ``yyyyMMdd``) to partition by.
+"""
+
+from __future__ import annotations
+
+from alertbench.alerts.schema import Schema
+
+SENT_HEADER = "alertbench.sent_us"
+DETECTION_FIELD = {"ztf": "candidate", "lsst": "diaSource"}
+KAFKA_COLUMNS = ["topic", "partition", "offset", "kafka_time", "sent_time", "ingest_time"]
+
+
+def alert_columns(schema: Schema) -> list[tuple[str, str]]:
+    """``(output column, expression path)`` of every raw alert column, in order.
+
+    Parameters
+    ----------
+    schema : Schema
+        The alerts' writer schema.
+    """
+    detection = DETECTION_FIELD.get(schema.survey.survey)
+    top = schema.field_names
+    out = [(name, f"alert.`{name}`") for name in top if name != detection]
+    if detection in top:
+        fields = next(f for f in schema.definition["fields"] if f["name"] == detection)
+        record = fields["type"]
+        if isinstance(record, list):  # a nullable record
+            record = next(t for t in record if isinstance(t, dict))
+        taken = {name for name, _ in out}
+        for f in record["fields"]:
+            # candidate.candid repeats the top-level candid: keep one.
+            if f["name"] not in taken:
+                out.append((f["name"], f"alert.`{detection}`.`{f['name']}`"))
+    return out
+
+
+def observation_jd_expr(schema: Schema) -> str:
+    """SQL giving an alert's observation Julian Date from the flattened columns."""
+    names = {name for name, _ in alert_columns(schema)}
+    if "jd" in names:
+        return "jd"
+    for f in ("midpointMjdTai", "midPointTai"):
+        if f in names:
+            return f"{f} + 2400000.5"
+    return "CAST(NULL AS DOUBLE)"
+
+
+def flatten(df, schema: Schema):
+    """Raw alert rows from a frame with Kafka columns plus a decoded ``alert`` struct.
+
+    Parameters
+    ----------
+    df : pyspark.sql.DataFrame
+        Columns ``topic, partition, offset, timestamp, headers, alert``.
+    schema : Schema
+        The alerts' writer schema.
+
+    Returns
+    -------
+    pyspark.sql.DataFrame
+        The alert columns, the Kafka and timing columns, and ``night``.
+    """
+    from pyspark.sql import functions as F
+
+    sent = (
+        F.expr(f"filter(headers, h -> h.key = '{SENT_HEADER}')[0].value")
+        .cast("string")
+        .cast("long")
+    )
+    cols = [F.expr(path).alias(name) for name, path in alert_columns(schema)]
+    flat = df.select(
+        *cols,
+        F.col("topic"),
+        F.col("partition"),
+        F.col("offset"),
+        F.col("timestamp").alias("kafka_time"),
+        F.timestamp_micros(sent).alias("sent_time"),
+        F.current_timestamp().alias("ingest_time"),
+    )
+    jd = F.expr(observation_jd_expr(schema))
+    night = F.date_format(F.timestamp_seconds((jd - F.lit(2440587.5)) * 86400.0), "yyyyMMdd")
+    return flat.withColumn("night", F.coalesce(night, F.lit("unknown")))

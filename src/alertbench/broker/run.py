@@ -1,0 +1,189 @@
+"""Run the broker's stages together or apart, until stopped or idle."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alertbench.broker import distribute, raw2science, stream2raw
+from alertbench.broker.decode import make_plan
+from alertbench.broker.science import resolve_modules
+from alertbench.broker.spark import build_session
+from alertbench.config import Settings
+from alertbench.errors import AlertbenchError, ConfigError
+from alertbench.kafka.admin import create_topic
+
+STAGES = ("stream2raw", "raw2science", "distribute")
+DEFAULT_FILTERS = {
+    "ztf": {
+        "early-sn": "early_sn_score >= 0.7",
+        "sso": "sso_candidate",
+        "bright": "magpsf <= 17.5 AND NOT coalesce(near_star, false)",
+    },
+    "lsst": {"high-snr": "snr >= 20"},
+}
+
+
+class BrokerError(AlertbenchError):
+    """A streaming query failed."""
+
+
+@dataclass
+class BrokerResult:
+    """What a broker run did."""
+
+    out: Path
+    stages: list[str]
+    rows: dict[str, int] = field(default_factory=dict)
+    batches: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    filters: dict[str, str] = field(default_factory=dict)
+
+
+def broker_output(settings: Settings) -> Path:
+    """Folder of the broker's Parquet, checkpoints, schemas and progress."""
+    out = settings.broker.output
+    return (out if out.is_absolute() else settings.run_dir / out).resolve()
+
+
+def run_broker(
+    settings: Settings,
+    *,
+    servers: str,
+    stages: list[str] | None = None,
+    until_idle: float | None = None,
+    timeout: float | None = None,
+    echo: Callable[[dict[str, Any]], None] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> BrokerResult:
+    """Start the chosen stages and run until Ctrl-C, ``until_idle`` or ``timeout``.
+
+    Parameters
+    ----------
+    settings : Settings
+        ``broker`` section: format, topics, modules, filters, trigger, master.
+    servers : str
+        Kafka bootstrap servers (input and distribution).
+    stages : list of str, optional
+        Some of stream2raw, raw2science, distribute; all by default.
+    until_idle : float, optional
+        Stop once no stage has read a row for this many seconds (after the
+        first rows arrived).
+    timeout : float, optional
+        Stop after this many seconds whatever happens.
+    echo : callable, optional
+        Receives every batch record.
+    say : callable, optional
+        Receives messages for people.
+
+    Returns
+    -------
+    BrokerResult
+    """
+    from alertbench.broker.listener import ProgressListener
+
+    say = say or (lambda _m: None)
+    stages = list(stages or STAGES)
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise ConfigError(
+            f"unknown stage(s) {', '.join(sorted(unknown))}; stages: {', '.join(STAGES)}"
+        )
+    b = settings.broker
+    out = broker_output(settings)
+    out.mkdir(parents=True, exist_ok=True)
+    say(f"starting Spark ({b.master})")
+    spark = build_session(settings)
+    say(f"learning the stream's schema ({b.format}) from {', '.join(b.topics)}")
+    plan = make_plan(
+        b.format,
+        servers=servers,
+        topics=b.topics,
+        schema_file=str(b.schema_file) if b.schema_file else None,
+        registry=b.schema_registry,
+    )
+    survey = plan.schema.survey.survey
+    say(f"stream: {plan.schema.name} ({plan.schema.survey})")
+    raw_schema = stream2raw.raw_schema(spark, plan)
+    modules = resolve_modules(b.modules, catalogue=str(b.catalogue) if b.catalogue else None)
+    cuts = b.cuts or raw2science.default_cuts(survey)
+    filter_spec = b.filters or DEFAULT_FILTERS.get(survey, {})
+    filters = distribute.parse_filters(filter_spec)
+    result = BrokerResult(out=out, stages=stages, filters=dict(filter_spec))
+
+    listener = ProgressListener(out / "progress.jsonl", echo)
+    spark.streams.addListener(listener)
+    queries = []
+    try:
+        if "stream2raw" in stages:
+            queries.append(
+                stream2raw.start(
+                    spark,
+                    plan,
+                    servers=servers,
+                    topics=b.topics,
+                    out=out,
+                    trigger=b.trigger,
+                    max_offsets=b.max_offsets_per_trigger,
+                )
+            )
+        empty_raw = spark.createDataFrame([], raw_schema)
+        science_static, notes = raw2science.science_frame(empty_raw, cuts, modules)
+        result.notes += notes
+        if "raw2science" in stages:
+            query, _ = raw2science.start(
+                spark, raw_schema=raw_schema, cuts=cuts, modules=modules, out=out, trigger=b.trigger
+            )
+            queries.append(query)
+        if "distribute" in stages and filters:
+            for f in filters:
+                create_topic(
+                    servers,
+                    f.topic,
+                    partitions=b.distribution_partitions,
+                    config={"retention.ms": str(b.distribution_retention_ms)},
+                    exist_ok=True,
+                )
+            queries.append(
+                distribute.start(
+                    spark,
+                    science_schema=science_static.schema,
+                    filters=filters,
+                    servers=servers,
+                    out=out,
+                    trigger=b.trigger,
+                )
+            )
+        say(f"running {', '.join(q.name for q in queries)}; output in {out}")
+        _wait(queries, listener, until_idle=until_idle, timeout=timeout)
+    finally:
+        for q in queries:
+            if q.isActive:
+                q.stop()
+        # Let the listener receive the last events before the session goes.
+        time.sleep(0.5)
+        spark.streams.removeListener(listener)
+    result.rows = dict(listener.rows)
+    result.batches = dict(listener.batches)
+    return result
+
+
+def _wait(queries, listener, *, until_idle: float | None, timeout: float | None) -> None:
+    start = time.time()
+    names = [q.name for q in queries]
+    while True:
+        for q in queries:
+            exc = q.exception()
+            if exc is not None:
+                raise BrokerError(f"query {q.name} failed: {exc}")
+        if timeout is not None and time.time() - start > timeout:
+            return
+        if until_idle is not None:
+            idle = listener.idle_for(names)
+            ran = all(listener.batches.get(n, 0) > 0 for n in names)
+            if ran and idle != float("inf") and idle >= until_idle:
+                return
+        time.sleep(0.5)

@@ -1,0 +1,78 @@
+"""Exactly-once Parquet output from ``foreachBatch``.
+
+Spark replays a micro-batch whose commit it did not record (a crash between
+writing and committing). Each batch is therefore written to a staging folder,
+its files are moved into place under names that carry the batch id (a replay
+first removes what an interrupted attempt moved), and a commit marker makes
+a completed batch a no-op when replayed. Readers, including Spark's file
+stream source, only ever see whole files in the final folders.
+
+The output folder must be one filesystem seen by the driver and the
+executors (local disk with ``local[*]``, a shared mount on a cluster).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+class BatchSink:
+    """Writes each micro-batch's frames once, whatever Spark replays.
+
+    Parameters
+    ----------
+    root : Path
+        The output root; outputs go to ``root/<name>/``.
+    name : str
+        Which stage writes (marks and staging are per stage).
+    """
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = root.resolve()
+        self.name = name
+        self.commits = self.root / "_commits" / name
+        self.staging = self.root / "_staging" / name
+        self.commits.mkdir(parents=True, exist_ok=True)
+
+    def done(self, batch_id: int) -> bool:
+        """Whether ``batch_id`` was completely written before."""
+        return (self.commits / str(batch_id)).exists()
+
+    def write(self, batch_id: int, outputs: dict[str, tuple[object, list[str]]]) -> dict[str, int]:
+        """Write frames ``{output name: (DataFrame, partition columns)}`` for ``batch_id``.
+
+        Returns
+        -------
+        dict of str to int
+            Files moved into each output.
+        """
+        stage = self.staging / str(batch_id)
+        shutil.rmtree(stage, ignore_errors=True)
+        for out, (frame, partitions) in outputs.items():
+            writer = frame.write.mode("overwrite")  # type: ignore[attr-defined]
+            if partitions:
+                writer = writer.partitionBy(*partitions)
+            writer.parquet(str(stage / out))
+        moved = {}
+        prefix = f"b{batch_id:09d}-"
+        moving = self.commits / f"{batch_id}.moving"
+        if moving.exists():
+            # An earlier attempt died while moving files: remove what it moved.
+            for out in outputs:
+                for old in (self.root / out).rglob(f"{prefix}*"):
+                    old.unlink()
+        moving.touch()
+        for out in outputs:
+            final = self.root / out
+            count = 0
+            for f in sorted((stage / out).rglob("*.parquet")):
+                dest_dir = final / f.relative_to(stage / out).parent
+                dest_dir.mkdir(parents=True, exist_ok=True)
+                f.replace(dest_dir / f"{prefix}{f.name}")
+                count += 1
+            moved[out] = count
+        (self.commits / str(batch_id)).touch()
+        moving.unlink()
+        shutil.rmtree(stage, ignore_errors=True)
+        return moved

@@ -1,0 +1,134 @@
+"""The Spark session of the broker, with the Kafka and Avro connectors.
+
+The connectors are resolved from Maven Central through Spark's own package
+mechanism (``spark.jars.packages``, Ivy) into alertbench's cache. The jars it
+resolved are then recorded, and later sessions pass them as ``spark.jars``:
+no resolution, no network, and the driver ships them to standalone executors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from alertbench.config import Settings
+from alertbench.errors import ConfigError
+from alertbench.java import find_java
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def connector_packages(version: str) -> list[str]:
+    """Maven coordinates of the Kafka source/sink and the Avro functions."""
+    return [
+        f"org.apache.spark:spark-sql-kafka-0-10_2.13:{version}",
+        f"org.apache.spark:spark-avro_2.13:{version}",
+    ]
+
+
+def _manifest(settings: Settings) -> Path:
+    return settings.cache_dir / "spark-connectors" / f"{settings.broker.spark_version}.json"
+
+
+def cached_connector_jars(settings: Settings) -> list[str] | None:
+    """Jars of an earlier resolution, if every one is still there."""
+    path = _manifest(settings)
+    if not path.is_file():
+        return None
+    jars = json.loads(path.read_text()).get("jars", [])
+    return jars if jars and all(Path(j).is_file() for j in jars) else None
+
+
+def check_pyspark(settings: Settings) -> str:
+    """The installed pyspark version, which must equal the connectors' version.
+
+    Raises
+    ------
+    ConfigError
+        If pyspark is missing or its version differs from ``broker.spark_version``.
+    """
+    try:
+        import pyspark
+    except ImportError as exc:
+        raise ConfigError("pyspark is not installed; run ./run to set up alertbench") from exc
+    if pyspark.__version__ != settings.broker.spark_version:
+        raise ConfigError(
+            f"pyspark {pyspark.__version__} is installed but the connectors are "
+            f"{settings.broker.spark_version}; they must match (set broker.spark_version)."
+        )
+    return pyspark.__version__
+
+
+def build_session(
+    settings: Settings, *, app_name: str = "alertbench-broker", master: str | None = None
+) -> SparkSession:
+    """Start (or get) the broker's SparkSession.
+
+    Parameters
+    ----------
+    settings : Settings
+        Master, memory, partitions, connector version, cache.
+    app_name : str
+        Spark application name.
+    master : str, optional
+        Overrides ``broker.master``.
+
+    Returns
+    -------
+    SparkSession
+    """
+    check_pyspark(settings)
+    java = find_java(settings.java_home)
+    # pyspark launches the JVM from JAVA_HOME; Python workers must be this
+    # interpreter, or executors import a system Python without our packages.
+    os.environ["JAVA_HOME"] = str(java.executable.resolve().parent.parent)
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    master = master or settings.broker.master
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(master)
+        .config("spark.driver.memory", settings.broker.driver_memory)
+        .config("spark.executor.memory", settings.broker.executor_memory)
+        .config("spark.sql.shuffle.partitions", str(settings.broker.shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
+        # Alerts are 50-150 KB: smaller Arrow batches keep Python memory flat.
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "1000")
+        .config("spark.executorEnv.PYSPARK_PYTHON", sys.executable)
+    )
+    if master.startswith("local"):
+        builder = builder.config("spark.driver.host", "127.0.0.1").config(
+            "spark.driver.bindAddress", "127.0.0.1"
+        )
+    jars = cached_connector_jars(settings)
+    if jars:
+        builder = builder.config("spark.jars", ",".join(jars))
+    else:
+        ivy = settings.cache_dir / "spark-ivy"
+        builder = builder.config(
+            "spark.jars.packages", ",".join(connector_packages(settings.broker.spark_version))
+        ).config("spark.jars.ivy", str(ivy))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    if not jars:
+        resolved = [
+            j.removeprefix("file://").removeprefix("file:")
+            for j in spark.sparkContext.getConf().get("spark.jars", "").split(",")
+            if j
+        ]
+        if resolved:
+            path = _manifest(settings)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"jars": resolved}, indent=2) + "\n")
+    return spark
