@@ -1,13 +1,28 @@
-"""Fixtures shared by every test tier: where the real alerts are."""
+"""Fixtures shared by every test tier: real alerts, and real Kafka clusters.
+
+Clusters are started from the fetched jars in temporary folders on free ports,
+so tests can run beside a live cluster, and are stopped by PID and purged at
+teardown, also when a test fails. One single-node KRaft cluster is shared by
+the whole session.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from alertbench.alerts.files import find_alert_files
+from alertbench.config import Settings, load_settings
+from alertbench.java import find_java
+from alertbench.kafka.cluster import ClusterState, KafkaCluster, local_inventory
+from alertbench.kafka.fetch import KafkaInstall, fetch_kafka
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +41,89 @@ def alerts_dir() -> Path:
 def alert_files(alerts_dir: Path) -> list[Path]:
     """Every alert file of ``alerts_dir``, sorted."""
     return find_alert_files([alerts_dir])
+
+
+def isolated_settings(run_dir: Path, **kafka: object) -> Settings:
+    """Settings isolated to ``run_dir``, on free ports; the jar cache stays shared."""
+    return load_settings(run_dir=run_dir, kafka={"base_port": 0, **kafka})
+
+
+@pytest.fixture(scope="session")
+def kafka4(tmp_path_factory: pytest.TempPathFactory) -> KafkaInstall:
+    """Kafka 4.3.1 (KRaft), fetched once into the user cache."""
+    settings = isolated_settings(tmp_path_factory.mktemp("fetch"))
+    return fetch_kafka(settings, settings.kafka.version)
+
+
+@pytest.fixture(scope="session")
+def kafka3(tmp_path_factory: pytest.TempPathFactory) -> KafkaInstall:
+    """Kafka 3.9.2, the last line with ZooKeeper mode."""
+    settings = isolated_settings(tmp_path_factory.mktemp("fetch"))
+    return fetch_kafka(settings, settings.kafka.zookeeper_version)
+
+
+@dataclass
+class RunningCluster:
+    """A started cluster, its state and the run dir it lives in."""
+
+    cluster: KafkaCluster
+    state: ClusterState
+    run_dir: Path
+
+    @property
+    def bootstrap(self) -> str:
+        return self.state.bootstrap_servers
+
+
+@contextlib.contextmanager
+def running_cluster(
+    run_dir: Path, install: KafkaInstall, *, nodes: int, mode: str
+) -> Iterator[RunningCluster]:
+    """Start a local cluster and always stop and purge it afterwards."""
+    cluster = KafkaCluster(run_dir / "kafka", find_java(), heap="384m", zookeeper_heap="128m")
+    inv = local_inventory(cluster.state_dir, nodes=nodes, mode=mode)  # type: ignore[arg-type]
+    state = cluster.plan(inv, install, local=True)
+    cluster.save_state(state)
+    try:
+        cluster.start(state, timeout=120)
+        yield RunningCluster(cluster, state, run_dir)
+    finally:
+        cluster.stop(state, grace=10)
+        cluster.purge(state)
+
+
+@pytest.fixture(scope="session")
+def single_kafka(
+    tmp_path_factory: pytest.TempPathFactory, kafka4: KafkaInstall
+) -> Iterator[RunningCluster]:
+    """One KRaft node shared by the tests that only need a broker."""
+    with running_cluster(tmp_path_factory.mktemp("single"), kafka4, nodes=1, mode="kraft") as rc:
+        yield rc
+
+
+def _run_cli(
+    *args: str, run_dir: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "alertbench"]
+    if run_dir is not None:
+        argv += ["--run-dir", str(run_dir)]
+    full_env = dict(os.environ, COLUMNS="200", NO_COLOR="1", **(env or {}))
+    return subprocess.run(
+        [*argv, *args], capture_output=True, text=True, env=full_env, timeout=300, check=False
+    )
+
+
+@pytest.fixture
+def cli():
+    """Run the real `alertbench` command in a subprocess: ``cli(*args, run_dir=...)``."""
+    return _run_cli
+
+
+@pytest.fixture
+def kafka_cluster(tmp_path: Path):
+    """Start a cluster for one test: ``with kafka_cluster(install, nodes=3, mode="kraft")``."""
+
+    def start(install: KafkaInstall, *, nodes: int, mode: str = "kraft"):
+        return running_cluster(tmp_path / f"{mode}-{nodes}", install, nodes=nodes, mode=mode)
+
+    return start

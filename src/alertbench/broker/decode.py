@@ -203,11 +203,16 @@ def decode_columns(plan: DecodePlan, value: str = "value"):
             *[F.when(varint_len(2 * (length - h - 17 - s)) == s, F.lit(s)) for s in range(1, 6)]
         )
         body = v.substr(F.lit(h + 2) + size_len, length - h - 17 - size_len)
-        header_ok = (F.substring(v, 1, h - 16) == F.lit(plan.header_prefix)) & (length > h + 17)
+        # The file ends with the sync marker its header ends with: a truncated
+        # or spliced message does not, even when its header is the stream's.
+        sync_ok = F.substring(v, h - 15, 16) == v.substr(length - 15, F.lit(16))
+        header_ok = (
+            (F.substring(v, 1, h - 16) == F.lit(plan.header_prefix)) & (length > h + 17) & sync_ok
+        )
         alert = F.when(header_ok, from_avro(body, plan.schema_json, options))
         error = F.when(
             ~header_ok | header_ok.isNull(),
-            F.lit("not a container file with the stream's schema header"),
+            F.lit("not a whole container file with the stream's schema header"),
         )
     elif plan.format == "confluent":
         prefix = F.lit(b"\x00" + struct.pack(">I", plan.schema_id))

@@ -59,11 +59,31 @@ def parse_filters(spec: dict[str, str]) -> list[Filter]:
     return out
 
 
+def _nullable(dtype):
+    """``dtype`` with every field and element nullable, whatever the source frame said."""
+    from pyspark.sql.types import ArrayType, MapType, StructField, StructType
+
+    if isinstance(dtype, StructType):
+        return StructType([StructField(f.name, _nullable(f.dataType), True) for f in dtype.fields])
+    if isinstance(dtype, ArrayType):
+        return ArrayType(_nullable(dtype.elementType), True)
+    if isinstance(dtype, MapType):
+        return MapType(dtype.keyType, _nullable(dtype.valueType), True)
+    return dtype
+
+
 def distribution_schema(spark, frame) -> dict[str, Any]:
-    """The Avro schema of distributed alerts, as Spark's Avro writer sees the columns."""
+    """The Avro schema of distributed alerts, as Spark's Avro writer sees the columns.
+
+    Every field is nullable: a streaming file source reports all columns
+    nullable, a static frame may not, and the published schema must not
+    depend on which one the alerts came through.
+    """
     from pyspark.sql.types import StructType
 
-    struct = StructType([f for f in frame.schema.fields if f.name not in NOT_DISTRIBUTED])
+    struct = _nullable(
+        StructType([f for f in frame.schema.fields if f.name not in NOT_DISTRIBUTED])
+    )
     jvm = spark._jvm
     jtype = spark._jsparkSession.parseDataType(struct.json())
     avro = jvm.org.apache.spark.sql.avro.SchemaConverters.toAvroType(

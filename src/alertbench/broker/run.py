@@ -56,6 +56,7 @@ def run_broker(
     stages: list[str] | None = None,
     until_idle: float | None = None,
     timeout: float | None = None,
+    stop_after_rows: int | None = None,
     echo: Callable[[dict[str, Any]], None] | None = None,
     say: Callable[[str], None] | None = None,
 ) -> BrokerResult:
@@ -74,6 +75,8 @@ def run_broker(
         first rows arrived).
     timeout : float, optional
         Stop after this many seconds whatever happens.
+    stop_after_rows : int, optional
+        Stop once the first stage has read this many rows (a mid-stream stop).
     echo : callable, optional
         Receives every batch record.
     say : callable, optional
@@ -158,7 +161,7 @@ def run_broker(
                 )
             )
         say(f"running {', '.join(q.name for q in queries)}; output in {out}")
-        _wait(queries, listener, until_idle=until_idle, timeout=timeout)
+        _wait(queries, listener, until_idle=until_idle, timeout=timeout, rows=stop_after_rows)
     finally:
         for q in queries:
             if q.isActive:
@@ -171,10 +174,14 @@ def run_broker(
     return result
 
 
-def _wait(queries, listener, *, until_idle: float | None, timeout: float | None) -> None:
+def _wait(
+    queries, listener, *, until_idle: float | None, timeout: float | None, rows: int | None
+) -> None:
     start = time.time()
     names = [q.name for q in queries]
     while True:
+        if rows is not None and names and listener.rows.get(names[0], 0) >= rows:
+            return
         for q in queries:
             exc = q.exception()
             if exc is not None:

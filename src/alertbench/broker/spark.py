@@ -101,6 +101,8 @@ def build_session(
         .config("spark.executor.memory", settings.broker.executor_memory)
         .config("spark.sql.shuffle.partitions", str(settings.broker.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
+        # night=20231018 is a name, not a number: keep partition values strings.
+        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
         # Alerts are 50-150 KB: smaller Arrow batches keep Python memory flat.

@@ -1,0 +1,297 @@
+"""The broker end to end: real alerts through real Kafka and real Spark.
+
+Every expectation is computed from the source alert files, independently of
+the broker's code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import fastavro
+import pytest
+from confluent_kafka import Consumer
+
+from alertbench.alerts.reader import AlertReader
+from alertbench.broker.run import run_broker
+from alertbench.config import load_settings
+from alertbench.kafka.admin import create_topic
+from alertbench.kafka.client import produce
+from alertbench.simulator.run import SimulationOptions, simulate
+from alertbench.simulator.schedule import Schedule
+
+pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
+
+N = 150
+CUTS = "rb >= 0.7 AND nbad = 0"
+FILTERS = {
+    "e2e-bright": "magpsf <= 17.5",
+    "e2e-sso": "sso_candidate",
+    "e2e-red-faint": "fid = 2 AND magpsf > 19.0",
+}
+
+
+def broker_settings(run_dir: Path, topic: str, **broker):
+    return load_settings(
+        run_dir=run_dir,
+        broker={"master": "local[2]", "topics": [topic], "trigger": "1 second", **broker},
+    )
+
+
+def read_all(servers: str, topic: str, quiet: float = 5.0) -> list:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": servers,
+            "group.id": f"e2e-{topic}-{time.time()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    out, last = [], time.monotonic()
+    try:
+        while time.monotonic() - last < quiet:
+            for m in consumer.consume(500, timeout=0.5):
+                if m.error() is None:
+                    out.append(m)
+                    last = time.monotonic()
+    finally:
+        consumer.close()
+    return out
+
+
+def expected_sso(c: dict) -> bool:
+    name = c.get("ssnamenr")
+    return bool(
+        c["ssdistnr"] is not None
+        and 0 <= c["ssdistnr"] < 5
+        and c["ssmagnr"] is not None
+        and c["ssmagnr"] > 0
+        and name not in (None, "null")
+    )
+
+
+@pytest.fixture(scope="module")
+def ztf_run(single_kafka, alert_files, tmp_path_factory):
+    files = alert_files[:N]
+    sources = {a.record["candid"]: a.record for a in AlertReader().read(files)}
+    run_dir = tmp_path_factory.mktemp("broker")
+    # A catalogue made from five alerts' own positions, plus one far from all.
+    picked = sorted(sources)[:5]
+    catalogue = run_dir / "catalogue.csv"
+    lines = (
+        ["ra,dec,name"]
+        + [
+            f"{sources[c]['candidate']['ra']},{sources[c]['candidate']['dec']},src-{c}"
+            for c in picked
+        ]
+        + ["0.0,-89.9,nowhere"]
+    )
+    catalogue.write_text("\n".join(lines) + "\n")
+    topic = "e2e-ztf"
+    simulate(
+        SimulationOptions(
+            servers=single_kafka.bootstrap,
+            topic=topic,
+            sources=[str(f) for f in files],
+            schedule=Schedule(mode="max"),
+        )
+    )
+    settings = broker_settings(
+        run_dir,
+        topic,
+        cuts=CUTS,
+        filters=FILTERS,
+        catalogue=str(catalogue),
+        modules=["sso", "context", "lightcurve", "early_sn", "crossmatch"],
+    )
+    result = run_broker(settings, servers=single_kafka.bootstrap, until_idle=6, timeout=400)
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    return {"result": result, "sources": sources, "spark": spark, "picked": picked}
+
+
+def test_raw_parquet_holds_every_alert_with_source_values(ztf_run):
+    spark, sources = ztf_run["spark"], ztf_run["sources"]
+    raw = spark.read.parquet(str(ztf_run["result"].out / "raw")).toPandas()
+    assert len(raw) == N
+    assert set(raw["candid"]) == set(sources)
+    for row in raw.itertuples():
+        src = sources[row.candid]
+        c = src["candidate"]
+        assert row.objectId == src["objectId"]
+        assert row.jd == c["jd"]
+        assert row.magpsf == pytest.approx(c["magpsf"], rel=1e-7)
+        assert (row.ra, row.dec) == (c["ra"], c["dec"])
+        assert len(row.prv_candidates) == len(src["prv_candidates"] or [])
+        assert row.cutoutScience["stampData"] == src["cutoutScience"]["stampData"]
+        assert row.night == "20231018"
+        assert row.topic == "e2e-ztf"
+        assert row.sent_time is not None
+        assert row.ingest_time >= row.sent_time
+
+
+def test_science_holds_exactly_the_alerts_that_pass_the_cuts(ztf_run):
+    spark, sources = ztf_run["spark"], ztf_run["sources"]
+    sci = spark.read.parquet(str(ztf_run["result"].out / "science")).toPandas()
+    passing = {
+        k for k, r in sources.items() if r["candidate"]["rb"] >= 0.7 and r["candidate"]["nbad"] == 0
+    }
+    assert 0 < len(passing) < N, "the cut must keep some alerts and drop others"
+    assert set(sci["candid"]) == passing
+    assert len(sci) == len(passing)
+    for row in sci.itertuples():
+        src = sources[row.candid]
+        assert row.sso_candidate == expected_sso(src["candidate"])
+        history = [p for p in src["prv_candidates"] or [] if p["magpsf"] is not None]
+        for band, fid in (("ndet_g", 1), ("ndet_r", 2)):
+            expected = sum(p["fid"] == fid for p in history) + (src["candidate"]["fid"] == fid)
+            assert getattr(row, band) == expected
+        assert row.duration == pytest.approx(
+            src["candidate"]["jd"] - src["candidate"]["jdstarthist"]
+        )
+        assert list(row.science_errors) == []
+        assert row.science_start <= row.science_end
+        assert 0.0 <= row.early_sn_score <= 1.0
+    # Several alerts of this night share a position, so any catalogue source
+    # at an alert's exact position is a right answer.
+    names_at: dict[tuple[float, float], set[str]] = {}
+    for c in ztf_run["picked"]:
+        pos = (sources[c]["candidate"]["ra"], sources[c]["candidate"]["dec"])
+        names_at.setdefault(pos, set()).add(f"src-{c}")
+    at_catalogue = {r.candid for r in sci.itertuples() if (r.ra, r.dec) in names_at}
+    assert {c for c in ztf_run["picked"] if c in passing} <= at_catalogue
+    matched = sci[sci["xmatch_name"].notna()]
+    assert set(matched["candid"]) == at_catalogue
+    for row in matched.itertuples():
+        assert row.xmatch_name in names_at[(row.ra, row.dec)]
+        assert row.xmatch_sep_arcsec < 1e-3
+
+
+def test_each_topic_holds_exactly_what_its_filter_selects(ztf_run, single_kafka):
+    sources = ztf_run["sources"]
+    out = ztf_run["result"].out
+    passing = {
+        k: r["candidate"]
+        for k, r in sources.items()
+        if r["candidate"]["rb"] >= 0.7 and r["candidate"]["nbad"] == 0
+    }
+    expected = {
+        "e2e-bright": {k for k, c in passing.items() if c["magpsf"] <= 17.5},
+        "e2e-sso": {k for k, c in passing.items() if expected_sso(c)},
+        "e2e-red-faint": {k for k, c in passing.items() if c["fid"] == 2 and c["magpsf"] > 19.0},
+    }
+    assert any(expected.values())
+    for topic, want in expected.items():
+        schema = fastavro.parse_schema(json.loads((out / "schemas" / f"{topic}.avsc").read_text()))
+        got = []
+        for m in read_all(single_kafka.bootstrap, topic):
+            record = fastavro.schemaless_reader(io.BytesIO(m.value()), schema)
+            got.append(record["candid"])
+            assert record["objectId"] == sources[record["candid"]]["objectId"]
+            assert "early_sn_score" in record
+            assert int(dict(m.headers())["alertbench.sent_us"]) > 0
+        assert sorted(got) == sorted(want), topic
+
+
+def test_corrupt_messages_are_quarantined_and_the_rest_flow(single_kafka, alert_files, tmp_path):
+    topic = "e2e-corrupt"
+    create_topic(single_kafka.bootstrap, topic, partitions=1)
+    good = [p.read_bytes() for p in alert_files[:20]]
+    with io.BytesIO() as buf:
+        fastavro.writer(
+            buf,
+            {"type": "record", "name": "x", "fields": [{"name": "a", "type": "int"}]},
+            [{"a": 1}],
+        )
+        other_schema = buf.getvalue()
+    bad = [b"\x00garbage" * 50, good[0][: len(good[0]) // 2], other_schema]
+    messages = [(None, v) for v in good[:10] + bad + good[10:]]
+    assert produce(single_kafka.bootstrap, topic, messages).failed == []
+
+    settings = broker_settings(tmp_path, topic)
+    result = run_broker(
+        settings, servers=single_kafka.bootstrap, stages=["stream2raw"], until_idle=5, timeout=300
+    )
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    raw = spark.read.parquet(str(result.out / "raw"))
+    quarantine = spark.read.parquet(str(result.out / "quarantine")).toPandas()
+    assert raw.count() == 20
+    assert sorted(quarantine["offset"]) == [10, 11, 12]
+    assert [bytes(v) for v in quarantine.sort_values("offset")["value"]] == bad
+    assert all(quarantine["error"].str.len() > 0)
+
+
+def test_restart_mid_stream_loses_and_duplicates_nothing(single_kafka, alert_files, tmp_path):
+    topic = "e2e-restart"
+    files = alert_files[:200]
+    simulate(
+        SimulationOptions(
+            servers=single_kafka.bootstrap,
+            topic=topic,
+            partitions=2,
+            sources=[str(f) for f in files],
+            schedule=Schedule(mode="max"),
+        )
+    )
+    settings = broker_settings(tmp_path, topic, max_offsets_per_trigger=40)
+    first = run_broker(
+        settings,
+        servers=single_kafka.bootstrap,
+        stages=["stream2raw"],
+        stop_after_rows=80,
+        timeout=300,
+    )
+    assert 80 <= first.rows["stream2raw"] < 200, "stopped mid-stream"
+    run_broker(
+        settings, servers=single_kafka.bootstrap, stages=["stream2raw"], until_idle=5, timeout=300
+    )
+    from pyspark.sql import SparkSession
+
+    raw = SparkSession.getActiveSession().read.parquet(str(tmp_path / "broker" / "raw")).toPandas()
+    want = {a.record["candid"] for a in AlertReader().read(files)}
+    assert len(raw) == 200
+    assert set(raw["candid"]) == want
+
+
+def test_rubin_alerts_in_confluent_format_go_through_stream2raw(single_kafka, tmp_path):
+    data = os.environ.get("ALERTBENCH_TEST_DATA")
+    if not data:
+        pytest.skip("needs ALERTBENCH_TEST_DATA (the shared data folder with lsst/)")
+    files = sorted((Path(data) / "lsst" / "lsstcam-20250906-v9.0").glob("*.avro"))[:40]
+    alerts = AlertReader().read(files)
+    ids = tmp_path / "ids"
+    ids.mkdir()
+    (ids / "900.avsc").write_text(json.dumps(alerts[0].schema.definition))
+    topic = "e2e-lsst"
+    simulate(
+        SimulationOptions(
+            servers=single_kafka.bootstrap,
+            topic=topic,
+            wire="confluent",
+            registry=str(ids),
+            sources=[str(f) for f in files],
+            schedule=Schedule(mode="max"),
+        )
+    )
+    settings = broker_settings(tmp_path, topic, format="confluent", schema_registry=str(ids))
+    result = run_broker(
+        settings, servers=single_kafka.bootstrap, stages=["stream2raw"], until_idle=5, timeout=300
+    )
+    from pyspark.sql import SparkSession
+
+    raw = SparkSession.getActiveSession().read.parquet(str(result.out / "raw")).toPandas()
+    by_id = {a.record["diaSourceId"]: a.record for a in alerts}
+    assert set(raw["diaSourceId"]) == set(by_id)
+    for row in raw.itertuples():
+        src = by_id[row.diaSourceId]["diaSource"]
+        assert row.midpointMjdTai == src["midpointMjdTai"]
+        assert row.visit == src["visit"]
+    assert set(raw["night"]) <= {"20250906", "20250907"}
