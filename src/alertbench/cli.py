@@ -57,7 +57,7 @@ def root(
 
 def _register() -> None:
     from alertbench.bench.demo import demo_command
-    from alertbench.broker.cli import broker_app
+    from alertbench.broker.cli import broker_app, spark_app
     from alertbench.kafka.cli import kafka_app
     from alertbench.simulator.cli import simulate_command
     from alertbench.simulator.data_cli import data_app
@@ -66,6 +66,7 @@ def _register() -> None:
     app.command("simulate")(simulate_command)
     app.add_typer(data_app, name="data")
     app.add_typer(broker_app, name="broker")
+    app.add_typer(spark_app, name="spark")
     app.command("demo")(demo_command)
 
 

@@ -295,3 +295,81 @@ def test_rubin_alerts_in_confluent_format_go_through_stream2raw(single_kafka, tm
         assert row.midpointMjdTai == src["midpointMjdTai"]
         assert row.visit == src["visit"]
     assert set(raw["night"]) <= {"20250906", "20250907"}
+
+
+def test_pipeline_on_a_standalone_master_with_one_worker(single_kafka, alert_files, tmp_path):
+    from alertbench.broker import standalone
+
+    files = alert_files[:60]
+    sources = {a.record["candid"]: a.record for a in AlertReader().read(files)}
+    topic = "e2e-standalone"
+    simulate(
+        SimulationOptions(
+            servers=single_kafka.bootstrap,
+            topic=topic,
+            sources=[str(f) for f in files],
+            schedule=Schedule(mode="max"),
+        )
+    )
+    spark_settings = load_settings(run_dir=tmp_path)
+    try:
+        cluster = standalone.up(spark_settings, workers=1, cores=2, memory="3g")
+        info = standalone.master_status(cluster.ui_url)
+        assert info["aliveworkers"] == 1
+        settings = broker_settings(
+            tmp_path,
+            topic,
+            master=cluster.master_url,
+            cuts=CUTS,
+            filters={"e2e-standalone-bright": "magpsf <= 17.5"},
+            executor_memory="1g",
+        )
+        result = run_broker(settings, servers=single_kafka.bootstrap, until_idle=6, timeout=400)
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.getActiveSession()
+        assert spark.sparkContext.master == cluster.master_url
+        raw = spark.read.parquet(str(result.out / "raw")).toPandas()
+        sci = spark.read.parquet(str(result.out / "science")).toPandas()
+        spark.stop()
+    finally:
+        standalone.down(spark_settings, purge=True)
+    passing = {
+        k for k, r in sources.items() if r["candidate"]["rb"] >= 0.7 and r["candidate"]["nbad"] == 0
+    }
+    assert set(raw["candid"]) == set(sources)
+    assert len(raw) == len(sources)
+    assert set(sci["candid"]) == passing
+    bright = {k for k in passing if sources[k]["candidate"]["magpsf"] <= 17.5}
+    got = [m.key() for m in read_all(single_kafka.bootstrap, "e2e-standalone-bright")]
+    assert sorted(k.decode() for k in got) == sorted(sources[k]["objectId"] for k in bright)
+
+
+def test_fused_mode_writes_the_same_outputs(ztf_run, single_kafka, tmp_path):
+    staged_out = ztf_run["result"].out
+    fused_filters = {f"fused-{k.removeprefix('e2e-')}": v for k, v in FILTERS.items()}
+    settings = broker_settings(
+        tmp_path,
+        "e2e-ztf",
+        cuts=CUTS,
+        filters=fused_filters,
+        modules=["sso", "context", "lightcurve", "early_sn"],
+    )
+    result = run_broker(
+        settings, servers=single_kafka.bootstrap, fused=True, until_idle=6, timeout=400
+    )
+    assert result.stages == ["fused"]
+    spark = ztf_run["spark"].getActiveSession()
+    columns = ["candid", "sso_candidate", "ndet_g", "ndet_r", "duration", "early_sn_score"]
+    staged = spark.read.parquet(str(staged_out / "science")).select(*columns).toPandas()
+    fused = spark.read.parquet(str(result.out / "science")).select(*columns).toPandas()
+    assert sorted(fused["candid"]) == sorted(staged["candid"])
+    merged = staged.merge(fused, on="candid", suffixes=("_s", "_f"))
+    for c in columns[1:]:
+        assert (merged[f"{c}_s"] == merged[f"{c}_f"]).all(), c
+    raw = spark.read.parquet(str(result.out / "raw")).select("candid").toPandas()
+    assert sorted(raw["candid"]) == sorted(ztf_run["sources"])
+    for staged_topic, fused_topic in zip(FILTERS, fused_filters, strict=True):
+        a = sorted(m.value() for m in read_all(single_kafka.bootstrap, staged_topic, quiet=3))
+        b = sorted(m.value() for m in read_all(single_kafka.bootstrap, fused_topic, quiet=3))
+        assert len(a) == len(b), staged_topic

@@ -57,6 +57,7 @@ def run_broker(
     until_idle: float | None = None,
     timeout: float | None = None,
     stop_after_rows: int | None = None,
+    fused: bool = False,
     echo: Callable[[dict[str, Any]], None] | None = None,
     say: Callable[[str], None] | None = None,
 ) -> BrokerResult:
@@ -77,6 +78,8 @@ def run_broker(
         Stop after this many seconds whatever happens.
     stop_after_rows : int, optional
         Stop once the first stage has read this many rows (a mid-stream stop).
+    fused : bool
+        Run all stages as one query per micro-batch (``stages`` is ignored).
     echo : callable, optional
         Receives every batch record.
     say : callable, optional
@@ -120,7 +123,41 @@ def run_broker(
     listener = ProgressListener(out / "progress.jsonl", echo)
     spark.streams.addListener(listener)
     queries = []
+    if fused:
+        result.stages = ["fused"]
     try:
+        if fused:
+            from alertbench.broker import fused as fused_mode
+
+            for f in filters:
+                create_topic(
+                    servers,
+                    f.topic,
+                    partitions=b.distribution_partitions,
+                    config={"retention.ms": str(b.distribution_retention_ms)},
+                    exist_ok=True,
+                )
+            empty = spark.createDataFrame([], raw_schema)
+            science_static, notes = raw2science.science_frame(empty, cuts, modules)
+            result.notes += notes
+            distribute.publish_schema(
+                out, distribute.routed(spark, science_static, filters)[1], filters
+            )
+            queries.append(
+                fused_mode.start(
+                    spark,
+                    plan,
+                    servers=servers,
+                    topics=b.topics,
+                    out=out,
+                    trigger=b.trigger,
+                    cuts=cuts,
+                    modules=modules,
+                    filters=filters,
+                    max_offsets=b.max_offsets_per_trigger,
+                )
+            )
+            stages = []
         if "stream2raw" in stages:
             queries.append(
                 stream2raw.start(
@@ -133,9 +170,10 @@ def run_broker(
                     max_offsets=b.max_offsets_per_trigger,
                 )
             )
-        empty_raw = spark.createDataFrame([], raw_schema)
-        science_static, notes = raw2science.science_frame(empty_raw, cuts, modules)
-        result.notes += notes
+        if stages:
+            empty_raw = spark.createDataFrame([], raw_schema)
+            science_static, notes = raw2science.science_frame(empty_raw, cuts, modules)
+            result.notes += notes
         if "raw2science" in stages:
             query, _ = raw2science.start(
                 spark, raw_schema=raw_schema, cuts=cuts, modules=modules, out=out, trigger=b.trigger

@@ -94,6 +94,11 @@ def build_session(
 
     from pyspark.sql import SparkSession
 
+    active = SparkSession.getActiveSession()
+    if active is not None and active.sparkContext.master != master:
+        # getOrCreate would hand back the session of another master.
+        active.stop()
+
     builder = (
         SparkSession.builder.appName(app_name)
         .master(master)
