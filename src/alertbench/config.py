@@ -92,6 +92,11 @@ class BrokerSettings(BaseModel):
     distribution_retention_ms: int = Field(
         7 * 24 * 3600 * 1000, description="Retention of distribution topics."
     )
+    parquet_compression: str = Field(
+        "none",
+        description="Parquet codec of broker outputs; cutouts are gzipped FITS already, "
+        "so the default spends no CPU compressing them again.",
+    )
     driver_memory: str = Field("2g", description="Spark driver heap.")
     executor_memory: str = Field("2g", description="Spark executor heap (cluster mode).")
     shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions.")

@@ -106,6 +106,7 @@ def build_session(
         .config("spark.executor.memory", settings.broker.executor_memory)
         .config("spark.sql.shuffle.partitions", str(settings.broker.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.parquet.compression.codec", settings.broker.parquet_compression)
         # night=20231018 is a name, not a number: keep partition values strings.
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")

@@ -78,6 +78,8 @@ def resolve_modules(names: list[str], *, catalogue: str | None = None) -> list[S
     ConfigError
         Naming a module that cannot be found.
     """
+    from alertbench.broker.science.arrow import arrow_type
+
     known = builtin_modules()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         known.setdefault(ep.name, ep.load())
@@ -105,6 +107,12 @@ def resolve_modules(names: list[str], *, catalogue: str | None = None) -> list[S
                 f"unknown science module {name!r}; built-in: {', '.join(sorted(known))}, "
                 "crossmatch, or package.module:object."
             )
+    for m in out:
+        for column, spark_type in m.adds.items():
+            try:
+                arrow_type(spark_type)
+            except ValueError as exc:
+                raise ConfigError(f"science module {m.name}, column {column}: {exc}") from None
     return out
 
 

@@ -99,7 +99,8 @@ def lightcurve(table: pa.Table):
     ``rise_rate`` / ``fade_rate``: mag/day of brightening / fading since the
     last detection in the same band (0 when it went the other way, null with
     no earlier detection). ``color_gr``: g - r from the latest detection in
-    each band, when they are less than a day apart.
+    each band up to the alert's time (the alert itself in its own band), when
+    they are less than a day apart.
     """
     n = table.num_rows
     jd = table["jd"].to_numpy().astype(float)
@@ -127,7 +128,9 @@ def lightcurve(table: pa.Table):
             if h["fid"][i] == fid[p] and hj < jd[p]:
                 last_same[p], last_same_jd[p] = h["magpsf"][i], hj
             lmag, ljd = latest.get(int(h["fid"][i]), (None, None))
-            if lmag is not None and fid[p] != h["fid"][i] and (np.isnan(ljd[p]) or hj > ljd[p]):
+            # The other band's latest detection up to the alert: never the future.
+            other_band = lmag is not None and fid[p] != h["fid"][i] and hj <= jd[p]
+            if other_band and (np.isnan(ljd[p]) or hj > ljd[p]):
                 lmag[p], ljd[p] = h["magpsf"][i], hj
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = (mag - last_same) / (jd - last_same_jd)

@@ -61,7 +61,10 @@ def crossmatch_module(
             better = top > best_dot
             best[better], best_dot[better] = idx[better] + start, top[better]
         hit = best_dot >= cos_radius
-        sep = np.degrees(np.arccos(np.clip(best_dot, -1, 1))) * 3600.0
+        # atan2(|a x b|, a . b): arccos loses precision near zero separation.
+        nearest = cat[np.maximum(best, 0)]
+        cross = np.linalg.norm(np.cross(pts, nearest), axis=1)
+        sep = np.degrees(np.arctan2(cross, np.einsum("ij,ij->i", pts, nearest))) * 3600.0
         return {
             "xmatch_name": [names[i] if h else None for i, h in zip(best, hit, strict=True)],
             "xmatch_sep_arcsec": np.where(hit, sep, np.nan),
