@@ -37,6 +37,28 @@ def alerts_dir() -> Path:
     return path
 
 
+def _env_folder(name: str, what: str) -> Path:
+    value = os.environ.get(name)
+    if not value:
+        pytest.skip(f"needs {what}: set {name}")
+    path = Path(value)
+    if not path.is_dir():
+        pytest.skip(f"{name}={value} is not a folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Real test alerts of every survey and version (ztf/..., lsst/...): ALERTBENCH_TEST_DATA."""
+    return _env_folder("ALERTBENCH_TEST_DATA", "the shared real test alerts")
+
+
+@pytest.fixture(scope="session")
+def shared_schemas() -> Path:
+    """Official alert schemas (ztf/vX, lsst/vX) named by ALERTBENCH_SCHEMAS."""
+    return _env_folder("ALERTBENCH_SCHEMAS", "the official alert schemas")
+
+
 @pytest.fixture(scope="session")
 def alert_files(alerts_dir: Path) -> list[Path]:
     """Every alert file of ``alerts_dir``, sorted."""

@@ -41,22 +41,6 @@ from alertbench.errors import ConfigError
 SYNC_LEN = 16
 
 
-def _env_folder(name: str, what: str) -> Path:
-    value = os.environ.get(name)
-    if not value:
-        pytest.skip(f"needs {what}: set {name}")
-    path = Path(value)
-    if not path.is_dir():
-        pytest.skip(f"{name}={value} is not a folder")
-    return path
-
-
-@pytest.fixture(scope="module")
-def shared_data() -> Path:
-    """Real test alerts (ztf/..., lsst/...) named by ALERTBENCH_TEST_DATA."""
-    return _env_folder("ALERTBENCH_TEST_DATA", "the shared real test alerts")
-
-
 @pytest.fixture(scope="module")
 def rubin_file(shared_data: Path) -> Path:
     files = sorted((shared_data / "lsst" / "lsstcam-20250906-v9.0").glob("*.avro"))

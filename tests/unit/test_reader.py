@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -15,22 +14,6 @@ import pytest
 
 from alertbench.alerts.reader import AlertReader, AlertReadError, read_alerts
 from alertbench.alerts.schema import Schema
-
-
-def _env_folder(name: str, what: str) -> Path:
-    value = os.environ.get(name)
-    if not value:
-        pytest.skip(f"needs {what}: set {name}")
-    path = Path(value)
-    if not path.is_dir():
-        pytest.skip(f"{name}={value} is not a folder")
-    return path
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """Real test alerts (ztf/..., lsst/...) named by ALERTBENCH_TEST_DATA."""
-    return _env_folder("ALERTBENCH_TEST_DATA", "the shared real test alerts")
 
 
 @pytest.fixture(scope="session")

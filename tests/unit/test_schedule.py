@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import fastavro
@@ -10,18 +9,6 @@ import pytest
 
 from alertbench.alerts.reader import observation_jd
 from alertbench.simulator.schedule import Schedule
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The shared test alerts named by ALERTBENCH_TEST_DATA (CI sets it)."""
-    value = os.environ.get("ALERTBENCH_TEST_DATA")
-    if not value:
-        pytest.skip("needs real test alerts: set ALERTBENCH_TEST_DATA to the shared data folder")
-    path = Path(value)
-    if not path.is_dir():
-        pytest.skip(f"ALERTBENCH_TEST_DATA={value} is not a folder")
-    return path
 
 
 def test_visits_group_alerts_and_start_on_the_interval_grid() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -17,28 +16,6 @@ from alertbench.alerts.schema import OCF_MAGIC, Schema, SchemaError, SurveyVersi
 
 ZTF_CUTOUTS = ["cutoutScience", "cutoutTemplate", "cutoutDifference"]
 RUBIN_CUTOUTS = ["cutoutDifference", "cutoutScience", "cutoutTemplate"]
-
-
-def _env_folder(name: str, what: str) -> Path:
-    value = os.environ.get(name)
-    if not value:
-        pytest.skip(f"needs {what}: set {name}")
-    path = Path(value)
-    if not path.is_dir():
-        pytest.skip(f"{name}={value} is not a folder")
-    return path
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """Real test alerts (ztf/..., lsst/...) named by ALERTBENCH_TEST_DATA."""
-    return _env_folder("ALERTBENCH_TEST_DATA", "the shared real test alerts")
-
-
-@pytest.fixture(scope="session")
-def shared_schemas() -> Path:
-    """Official alert schemas (ztf/vX, lsst/vX) named by ALERTBENCH_SCHEMAS."""
-    return _env_folder("ALERTBENCH_SCHEMAS", "the official alert schemas")
 
 
 def _read(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bytes]:

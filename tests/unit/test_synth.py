@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +20,6 @@ N_CLONES = 2000
 SPREAD = [round(i * (N_CLONES - 1) / 299) for i in range(300)]
 ZTF_CUTOUTS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
 RUBIN_CUTOUTS = ("cutoutDifference", "cutoutScience", "cutoutTemplate")
-
-
-def _env_folder(name: str, what: str) -> Path:
-    value = os.environ.get(name)
-    if not value:
-        pytest.skip(f"needs {what}: set {name}")
-    path = Path(value)
-    if not path.is_dir():
-        pytest.skip(f"{name}={value} is not a folder")
-    return path
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """Real test alerts (ztf/..., lsst/...) named by ALERTBENCH_TEST_DATA."""
-    return _env_folder("ALERTBENCH_TEST_DATA", "the shared real test alerts")
 
 
 def _templates(files: list[Path]) -> Templates:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -33,28 +32,6 @@ CONFLUENT_MESSAGES = {
 }
 OTHER_MESSAGES = {"25409136044802067.avro": 701, "3527242430321524769.avro": 703}
 NAME_OF_ID = {900: "lsst.v9_0.alert", 704: "lsst.v7_4.alert"}
-
-
-def _env_folder(name: str, what: str) -> Path:
-    value = os.environ.get(name)
-    if not value:
-        pytest.skip(f"needs {what}: set {name}")
-    path = Path(value)
-    if not path.is_dir():
-        pytest.skip(f"{name}={value} is not a folder")
-    return path
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """Real test alerts (ztf/..., lsst/...) named by ALERTBENCH_TEST_DATA."""
-    return _env_folder("ALERTBENCH_TEST_DATA", "the shared real test alerts")
-
-
-@pytest.fixture(scope="session")
-def shared_schemas() -> Path:
-    """Official alert schemas (ztf/vX, lsst/vX) named by ALERTBENCH_SCHEMAS."""
-    return _env_folder("ALERTBENCH_SCHEMAS", "the official alert schemas")
 
 
 @pytest.fixture(scope="session")

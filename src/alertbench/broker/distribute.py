@@ -158,6 +158,32 @@ def routed(spark, frame, filters: list[Filter]):
     return rows.withColumn("topic", F.explode("_topics")).drop("_topics"), schema
 
 
+def send_batch(spark, science, filters: list[Filter], servers: str) -> None:
+    """Route a static frame of science alerts to the filters' topics (batch Kafka writer)."""
+    rows, _ = routed(spark, science, filters)
+    (
+        rows.write.format("kafka")
+        .option("kafka.bootstrap.servers", servers)
+        .option("kafka.max.request.size", str(10 * 1024 * 1024))
+        .option("kafka.linger.ms", "5")
+        .save()
+    )
+
+
+def create_topics(servers: str, filters: list[Filter], *, partitions: int, retention_ms: int):
+    """Create every filter's topic up front, with explicit partitions and retention."""
+    from alertbench.kafka.admin import create_topic
+
+    for f in filters:
+        create_topic(
+            servers,
+            f.topic,
+            partitions=partitions,
+            config={"retention.ms": str(retention_ms)},
+            exist_ok=True,
+        )
+
+
 def start(spark, *, science_schema, filters: list[Filter], servers: str, out: Path, trigger: str):
     """Start the distribute query over ``out/science``; publishes the schema.
 
@@ -176,14 +202,7 @@ def start(spark, *, science_schema, filters: list[Filter], servers: str, out: Pa
     publish_schema(out, routed(spark, empty, filters)[1], filters)
 
     def send(batch, batch_id: int) -> None:
-        rows, _ = routed(spark, batch, filters)
-        (
-            rows.write.format("kafka")
-            .option("kafka.bootstrap.servers", servers)
-            .option("kafka.max.request.size", str(10 * 1024 * 1024))
-            .option("kafka.linger.ms", "5")
-            .save()
-        )
+        send_batch(spark, batch, filters, servers)
 
     return (
         science.writeStream.queryName("distribute")

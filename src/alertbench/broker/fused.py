@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alertbench.broker.decode import DecodePlan
-from alertbench.broker.distribute import Filter, routed
+from alertbench.broker.distribute import Filter, send_batch
 from alertbench.broker.raw2science import science_frame
 from alertbench.broker.science import ScienceModule
 from alertbench.broker.sink import BatchSink
@@ -47,13 +47,7 @@ def process_batch(
             if not science.isEmpty():
                 outputs["science"] = (science, ["night"])
                 if filters:
-                    rows, _ = routed(spark, science, filters)
-                    (
-                        rows.write.format("kafka")
-                        .option("kafka.bootstrap.servers", servers)
-                        .option("kafka.max.request.size", str(10 * 1024 * 1024))
-                        .save()
-                    )
+                    send_batch(spark, science, filters, servers)
             sink.write(batch_id, outputs)
         finally:
             science.unpersist()

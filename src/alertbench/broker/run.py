@@ -14,7 +14,6 @@ from alertbench.broker.science import resolve_modules
 from alertbench.broker.spark import build_session
 from alertbench.config import Settings
 from alertbench.errors import AlertbenchError, ConfigError
-from alertbench.kafka.admin import create_topic
 
 STAGES = ("stream2raw", "raw2science", "distribute")
 DEFAULT_FILTERS = {
@@ -129,14 +128,12 @@ def run_broker(
         if fused:
             from alertbench.broker import fused as fused_mode
 
-            for f in filters:
-                create_topic(
-                    servers,
-                    f.topic,
-                    partitions=b.distribution_partitions,
-                    config={"retention.ms": str(b.distribution_retention_ms)},
-                    exist_ok=True,
-                )
+            distribute.create_topics(
+                servers,
+                filters,
+                partitions=b.distribution_partitions,
+                retention_ms=b.distribution_retention_ms,
+            )
             empty = spark.createDataFrame([], raw_schema)
             science_static, notes = raw2science.science_frame(empty, cuts, modules)
             result.notes += notes
@@ -180,14 +177,12 @@ def run_broker(
             )
             queries.append(query)
         if "distribute" in stages and filters:
-            for f in filters:
-                create_topic(
-                    servers,
-                    f.topic,
-                    partitions=b.distribution_partitions,
-                    config={"retention.ms": str(b.distribution_retention_ms)},
-                    exist_ok=True,
-                )
+            distribute.create_topics(
+                servers,
+                filters,
+                partitions=b.distribution_partitions,
+                retention_ms=b.distribution_retention_ms,
+            )
             queries.append(
                 distribute.start(
                     spark,
