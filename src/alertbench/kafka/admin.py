@@ -190,30 +190,47 @@ def create_topic(
     _wait_for_leaders(admin, name, timeout)
 
 
+def _has_leaders(admin: AdminClient, name: str) -> tuple[bool, dict]:
+    """Whether ``admin``'s broker knows ``name`` with a leader for every partition."""
+    try:
+        md = admin.list_topics(topic=name, timeout=5)
+    except KafkaException:
+        return False, {}
+    topic = md.topics.get(name)
+    ok = (
+        topic is not None
+        and topic.error is None
+        and bool(topic.partitions)
+        and all(p.leader >= 0 for p in topic.partitions.values())
+    )
+    return ok, md.brokers
+
+
 def _wait_for_leaders(admin: AdminClient, name: str, timeout: float) -> None:
-    """Wait until every partition of ``name`` has a leader in the metadata.
+    """Wait until every broker's metadata has ``name`` with a leader for each partition.
 
     The controller acknowledges a new topic before every broker knows it; a
-    producer or describe that lands on another broker right away would fail.
+    producer or describe that lands on a lagging broker right away would fail.
     """
     deadline = time.monotonic() + timeout
+    brokers: dict = {}
     while True:
-        try:
-            topic = admin.list_topics(topic=name, timeout=5).topics.get(name)
-        except KafkaException:
-            topic = None
-        if (
-            topic is not None
-            and topic.error is None
-            and topic.partitions
-            and all(p.leader >= 0 for p in topic.partitions.values())
-        ):
-            return
+        ok, brokers = _has_leaders(admin, name)
+        if ok:
+            break
         if time.monotonic() > deadline:
             raise ClusterError(
                 f"topic {name!r} has no leader for every partition after {timeout} s"
             )
         time.sleep(0.2)
+    for broker in brokers.values():
+        one = admin_client(f"{broker.host}:{broker.port}")
+        while not _has_leaders(one, name)[0]:
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"broker {broker.id} does not know topic {name!r} after {timeout} s"
+                )
+            time.sleep(0.2)
 
 
 def delete_topic(bootstrap_servers: str, name: str, *, timeout: float = 30.0) -> None:
