@@ -174,10 +174,13 @@ def make_plan(
 
 
 def decode_columns(plan: DecodePlan, value: str = "value"):
-    """Spark columns ``(alert, decode_error)`` for the message column ``value``.
+    """Spark columns ``(alert, framing_error)`` for the message column ``value``.
 
     ``alert`` is the decoded record as a struct (null when the message does
-    not fit); ``decode_error`` says why it did not.
+    not fit). ``framing_error`` says why a message's framing (header, schema
+    id, sync marker) does not fit; it is computed on the bytes alone, without
+    decoding. A message with no framing error and a null ``alert`` has a body
+    that does not decode (:data:`DECODE_FAILED`).
     """
     from pyspark.sql import functions as F
     from pyspark.sql.avro.functions import from_avro
@@ -227,5 +230,7 @@ def decode_columns(plan: DecodePlan, value: str = "value"):
     else:
         alert = from_avro(v, plan.schema_json, options)
         error = F.lit(None).cast("string")
-    error = F.coalesce(error, F.when(alert.isNull(), F.lit("Avro body does not decode")))
     return alert, error
+
+
+DECODE_FAILED = "Avro body does not decode"

@@ -16,6 +16,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 
 class BatchSink:
     """Writes each micro-batch's frames once, whatever Spark replays.
@@ -47,13 +49,25 @@ class BatchSink:
         dict of str to int
             Files moved into each output.
         """
-        stage = self.staging / str(batch_id)
-        shutil.rmtree(stage, ignore_errors=True)
+        self.begin(batch_id)
         for out, (frame, partitions) in outputs.items():
-            writer = frame.write.mode("overwrite")  # type: ignore[attr-defined]
-            if partitions:
-                writer = writer.partitionBy(*partitions)
-            writer.parquet(str(stage / out))
+            self.stage(batch_id, out, frame, partitions)
+        return self.commit(batch_id, list(outputs))
+
+    def begin(self, batch_id: int) -> None:
+        """Start staging ``batch_id`` afresh (whatever an earlier attempt left)."""
+        shutil.rmtree(self.staging / str(batch_id), ignore_errors=True)
+
+    def stage(self, batch_id: int, out: str, frame, partitions: list[str], append: bool = False):
+        """Write ``frame`` into the staging folder of output ``out``."""
+        writer = frame.write.mode("append" if append else "overwrite")
+        if partitions:
+            writer = writer.partitionBy(*partitions)
+        writer.parquet(str(self.staging / str(batch_id) / out))
+
+    def commit(self, batch_id: int, outputs: list[str]) -> dict[str, int]:
+        """Move the staged files of ``outputs`` into place and mark ``batch_id`` done."""
+        stage = self.staging / str(batch_id)
         moved = {}
         prefix = f"b{batch_id:09d}-"
         moving = self.commits / f"{batch_id}.moving"
@@ -67,6 +81,8 @@ class BatchSink:
             final = self.root / out
             count = 0
             for f in sorted((stage / out).rglob("*.parquet")):
+                if pq.read_metadata(f).num_rows == 0:
+                    continue  # an empty batch's schema-only file: nothing to publish
                 dest_dir = final / f.relative_to(stage / out).parent
                 dest_dir.mkdir(parents=True, exist_ok=True)
                 f.replace(dest_dir / f"{prefix}{f.name}")

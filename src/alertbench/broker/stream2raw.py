@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alertbench.broker.decode import DecodePlan, decode_columns
+from alertbench.broker.decode import DECODE_FAILED, DecodePlan, decode_columns
 from alertbench.broker.flatten import flatten
 from alertbench.broker.sink import BatchSink
 
@@ -31,6 +31,10 @@ def kafka_source(spark, servers: str, topics: list[str], *, max_offsets: int | N
         .option("failOnDataLoss", "false")
         .option("kafka.max.partition.fetch.bytes", str(16 * 1024 * 1024))
         .option("kafka.fetch.max.bytes", str(64 * 1024 * 1024))
+        # The client's 64 KB socket buffer starves on 75 KB alerts: 8 MB read
+        # ~1.5x faster here (2,500 -> 3,700 alerts/s on 2 cores).
+        .option("kafka.receive.buffer.bytes", str(8 * 1024 * 1024))
+        .option("kafka.max.poll.records", "2000")
     )
     if max_offsets:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
@@ -38,26 +42,33 @@ def kafka_source(spark, servers: str, topics: list[str], *, max_offsets: int | N
 
 
 def decoded(df, plan: DecodePlan):
-    """Kafka rows plus the decoded ``alert`` struct and ``decode_error``."""
-    alert, error = decode_columns(plan)
-    return df.withColumn("alert", alert).withColumn("decode_error", error)
+    """Kafka rows plus the decoded ``alert`` struct and its ``framing_error``."""
+    alert, framing = decode_columns(plan)
+    return df.withColumn("alert", alert).withColumn("framing_error", framing)
 
 
-def split(dec, plan: DecodePlan):
-    """(raw alerts, quarantined messages) of a decoded frame."""
+def _quarantined(frame, error):
     from pyspark.sql import functions as F
 
-    good = flatten(dec.filter(F.col("decode_error").isNull()), plan.schema)
-    bad = dec.filter(F.col("decode_error").isNotNull()).select(
+    return frame.select(
         "value",
-        F.col("decode_error").alias("error"),
+        error.alias("error"),
         "topic",
         "partition",
         "offset",
         F.col("timestamp").alias("kafka_time"),
         F.current_timestamp().alias("quarantined_at"),
     )
-    return good, bad
+
+
+def split(dec, plan: DecodePlan):
+    """(raw alerts, quarantined messages) of a decoded frame."""
+    from pyspark.sql import functions as F
+
+    ok = F.col("framing_error").isNull() & F.col("alert").isNotNull()
+    good = flatten(dec.filter(ok), plan.schema)
+    error = F.coalesce(F.col("framing_error"), F.lit(DECODE_FAILED))
+    return good, _quarantined(dec.filter(~ok), error)
 
 
 def raw_schema(spark, plan: DecodePlan):
@@ -67,20 +78,46 @@ def raw_schema(spark, plan: DecodePlan):
 
 
 def write_raw_batch(sink: BatchSink, df, batch_id: int, plan: DecodePlan) -> None:
-    """Decode one micro-batch and write its alerts and its quarantine, exactly once."""
+    """Decode one micro-batch and write its alerts and its quarantine, exactly once.
+
+    Every alert is decoded once, while the raw Parquet is written; the same
+    job counts the bodies that failed to decode. Framing errors are found on
+    the bytes without decoding, and only a batch with a failed body (rare) is
+    decoded a second time, to quarantine those messages.
+    """
     if sink.done(batch_id):
         return
-    dec = decoded(df, plan).persist()
+    # Cache the raw bytes, not decoded rows: Kafka is read once (and counted
+    # once in the query's progress) although the batch is passed over twice.
+    df = df.persist()
     try:
-        good, bad = split(dec, plan)
-        outputs = {}
-        if not good.isEmpty():
-            outputs["raw"] = (good, ["night"])
-        if not bad.isEmpty():
-            outputs["quarantine"] = (bad, [])
-        sink.write(batch_id, outputs)
+        _write_raw_batch(sink, df, batch_id, plan)
     finally:
-        dec.unpersist()
+        df.unpersist()
+
+
+def _write_raw_batch(sink: BatchSink, df, batch_id: int, plan: DecodePlan) -> None:
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    dec = decoded(df, plan)
+    framed = dec.filter(F.col("framing_error").isNull())
+    seen = Observation(f"decode-{batch_id}")
+    counted = framed.observe(seen, F.count_if(F.col("alert").isNull()).alias("failed"))
+    sink.begin(batch_id)
+    sink.stage(
+        batch_id, "raw", flatten(counted.filter(F.col("alert").isNotNull()), plan.schema), ["night"]
+    )
+    bad = df.withColumn("framing_error", decode_columns(plan)[1]).filter(
+        F.col("framing_error").isNotNull()
+    )
+    sink.stage(batch_id, "quarantine", _quarantined(bad, F.col("framing_error")), [])
+    if seen.get.get("failed", 0):
+        failed = framed.filter(F.col("alert").isNull())
+        sink.stage(
+            batch_id, "quarantine", _quarantined(failed, F.lit(DECODE_FAILED)), [], append=True
+        )
+    sink.commit(batch_id, ["raw", "quarantine"])
 
 
 def start(

@@ -21,6 +21,7 @@ from alertbench.kafka.release import KafkaRelease
 # Alerts with cutouts reach a few hundred KB; Rubin's can exceed Kafka's 1 MB
 # default, so brokers accept up to 10 MiB messages.
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+SOCKET_BUFFER_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -148,6 +149,9 @@ def server_properties(
     props["group.initial.rebalance.delay.ms"] = 0
     props["message.max.bytes"] = MAX_MESSAGE_BYTES
     props["replica.fetch.max.bytes"] = MAX_MESSAGE_BYTES
+    # Kafka's 100 KB socket buffers are sized for small records, not 50-150 KB alerts.
+    props["socket.send.buffer.bytes"] = SOCKET_BUFFER_BYTES
+    props["socket.receive.buffer.bytes"] = SOCKET_BUFFER_BYTES
     props.update(overrides or {})
     return props
 
