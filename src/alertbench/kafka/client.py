@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from alertbench.errors import ClusterError
 
@@ -66,6 +66,8 @@ def produce(
         "acks": "all",
         "linger.ms": 5,
         "message.max.bytes": 10 * 1024 * 1024,
+        # Retries (e.g. while a coordinator loads) are expected; report errors only.
+        "log_level": 3,
     }
     conf.update(config or {})
     producer = Producer(conf)
@@ -140,7 +142,9 @@ def consume(
     consumer = Consumer(conf)
     out: list[tuple[int, int, bytes | None, bytes]] = []
     try:
-        consumer.subscribe([topic])
+        # Assign every partition from the start: no group join to wait for.
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         deadline = time.monotonic() + timeout
         while len(out) < count and time.monotonic() < deadline:
             for msg in consumer.consume(num_messages=min(500, count - len(out)), timeout=0.5):
