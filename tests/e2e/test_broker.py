@@ -32,6 +32,8 @@ FILTERS = {
     "e2e-bright": "magpsf <= 17.5",
     "e2e-sso": "sso_candidate",
     "e2e-red-faint": "fid = 2 AND magpsf > 19.0",
+    # A Python filter, evaluated in the same pass as the SQL ones.
+    "e2e-positive": "alertbench.broker.predicates:positive_subtraction",
 }
 
 
@@ -185,6 +187,7 @@ def test_each_topic_holds_exactly_what_its_filter_selects(ztf_run, single_kafka)
         "e2e-bright": {k for k, c in passing.items() if c["magpsf"] <= 17.5},
         "e2e-sso": {k for k, c in passing.items() if expected_sso(c)},
         "e2e-red-faint": {k for k, c in passing.items() if c["fid"] == 2 and c["magpsf"] > 19.0},
+        "e2e-positive": {k for k, c in passing.items() if c["isdiffpos"] in ("t", "1")},
     }
     assert any(expected.values())
     for topic, want in expected.items():
