@@ -15,7 +15,7 @@ from alertbench.broker.distribute import Filter, send_batch
 from alertbench.broker.raw2science import science_frame
 from alertbench.broker.science import ScienceModule
 from alertbench.broker.sink import BatchSink
-from alertbench.broker.stream2raw import decoded, kafka_source, split
+from alertbench.broker.stream2raw import decoded, split, start_kafka_query
 
 
 def process_batch(
@@ -75,23 +75,23 @@ def start(
     pyspark.sql.streaming.StreamingQuery
     """
     sink = BatchSink(out, "fused")
-    return (
-        kafka_source(spark, servers, topics, max_offsets=max_offsets)
-        .writeStream.queryName("fused")
-        .foreachBatch(
-            lambda df, batch_id: process_batch(
-                spark,
-                df,
-                batch_id,
-                plan=plan,
-                sink=sink,
-                cuts=cuts,
-                modules=modules,
-                filters=filters,
-                servers=servers,
-            )
-        )
-        .option("checkpointLocation", str(out.resolve() / "checkpoints" / "fused"))
-        .trigger(processingTime=trigger)
-        .start()
+    return start_kafka_query(
+        spark,
+        "fused",
+        lambda df, batch_id: process_batch(
+            spark,
+            df,
+            batch_id,
+            plan=plan,
+            sink=sink,
+            cuts=cuts,
+            modules=modules,
+            filters=filters,
+            servers=servers,
+        ),
+        servers=servers,
+        topics=topics,
+        out=out,
+        trigger=trigger,
+        max_offsets=max_offsets,
     )

@@ -120,6 +120,33 @@ def _write_raw_batch(sink: BatchSink, df, batch_id: int, plan: DecodePlan) -> No
     sink.commit(batch_id, ["raw", "quarantine"])
 
 
+def start_kafka_query(
+    spark,
+    name: str,
+    handle,
+    *,
+    servers: str,
+    topics: list[str],
+    out: Path,
+    trigger: str,
+    max_offsets: int | None = None,
+):
+    """Start query ``name``: Kafka micro-batches to ``handle(df, batch_id)``, checkpointed.
+
+    Returns
+    -------
+    pyspark.sql.streaming.StreamingQuery
+    """
+    return (
+        kafka_source(spark, servers, topics, max_offsets=max_offsets)
+        .writeStream.queryName(name)
+        .foreachBatch(handle)
+        .option("checkpointLocation", str(out.resolve() / "checkpoints" / name))
+        .trigger(processingTime=trigger)
+        .start()
+    )
+
+
 def start(
     spark,
     plan: DecodePlan,
@@ -137,11 +164,13 @@ def start(
     pyspark.sql.streaming.StreamingQuery
     """
     sink = BatchSink(out, "stream2raw")
-    return (
-        kafka_source(spark, servers, topics, max_offsets=max_offsets)
-        .writeStream.queryName("stream2raw")
-        .foreachBatch(lambda df, batch_id: write_raw_batch(sink, df, batch_id, plan))
-        .option("checkpointLocation", str(out.resolve() / "checkpoints" / "stream2raw"))
-        .trigger(processingTime=trigger)
-        .start()
+    return start_kafka_query(
+        spark,
+        "stream2raw",
+        lambda df, batch_id: write_raw_batch(sink, df, batch_id, plan),
+        servers=servers,
+        topics=topics,
+        out=out,
+        trigger=trigger,
+        max_offsets=max_offsets,
     )
