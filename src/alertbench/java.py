@@ -41,6 +41,11 @@ class Java:
     version: str
     major: int
 
+    @property
+    def home(self) -> Path:
+        """The JDK folder (``JAVA_HOME``) of ``executable``, symlinks followed."""
+        return self.executable.resolve().parent.parent
+
 
 def parse_java_version(text: str) -> tuple[str, int]:
     """Read the version from the output of ``java -version``.

@@ -69,8 +69,15 @@ class Transport(Protocol):
     def run(self, argv: Sequence[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
         """Run a command to completion and capture its output."""
 
-    def spawn(self, argv: Sequence[str], *, log: Path, cwd: Path) -> ProcessRecord:
-        """Start a long-running process whose output goes to ``log``."""
+    def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        log: Path,
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> ProcessRecord:
+        """Start a long-running process whose output goes to ``log`` (``env``: its environment)."""
 
     def is_running(self, proc: ProcessRecord) -> bool:
         """Tell whether ``proc`` is still alive (and is still the process we started)."""
@@ -109,7 +116,14 @@ class LocalTransport:
             list(argv), capture_output=True, text=True, timeout=timeout, check=False
         )
 
-    def spawn(self, argv: Sequence[str], *, log: Path, cwd: Path) -> ProcessRecord:  # noqa: D102
+    def spawn(  # noqa: D102
+        self,
+        argv: Sequence[str],
+        *,
+        log: Path,
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> ProcessRecord:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             # A new session: Ctrl-C in the terminal that ran `alertbench kafka up`
@@ -120,6 +134,7 @@ class LocalTransport:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=cwd,
+                env=dict(env) if env is not None else None,
                 start_new_session=True,
             )
         return ProcessRecord(pid=proc.pid, started=_create_time(proc.pid) or time.time())

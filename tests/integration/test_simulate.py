@@ -24,6 +24,7 @@ from alertbench.kafka.client import end_offsets
 from alertbench.simulator.producer import SENT_HEADER, VISIT_HEADER
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
+from alertbench.simulator.source import in_observation_order
 
 pytestmark = pytest.mark.kafka
 
@@ -292,7 +293,7 @@ def test_broker_stopped_mid_stream_loses_no_alert(kafka_cluster, kafka4, alert_f
         assert summary["failures"] == 0
         assert summary["alerts"] == 600
         templates = AlertReader().read([Path(s) for s in sources])
-        templates.sort(key=lambda a: (a.observed or 0.0, str(a.source), a.index))
+        templates = in_observation_order(templates)
         cloner = Cloner([(a.schema, a.record) for a in templates], seed=11)
         expected = {cloner.record(g)["candid"] for g in range(600)}
         fmt = make_format("ztf")

@@ -20,6 +20,9 @@ import fastavro
 from alertbench.alerts.schema import OCF_MAGIC, Schema, SchemaError
 
 FORMATS = ("ztf", "schemaless", "confluent")
+# Headers the simulator puts on every message and the broker and benchmarks read.
+SENT_HEADER = "alertbench.sent_us"  # send time, microseconds since the epoch
+VISIT_HEADER = "alertbench.visit"  # visit number
 
 
 class WireError(ValueError):

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alertbench.alerts.wire import SENT_HEADER
 from alertbench.errors import ConfigError
 
-SENT_HEADER = "alertbench.sent_us"
 # Kafka's own coordinates of the raw alert would clash with the sink's columns.
 NOT_DISTRIBUTED = {"topic", "partition", "offset"}
 _PYTHON_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")

@@ -10,8 +10,8 @@ of the observation, ``yyyyMMdd``) to partition by.
 from __future__ import annotations
 
 from alertbench.alerts.schema import Schema
+from alertbench.alerts.wire import SENT_HEADER
 
-SENT_HEADER = "alertbench.sent_us"
 DETECTION_FIELD = {"ztf": "candidate", "lsst": "diaSource"}
 KAFKA_COLUMNS = ["topic", "partition", "offset", "kafka_time", "sent_time", "ingest_time"]
 

@@ -85,7 +85,7 @@ def build_session(
     java = find_java(settings.java_home)
     # pyspark launches the JVM from JAVA_HOME; Python workers must be this
     # interpreter, or executors import a system Python without our packages.
-    os.environ["JAVA_HOME"] = str(java.executable.resolve().parent.parent)
+    os.environ["JAVA_HOME"] = str(java.home)
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     master = master or settings.broker.master

@@ -105,7 +105,7 @@ def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         SPARK_HOME=str(_spark_home()),
-        JAVA_HOME=str(java.executable.resolve().parent.parent),
+        JAVA_HOME=str(java.home),
         SPARK_LOCAL_IP="127.0.0.1",
         # Daemons default to a 1 GB heap; they only schedule, executors do the work.
         SPARK_DAEMON_MEMORY="256m",
@@ -190,7 +190,7 @@ def up(
     try:
         for name, argv in argv_of.items():
             log = base / "logs" / f"{name}.log"
-            cluster.procs[name] = _spawn(argv, env, log, base)
+            cluster.procs[name] = local.spawn(argv, log=log, cwd=base, env=env)
             cluster.logs[name] = str(log)
             _save(settings, cluster)
             if name == "master":
@@ -214,25 +214,6 @@ def up(
         _save(settings, cluster)
         raise
     return cluster
-
-
-def _spawn(argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> ProcessRecord:
-    import subprocess
-
-    import psutil
-
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-        )
-    return ProcessRecord(pid=proc.pid, started=psutil.Process(proc.pid).create_time())
 
 
 def _wait(cluster: SparkCluster, local: LocalTransport, ready, timeout: float, what: str) -> None:

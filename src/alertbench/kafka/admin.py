@@ -257,7 +257,7 @@ def describe_topic(bootstrap_servers: str, name: str, *, timeout: float = 10.0) 
     ClusterError
         If the topic does not exist.
     """
-    found = [t for t in list_topics(bootstrap_servers, internal=True, timeout=timeout)]
+    found = list_topics(bootstrap_servers, internal=True, timeout=timeout)
     matches = [t for t in found if t.name == name]
     if not matches:
         raise ClusterError(

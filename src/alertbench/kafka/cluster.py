@@ -448,7 +448,6 @@ class KafkaCluster:
                 )
 
     def _start(self, state: ClusterState, node: Node) -> None:
-        self._check_ports(node)
         if node.kind == "zookeeper":
             main = [
                 "org.apache.zookeeper.server.quorum.QuorumPeerMain",
@@ -552,21 +551,22 @@ class KafkaCluster:
         """
         say = progress or (lambda _m: None)
         started: list[Node] = []
+        zks = [n for n in state.nodes if n.kind == "zookeeper" and not self._alive(n)]
+        kafka = [n for n in state.nodes if n.kind == "kafka" and not self._alive(n)]
+        # Every port before any start: a taken port leaves nothing half-started.
+        for node in zks + kafka:
+            self._check_ports(node)
         try:
-            zks = [n for n in state.nodes if n.kind == "zookeeper" and not self._alive(n)]
             for node in zks:
                 self._start(state, node)
                 started.append(node)
             if zks:
                 say(f"waiting for the ZooKeeper ensemble ({len(zks)} nodes)")
                 self._wait_zookeeper(state, zks, timeout)
-            kafka = [n for n in state.nodes if n.kind == "kafka" and not self._alive(n)]
             if state.mode == "kraft" and kafka:
                 say(f"formatting KRaft storage of {len(kafka)} node(s)")
                 with ThreadPoolExecutor(max_workers=len(kafka)) as pool:
                     list(pool.map(lambda n: self._format(state, n), kafka))
-            for node in kafka:
-                self._check_ports(node)
             for node in kafka:
                 self._start(state, node)
                 started.append(node)

@@ -299,7 +299,7 @@ def _copy_dependencies(
             f"-DexcludeTransitive={'false' if transitive else 'true'}",
             f"-DoutputDirectory={out}",
         ]
-        env = dict(os.environ, JAVA_HOME=str(java_home_of(java)))
+        env = dict(os.environ, JAVA_HOME=str(java.home))
         try:
             proc = subprocess.run(
                 argv, capture_output=True, text=True, timeout=1800, env=env, check=False
@@ -356,11 +356,6 @@ def explain_maven_failure(output: str, artifacts: list[str], settings: Settings)
         )
     errors = [ln for ln in output.splitlines() if "ERROR" in ln][:8]
     return "Maven failed to resolve " + ", ".join(artifacts) + ":\n" + "\n".join(errors or [output])
-
-
-def java_home_of(java: Java) -> Path:
-    """The JDK folder of a ``java`` executable (following symlinks)."""
-    return java.executable.resolve().parent.parent
 
 
 def find_maven(settings: Settings, *, progress: Progress | None = None) -> Path:

@@ -15,11 +15,9 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Producer
 
+from alertbench.alerts.wire import SENT_HEADER, VISIT_HEADER
 from alertbench.simulator.schedule import Schedule
 from alertbench.simulator.source import Message
-
-SENT_HEADER = "alertbench.sent_us"
-VISIT_HEADER = "alertbench.visit"
 
 
 class Source(Protocol):

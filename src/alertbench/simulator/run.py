@@ -127,10 +127,14 @@ def check_kafka(servers: str) -> None:
         ) from None
 
 
-def _child(j: int, source: Any, plan: Plan, opts: SimulationOptions, queue: Any) -> None:
-    conf = producer_config(
+def _producer_conf(opts: SimulationOptions) -> dict[str, Any]:
+    return producer_config(
         opts.servers, acks=opts.acks, compression=opts.compression, extra=opts.producer_extra
     )
+
+
+def _child(j: int, source: Any, plan: Plan, opts: SimulationOptions, queue: Any) -> None:
+    conf = _producer_conf(opts)
     try:
         stats = run_producer(
             j,
@@ -213,9 +217,7 @@ def _run_producers(
     source: Any, plan: Plan, opts: SimulationOptions, monitor: Monitor | None
 ) -> list[dict[str, Any]]:
     if opts.producers == 1:
-        conf = producer_config(
-            opts.servers, acks=opts.acks, compression=opts.compression, extra=opts.producer_extra
-        )
+        conf = _producer_conf(opts)
         stats = run_producer(
             0,
             1,

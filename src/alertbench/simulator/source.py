@@ -25,6 +25,11 @@ class Message:
     value: bytes
 
 
+def in_observation_order(alerts: list[Alert]) -> list[Alert]:
+    """Alerts sorted by observation time (ties by file and position, for a stable stream)."""
+    return sorted(alerts, key=lambda a: (a.observed or 0.0, str(a.source), a.index))
+
+
 class ReplaySource:
     """Real alerts, ordered by observation time, framed once.
 
@@ -39,7 +44,7 @@ class ReplaySource:
     """
 
     def __init__(self, alerts: list[Alert], wire: WireFormat, *, keyed: bool = True) -> None:
-        alerts = sorted(alerts, key=lambda a: (a.observed or 0.0, str(a.source), a.index))
+        alerts = in_observation_order(alerts)
         self.messages = [
             Message(a.key.encode() if keyed else None, wire.frame(a.body, a.schema)) for a in alerts
         ]
@@ -75,7 +80,7 @@ class SynthSource:
     def __init__(
         self, alerts: list[Alert], wire: WireFormat, *, seed: int = 0, keyed: bool = True
     ) -> None:
-        alerts = sorted(alerts, key=lambda a: (a.observed or 0.0, str(a.source), a.index))
+        alerts = in_observation_order(alerts)
         self.cloner = Cloner([(a.schema, a.record) for a in alerts], seed=seed)
         self.wire = wire
         self.keyed = keyed
