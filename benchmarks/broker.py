@@ -30,7 +30,7 @@ from pathlib import Path
 
 import fastavro
 import psutil
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from alertbench.alerts.files import find_alert_files
 from alertbench.alerts.reader import AlertReader
@@ -45,32 +45,37 @@ from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
 
 
-def ceiling(servers: str, topic: str, count: int) -> float:
-    """Alerts/s of a consumer that only reads."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": servers,
-            "group.id": f"ceiling-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        }
-    )
-    consumer.subscribe([topic])
-    seen, start = 0, None
-    while seen < count:
-        for m in consumer.consume(1000, timeout=1.0):
-            if m.error() is None:
-                start = start or time.perf_counter()
-                seen += 1
-    elapsed = time.perf_counter() - start
-    consumer.close()
-    return count / elapsed
+def ceiling(servers: str, topic: str, count: int, repeats: int = 3) -> float:
+    """Alerts/s of a consumer that only reads (best of ``repeats`` full reads)."""
+    best = 0.0
+    for _ in range(repeats):
+        consumer = Consumer(
+            {
+                "bootstrap.servers": servers,
+                "group.id": f"ceiling-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            }
+        )
+        # Assign, not subscribe: a group rebalance in the middle would be timed.
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        seen, start = 0, time.perf_counter()
+        while seen < count:
+            seen += sum(m.error() is None for m in consumer.consume(1000, timeout=1.0))
+        best = max(best, count / (time.perf_counter() - start))
+        consumer.close()
+    return best
 
 
-def run_query(spark, servers, topic, out: Path, batch_fn, max_offsets: int) -> float:
-    """Seconds for a streaming query to process the whole topic."""
+def run_query(spark, servers, topic, out: Path, batch_fn, max_offsets: int) -> dict:
+    """Process the whole topic in a streaming query; its wall time and its batches' time.
+
+    ``seconds`` runs from ``start()`` to the end (query start-up included);
+    ``batch_seconds`` sums the micro-batches' trigger durations, the steady
+    rate of a broker that is already running.
+    """
     start = time.perf_counter()
     query = (
         kafka_source(spark, servers, [topic], max_offsets=max_offsets)
@@ -80,7 +85,31 @@ def run_query(spark, servers, topic, out: Path, batch_fn, max_offsets: int) -> f
         .start()
     )
     query.awaitTermination()
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    batches = [p for p in query.recentProgress if p["numInputRows"]]
+    return {
+        "seconds": round(wall, 2),
+        "batch_seconds": round(sum(p["durationMs"]["triggerExecution"] for p in batches) / 1e3, 2),
+        "batches": len(batches),
+    }
+
+
+def rates(timing: dict, rows: int) -> dict:
+    """``timing`` with the row count and both rates."""
+    return {
+        **timing,
+        "rows": rows,
+        "alerts_per_s": round(rows / timing["seconds"], 1),
+        "batch_alerts_per_s": round(rows / timing["batch_seconds"], 1),
+    }
+
+
+def show(name: str, r: dict) -> None:
+    """Print one contender's rates."""
+    print(
+        f"{name}: {r['alerts_per_s']:,.0f} alerts/s wall, "
+        f"{r['batch_alerts_per_s']:,.0f} alerts/s in {r['batches']} batch(es)"
+    )
 
 
 def main() -> None:
@@ -144,7 +173,7 @@ def main() -> None:
 
         out = work / "alertbench"
         sink = BatchSink(out, "stream2raw")
-        secs = run_query(
+        timing = run_query(
             spark,
             servers,
             topic,
@@ -152,13 +181,8 @@ def main() -> None:
             lambda df, i: write_raw_batch(sink, df, i, plan),
             args.max_offsets,
         )
-        rows = spark.read.parquet(str(out / "raw")).count()
-        result["alertbench"] = {
-            "seconds": round(secs, 2),
-            "rows": rows,
-            "alerts_per_s": round(rows / secs, 1),
-        }
-        print(f"alertbench stream2raw (JVM decode): {rows / secs:,.0f} alerts/s")
+        result["alertbench"] = rates(timing, spark.read.parquet(str(out / "raw")).count())
+        show("alertbench stream2raw (JVM decode)", result["alertbench"])
 
         from pyspark.sql import functions as F
 
@@ -176,23 +200,21 @@ def main() -> None:
                 str(udf_out / "raw")
             )
 
-        secs = run_query(spark, servers, topic, udf_out, udf_batch, args.max_offsets)
-        rows = spark.read.parquet(str(udf_out / "raw")).count()
-        result["per_row_udf"] = {
-            "seconds": round(secs, 2),
-            "rows": rows,
-            "alerts_per_s": round(rows / secs, 1),
-        }
-        print(f"per-row fastavro UDF: {rows / secs:,.0f} alerts/s")
-        result["ratio_vs_udf"] = round(
-            result["alertbench"]["alerts_per_s"] / result["per_row_udf"]["alerts_per_s"], 2
-        )
-        result["ratio_vs_ceiling"] = round(
-            result["alertbench"]["alerts_per_s"] / result["ceiling_alerts_per_s"], 3
-        )
+        timing = run_query(spark, servers, topic, udf_out, udf_batch, args.max_offsets)
+        result["per_row_udf"] = rates(timing, spark.read.parquet(str(udf_out / "raw")).count())
+        show("per-row fastavro UDF", result["per_row_udf"])
+        # Ratios of wall-clock rates (query start-up included), and of batch rates.
+        ours, udf = result["alertbench"], result["per_row_udf"]
+        for suffix, key in (("", "alerts_per_s"), ("_batches", "batch_alerts_per_s")):
+            result[f"ratio_vs_udf{suffix}"] = round(ours[key] / udf[key], 2)
+            result[f"ratio_vs_ceiling{suffix}"] = round(
+                ours[key] / result["ceiling_alerts_per_s"], 3
+            )
         print(
-            f"alertbench / UDF: {result['ratio_vs_udf']} (target >= 3); "
-            f"alertbench / ceiling: {result['ratio_vs_ceiling']} (target >= 0.5)"
+            f"alertbench / UDF: {result['ratio_vs_udf']} wall, "
+            f"{result['ratio_vs_udf_batches']} in batches (target >= 3); "
+            f"alertbench / ceiling: {result['ratio_vs_ceiling']} wall, "
+            f"{result['ratio_vs_ceiling_batches']} in batches (target >= 0.5)"
         )
         spark.stop()
     finally:

@@ -75,6 +75,11 @@ class BrokerSettings(BaseModel):
     max_offsets_per_trigger: int | None = Field(
         None, description="Cap on Kafka records per micro-batch (back-pressure)."
     )
+    check_crcs: bool = Field(
+        False,
+        description="Let the Kafka consumer verify record CRCs (costs ~25% of read speed; "
+        "a corrupted alert fails to decode and is quarantined either way).",
+    )
     cuts: str | None = Field(
         None, description="Quality cuts (SQL); default per survey (ZTF: rb >= 0.55 AND nbad = 0)."
     )

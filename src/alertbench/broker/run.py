@@ -148,10 +148,12 @@ def run_broker(
                     topics=b.topics,
                     out=out,
                     trigger=b.trigger,
+                    raw_schema=raw_schema,
                     cuts=cuts,
                     modules=modules,
                     filters=filters,
                     max_offsets=b.max_offsets_per_trigger,
+                    check_crcs=b.check_crcs,
                 )
             )
             stages = []
@@ -165,6 +167,7 @@ def run_broker(
                     out=out,
                     trigger=b.trigger,
                     max_offsets=b.max_offsets_per_trigger,
+                    check_crcs=b.check_crcs,
                 )
             )
         if stages:

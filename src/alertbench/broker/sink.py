@@ -58,12 +58,16 @@ class BatchSink:
         """Start staging ``batch_id`` afresh (whatever an earlier attempt left)."""
         shutil.rmtree(self.staging / str(batch_id), ignore_errors=True)
 
+    def staged(self, batch_id: int, out: str) -> Path:
+        """The staging folder of output ``out`` of ``batch_id`` (readable until commit)."""
+        return self.staging / str(batch_id) / out
+
     def stage(self, batch_id: int, out: str, frame, partitions: list[str], append: bool = False):
         """Write ``frame`` into the staging folder of output ``out``."""
         writer = frame.write.mode("append" if append else "overwrite")
         if partitions:
             writer = writer.partitionBy(*partitions)
-        writer.parquet(str(self.staging / str(batch_id) / out))
+        writer.parquet(str(self.staged(batch_id, out)))
 
     def commit(self, batch_id: int, outputs: list[str]) -> dict[str, int]:
         """Move the staged files of ``outputs`` into place and mark ``batch_id`` done."""
