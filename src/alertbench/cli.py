@@ -56,6 +56,7 @@ def root(
 
 
 def _register() -> None:
+    from alertbench.bench.cli import bench_app
     from alertbench.bench.demo import demo_command
     from alertbench.broker.cli import broker_app, spark_app
     from alertbench.kafka.cli import kafka_app
@@ -68,6 +69,7 @@ def _register() -> None:
     app.add_typer(broker_app, name="broker")
     app.add_typer(spark_app, name="spark")
     app.command("demo")(demo_command)
+    app.add_typer(bench_app, name="bench")
 
 
 _register()

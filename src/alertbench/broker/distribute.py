@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alertbench.alerts.wire import SENT_HEADER
+from alertbench.alerts.wire import ALERT_ID_HEADER, SENT_HEADER
+from alertbench.broker.flatten import alert_id_column
 from alertbench.errors import ConfigError
 
 # Kafka's own coordinates of the raw alert would clash with the sink's columns.
@@ -119,12 +120,13 @@ def _python_flags(frame, filters: list[Filter]):
     return frame.mapInArrow(flags, schema)
 
 
-def routed(spark, frame, filters: list[Filter]):
-    """(Kafka rows with key, value, topic, headers; the distribution schema)."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.avro.functions import to_avro
+def _chosen(frame, filters: list[Filter]):
+    """``frame`` with ``_topics``, the topics whose filter each row passes (rows with none dropped).
 
-    schema = distribution_schema(spark, frame)
+    Every filter is evaluated in the same pass over the data.
+    """
+    from pyspark.sql import functions as F
+
     flagged = _python_flags(frame, filters)
     conds, i = [], 0
     for f in filters:
@@ -133,6 +135,30 @@ def routed(spark, frame, filters: list[Filter]):
         else:
             cond = F.expr(f.sql)
         conds.append(F.when(F.coalesce(cond, F.lit(False)), F.lit(f.topic)))
+    return flagged.withColumn("_topics", F.array_compact(F.array(*conds))).filter(
+        F.size("_topics") > 0
+    )
+
+
+def selected(frame, filters: list[Filter]):
+    """``(topic, alert_id)`` of every alert each filter selects: what the topics must hold."""
+    from pyspark.sql import functions as F
+
+    id_col = alert_id_column(frame.columns)
+    if id_col is None:
+        raise ConfigError(f"no alert id column (one of candid, alertId, diaSourceId) in {frame}")
+    return _chosen(frame, filters).select(
+        F.explode("_topics").alias("topic"), F.col(id_col).cast("string").alias("alert_id")
+    )
+
+
+def routed(spark, frame, filters: list[Filter]):
+    """(Kafka rows with key, value, topic, headers; the distribution schema)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.avro.functions import to_avro
+
+    schema = distribution_schema(spark, frame)
+    chosen = _chosen(frame, filters)
     cols = [F.col(c.name) for c in frame.schema.fields if c.name not in NOT_DISTRIBUTED]
     key_col = "objectId" if "objectId" in frame.columns else frame.columns[0]
     # The send time travels on as a header, so a timing consumer of the
@@ -140,14 +166,18 @@ def routed(spark, frame, filters: list[Filter]):
     sent_us = (
         F.unix_micros("sent_time").cast("string") if "sent_time" in frame.columns else F.lit("")
     )
+    # The alert id travels too, so the consumer can check every alert arrived once.
+    id_col = alert_id_column(frame.columns)
+    alert_id = F.col(id_col).cast("string") if id_col else F.lit("")
     headers = F.array(
         F.struct(
             F.lit(SENT_HEADER).alias("key"),
             F.coalesce(sent_us, F.lit("")).cast("binary").alias("value"),
-        )
-    )
-    chosen = flagged.withColumn("_topics", F.array_compact(F.array(*conds))).filter(
-        F.size("_topics") > 0
+        ),
+        F.struct(
+            F.lit(ALERT_ID_HEADER).alias("key"),
+            F.coalesce(alert_id, F.lit("")).cast("binary").alias("value"),
+        ),
     )
     rows = chosen.select(
         F.col(key_col).cast("string").cast("binary").alias("key"),

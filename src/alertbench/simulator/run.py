@@ -44,6 +44,7 @@ class SimulationOptions:
     loop: bool = False
     synthesize: bool = False
     seed: int = 0
+    first_clone: int = 0
     producers: int = 1
     partitions: int = 4
     replication: int | None = None
@@ -188,7 +189,9 @@ def simulate(
             subject=f"{opts.topic}-value",
         )
         if opts.synthesize:
-            source: Any = SynthSource(alerts, wire, seed=opts.seed, keyed=opts.keyed)
+            source: Any = SynthSource(
+                alerts, wire, seed=opts.seed, keyed=opts.keyed, first=opts.first_clone
+            )
         else:
             source = ReplaySource(alerts, wire, keyed=opts.keyed)
     except ValueError as exc:

@@ -75,12 +75,22 @@ class SynthSource:
         Same seed, same stream.
     keyed : bool
         Key messages by the clone's object id.
+    first : int
+        Number of the first clone: streams sent one after another with
+        different ``first`` (warm-up, then load steps) never share an id.
     """
 
     def __init__(
-        self, alerts: list[Alert], wire: WireFormat, *, seed: int = 0, keyed: bool = True
+        self,
+        alerts: list[Alert],
+        wire: WireFormat,
+        *,
+        seed: int = 0,
+        keyed: bool = True,
+        first: int = 0,
     ) -> None:
         alerts = in_observation_order(alerts)
+        self.first = first
         self.cloner = Cloner([(a.schema, a.record) for a in alerts], seed=seed)
         self.wire = wire
         self.keyed = keyed
@@ -90,9 +100,10 @@ class SynthSource:
         return len(self.cloner.templates)
 
     def message(self, i: int) -> Message:
-        """Clone ``i``: unique for every ``i``."""
-        template = self.cloner.template_of(i)
-        body, key = template.clone(i, self.cloner.seed)
+        """Clone ``first + i``: unique for every ``i``."""
+        g = self.first + i
+        template = self.cloner.template_of(g)
+        body, key = template.clone(g, self.cloner.seed)
         return Message(key.encode() if self.keyed else None, self.wire.frame(body, template.schema))
 
     def replay_offsets(self) -> tuple[list[float], float]:

@@ -1,0 +1,284 @@
+"""The capacity model: what a survey's alert stream needs, scaled from one measured run.
+
+A run measures how many alerts/s the broker processed and how much CPU it
+used for them, and likewise how many MB/s Kafka took in for its CPU. Dividing
+gives rates per core; a survey load (alerts per visit, visit interval, alert
+size) divided by those rates, with headroom, gives the Spark cores and Kafka
+cores it needs. The Kafka broker count comes from stated per-broker disk and
+network budgets instead, because one machine's run cannot measure a cluster's
+disks and network. Every assumption is returned with the numbers so a report
+can print them beside the result.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: Survey loads the model sizes for. Sizes are decimal: 1 KB = 1,000 bytes.
+LOADS: list[dict[str, Any]] = [
+    {
+        "name": "Rubin nominal",
+        "alerts_per_visit": 10_000,
+        "visit_interval_s": 37.0,
+        "alert_kb": 82.0,
+        "source": "Rubin requirements: 10,000 alerts per visit on average, a visit every "
+        "~37 s; ~82 KB per alert packet (sizing estimate).",
+    },
+    {
+        "name": "Rubin peak",
+        "alerts_per_visit": 40_000,
+        "visit_interval_s": 37.0,
+        "alert_kb": 82.0,
+        "source": "Rubin requirements: up to 40,000 alerts in one visit (crowded fields), "
+        "same interval and packet size as nominal.",
+    },
+    {
+        "name": "ZTF",
+        "alerts_per_visit": 2_000,
+        "visit_interval_s": 38.0,
+        "alert_kb": 75.0,
+        "source": "Assumption: a typical busy ZTF exposure gives ~2,000 alerts every ~38 s "
+        "(30 s exposure + overheads), ~75 KB per Avro packet with cutouts.",
+    },
+]
+
+#: Target CPU utilisation: headroom for bursts, GC pauses and recovery after a stall.
+UTILISATION = 0.7
+#: Kafka replication factor in production; also the fewest brokers that can hold it.
+REPLICATION_FACTOR = 3
+#: Community brokers each reading the full stream (Rubin distributes to several).
+FULL_STREAM_CONSUMERS = 5
+#: Sustained write budget of one Kafka broker's disks, MB/s.
+BROKER_DISK_WRITE_MB_S = 200.0
+#: Network budget of one Kafka broker: 10 GbE (1,250 MB/s) used at 80%.
+BROKER_NETWORK_MB_S = 1_000.0
+#: Least CPU (in cores) a component is counted as using, so a near-idle reading
+#: does not give an unbounded rate per core.
+MIN_CORES = 0.05
+
+
+def _assumptions() -> dict[str, dict[str, Any]]:
+    return {
+        "utilisation": {
+            "value": UTILISATION,
+            "why": "Spark and Kafka cores are sized to run at 70% busy, leaving headroom "
+            "for bursts and catching up after a stall.",
+        },
+        "replication_factor": {
+            "value": REPLICATION_FACTOR,
+            "why": "Production Kafka keeps 3 replicas, so every MB in is written 3 times "
+            "and at least 3 brokers are needed.",
+        },
+        "full_stream_consumers": {
+            "value": FULL_STREAM_CONSUMERS,
+            "why": "Community brokers that each read the whole stream; egress is "
+            "ingress × (consumers + replication factor − 1 follower fetches).",
+        },
+        "broker_disk_write_mb_per_s": {
+            "value": BROKER_DISK_WRITE_MB_S,
+            "why": "Sustained disk write budget of one Kafka broker.",
+        },
+        "broker_network_mb_per_s": {
+            "value": BROKER_NETWORK_MB_S,
+            "why": "Outgoing network budget of one Kafka broker: 10 GbE at 80%.",
+        },
+        "min_cores": {
+            "value": MIN_CORES,
+            "why": "A component's measured CPU is counted as at least this many cores, so "
+            "a near-idle reading does not give an unbounded per-core rate.",
+        },
+        "linear_scaling": {
+            "value": True,
+            "why": "Rates per core are assumed to scale linearly with cores; the scaling "
+            "scenario measures how far that holds.",
+        },
+        "units": {
+            "value": "MB = 10^6 bytes, KB = 10^3 bytes; CPU in percent of one core",
+            "why": "As in results.json.",
+        },
+    }
+
+
+def _number(results: dict[str, Any], path: str) -> float | None:
+    """The positive number at dotted ``path``, or None when absent, null, zero or not a number."""
+    value: Any = results
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value <= 0:
+        return None
+    return float(value)
+
+
+def _cores(cpu_percent: float | None) -> float | None:
+    return None if cpu_percent is None else max(cpu_percent / 100.0, MIN_CORES)
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None:
+        return None
+    return numerator / denominator
+
+
+def _rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _measured(results: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Per-core rates from the run; the absent inputs; and notes on what they prevent."""
+    inputs = {
+        path: _number(results, path)
+        for path in (
+            "throughput.alerts_per_s",
+            "resources.broker.cpu_mean",
+            "producer.mb_per_s",
+            "resources.kafka.cpu_mean",
+            "producer.mb",
+            "producer.alerts",
+        )
+    }
+    missing = [path for path, value in inputs.items() if value is None]
+    notes = []
+
+    alerts_per_s = inputs["throughput.alerts_per_s"]
+    broker_cpu = inputs["resources.broker.cpu_mean"]
+    broker_cores = _cores(broker_cpu)
+    spark_per_core = _ratio(alerts_per_s, broker_cores)
+    if spark_per_core is None:
+        notes.append(
+            "Spark cores not computed: needs throughput.alerts_per_s and resources.broker.cpu_mean."
+        )
+    elif broker_cpu is not None and broker_cpu / 100.0 < MIN_CORES:
+        notes.append(f"Broker CPU was below {MIN_CORES} cores; counted as {MIN_CORES}.")
+
+    mb_per_s = inputs["producer.mb_per_s"]
+    kafka_cpu = inputs["resources.kafka.cpu_mean"]
+    kafka_cores = _cores(kafka_cpu)
+    kafka_per_core = _ratio(mb_per_s, kafka_cores)
+    if kafka_per_core is None:
+        notes.append(
+            "Kafka cores not computed: needs producer.mb_per_s and resources.kafka.cpu_mean."
+        )
+    elif kafka_cpu is not None and kafka_cpu / 100.0 < MIN_CORES:
+        notes.append(f"Kafka CPU was below {MIN_CORES} cores; counted as {MIN_CORES}.")
+
+    # MB -> KB: both decimal, as the producer counts them.
+    alert_kb = _ratio(inputs["producer.mb"], inputs["producer.alerts"])
+    if alert_kb is None:
+        notes.append("Mean alert size not computed: needs producer.mb and producer.alerts.")
+    else:
+        alert_kb *= 1_000.0
+
+    measured = {
+        "alerts_per_s": _rounded(alerts_per_s),
+        "broker_cpu_mean": _rounded(broker_cpu),
+        "broker_cores": _rounded(broker_cores),
+        "spark_alerts_per_s_per_core": _rounded(spark_per_core),
+        "producer_mb_per_s": _rounded(mb_per_s),
+        "kafka_cpu_mean": _rounded(kafka_cpu),
+        "kafka_cores": _rounded(kafka_cores),
+        "kafka_mb_per_s_per_core": _rounded(kafka_per_core),
+        "mean_alert_kb": _rounded(alert_kb),
+        "machine_cores": (results.get("machine") or {}).get("cores"),
+    }
+    return measured, missing, notes
+
+
+def _load(
+    load: dict[str, Any], spark_per_core: float | None, kafka_per_core: float | None
+) -> dict[str, Any]:
+    """What one survey load needs, given the measured rates per core (None when unknown)."""
+    alerts_per_s = load["alerts_per_visit"] / load["visit_interval_s"]
+    mb_per_s = alerts_per_s * load["alert_kb"] / 1_000.0
+    disk_write = mb_per_s * REPLICATION_FACTOR
+    egress = mb_per_s * (FULL_STREAM_CONSUMERS + REPLICATION_FACTOR - 1)
+    by_disk = math.ceil(disk_write / BROKER_DISK_WRITE_MB_S)
+    by_network = math.ceil(egress / BROKER_NETWORK_MB_S)
+
+    spark_cores = None
+    if spark_per_core is not None:
+        spark_cores = math.ceil(alerts_per_s / spark_per_core / UTILISATION)
+    kafka_cores = None
+    if kafka_per_core is not None:
+        # Replicas are written too: each costs a broker about what the first write does.
+        kafka_cores = math.ceil(disk_write / kafka_per_core / UTILISATION)
+
+    return {
+        **load,
+        "alerts_per_s": round(alerts_per_s, 3),
+        "mb_per_s": round(mb_per_s, 3),
+        "spark_cores": spark_cores,
+        "kafka_cores": kafka_cores,
+        "kafka_brokers": max(REPLICATION_FACTOR, by_disk, by_network),
+        "kafka_brokers_by": {
+            "replication": REPLICATION_FACTOR,
+            "disk": by_disk,
+            "network": by_network,
+        },
+        "disk_write_mb_per_s": round(disk_write, 3),
+        "egress_mb_per_s": round(egress, 3),
+    }
+
+
+def capacity_model(results: dict[str, Any]) -> dict[str, Any]:
+    """The ``capacity`` section of results.json: what each survey load needs.
+
+    Parameters
+    ----------
+    results : dict
+        A results.json dict (its ``capacity`` section, if any, is ignored). Read:
+        ``throughput.alerts_per_s``, ``resources.broker.cpu_mean``,
+        ``producer.mb_per_s``, ``resources.kafka.cpu_mean``, ``producer.mb``,
+        ``producer.alerts`` and ``machine.cores``; any may be absent or null.
+
+    Returns
+    -------
+    dict
+        Plain JSON values:
+
+        ``measured``
+            The inputs and the rates per core derived from them:
+            ``spark_alerts_per_s_per_core`` = alerts/s ÷ broker cores used, and
+            ``kafka_mb_per_s_per_core`` = producer MB/s ÷ Kafka cores used (CPU
+            percent ÷ 100, at least ``min_cores``); ``mean_alert_kb``. None when
+            an input is missing.
+        ``assumptions``
+            Name -> ``{"value", "why"}`` for every constant the model uses.
+        ``loads``
+            One dict per entry of `LOADS`, with its fields and ``alerts_per_s``,
+            ``mb_per_s``, ``spark_cores`` (ceil(rate ÷ rate per core ÷
+            utilisation)), ``kafka_cores`` (ceil(MB/s × replication ÷ MB/s per core
+            ÷ utilisation)), ``kafka_brokers`` (the largest of the replication
+            factor, ceil(MB/s × replication ÷ disk budget) and ceil(egress ÷
+            network budget)), ``kafka_brokers_by`` (those three),
+            ``disk_write_mb_per_s`` and ``egress_mb_per_s``. Cores are None when
+            the measured rate they need is missing.
+        ``missing``
+            Dotted paths of the inputs that were absent, null or not positive.
+        ``notes``
+            Sentences on what could not be computed and on floors applied.
+    """
+    measured, missing, notes = _measured(results)
+    loads = [
+        _load(
+            load,
+            measured["spark_alerts_per_s_per_core"],
+            measured["kafka_mb_per_s_per_core"],
+        )
+        for load in LOADS
+    ]
+    notes.append(
+        "A paced run's CPU includes idle polling, so its rates per core are lower bounds; "
+        "a max-throughput run gives tighter ones."
+    )
+    return {
+        "measured": measured,
+        "assumptions": _assumptions(),
+        "loads": loads,
+        "missing": missing,
+        "notes": notes,
+    }

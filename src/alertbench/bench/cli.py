@@ -1,0 +1,144 @@
+"""``alertbench bench ...``: run scenarios, rebuild reports, compare runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from alertbench.config import Flags
+
+console = Console()
+bench_app = typer.Typer(
+    help="Benchmarks: scenarios end to end, latency per alert, reports, Rubin verdicts.",
+    no_args_is_help=True,
+)
+
+
+@bench_app.command("run")
+def run(
+    ctx: typer.Context,
+    scenario: Annotated[str, typer.Argument(help="A shipped scenario name or a .toml file.")],
+    out: Annotated[Path, typer.Option(help="Folder that receives the run directory.")] = Path(
+        "bench-results"
+    ),
+    alerts: Annotated[
+        list[str] | None,
+        typer.Option("--alerts", "-a", help="Alert files or folders \\[ALERTBENCH_ALERTS]."),
+    ] = None,
+    bootstrap_servers: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap-servers", "-b", help="Use this Kafka instead of an embedded one."
+        ),
+    ] = None,
+    master: Annotated[
+        str | None, typer.Option(help="Use this Spark master instead of local[cores].")
+    ] = None,
+    visits: Annotated[int | None, typer.Option(help="Override the scenario's visits.")] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", help="Override the scenario's alert count.")
+    ] = None,
+    keep_data: Annotated[
+        bool, typer.Option(help="Keep Kafka's data and the broker's Parquet (work/).")
+    ] = False,
+) -> None:
+    """Stand up Kafka and the broker, drive the scenario's load, measure, report."""
+    from alertbench.bench.runner import run_bench
+    from alertbench.bench.scenario import load_scenario
+    from alertbench.errors import ConfigError
+
+    flags = ctx.find_root().obj if isinstance(ctx.find_root().obj, Flags) else Flags()
+    settings = flags.settings()
+    chosen = load_scenario(scenario, visits=visits, alerts=count)
+    sources = alerts or ([str(settings.alerts)] if settings.alerts else [])
+    if not sources:
+        raise ConfigError(
+            "no alerts to replay: give --alerts PATH or set ALERTBENCH_ALERTS (for example "
+            "to a folder fetched with `alertbench data fetch ztf`)."
+        )
+    console.print(f"[bold]{chosen.name}[/]: {chosen.description}")
+    run_dir = run_bench(
+        settings,
+        chosen,
+        out=out,
+        sources=sources,
+        servers=bootstrap_servers,
+        master=master,
+        keep_data=keep_data,
+        say=lambda m: console.print(f"[dim]…[/] {m}"),
+    )
+    show_summary(run_dir)
+
+
+def show_summary(run_dir: Path) -> None:
+    """Print a run's headline numbers and verdicts."""
+    from alertbench.bench.results import load
+
+    r = load(run_dir)
+    table = Table(title=f"{r['run_id']} ({r['status']})", show_header=False)
+    lat = r["latency"]["distribution"] or {}
+    raw = r["latency"]["raw"] or {}
+    rows = [
+        ("alerts sent", f"{r['integrity']['sent']:,}"),
+        (
+            "producer",
+            f"{r['producer']['alerts_per_s']:,} alerts/s, {r['producer']['mb_per_s']} MB/s",
+        ),
+        ("end to end", f"{r['throughput']['alerts_per_s'] or 0:,} alerts/s"),
+        ("latency to raw p50/p99", f"{raw.get('p50', '—')} / {raw.get('p99', '—')} s"),
+        (
+            "latency to topics p50/p99/max",
+            f"{lat.get('p50', '—')} / {lat.get('p99', '—')} / {lat.get('max', '—')} s",
+        ),
+        ("integrity", "ok" if r["integrity"]["ok"] else "FAILED"),
+    ]
+    v = r["verdicts"]
+    if v["rubin_visit"].get("held") is not None:
+        rows.append(("visits held", str(v["rubin_visit"]["held"])))
+    share = v["rubin_latency"]["share"]
+    rows.append(("within 60 s", f"{share:.2%}" if share is not None else "—"))
+    if r.get("max_held_rate") is not None:
+        rows.append(("highest rate held", f"{r['max_held_rate']:,} alerts/s"))
+    for k, val in rows:
+        table.add_row(k, val)
+    console.print(table)
+    for f in r["failures"]:
+        console.print(f"[red]failed:[/] {f}")
+    console.print(f"report: {run_dir / 'report.html'}")
+    if r["status"] != "passed":
+        raise typer.Exit(1)
+
+
+@bench_app.command("report")
+def report(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Rebuild a run's report.html from its results.json and series."""
+    from alertbench.bench.report import render_report
+
+    console.print(f"wrote {render_report(run_dir)}")
+
+
+@bench_app.command("compare")
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="First run directory.")],
+    run_b: Annotated[Path, typer.Argument(help="Second run directory.")],
+) -> None:
+    """Print two runs side by side."""
+    from alertbench.bench.compare import render_compare
+
+    render_compare(run_a, run_b, console)
+
+
+@bench_app.command("list")
+def list_scenarios() -> None:
+    """The scenarios shipped with alertbench."""
+    from alertbench.bench.scenario import builtin_names, load_scenario
+
+    table = Table("scenario", "kind", "description")
+    for name in builtin_names():
+        s = load_scenario(name)
+        table.add_row(name, s.kind, s.description)
+    console.print(table)

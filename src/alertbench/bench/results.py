@@ -1,0 +1,134 @@
+"""The documented contents of a benchmark run's directory.
+
+A run directory holds::
+
+    results.json          the summary; every field is listed in FIELDS below
+    scenario.toml         the scenario as run (after overrides)
+    series/
+      visits.csv          visit, due_s, alerts, acked, lateness_s, send_s, ack_s
+      lag.csv             t_s, produced, end_offset, processed_offset, lag
+      batches.csv         t_s, query, batch, rows, rows_per_s, batch_ms
+      resources.csv       t_s, component, cpu_percent, rss_mb
+      latency_raw.csv     alert_id, sent_s, latency_s
+      latency_dist.csv    alert_id, topic, sent_s, latency_s
+      steps.csv           (max-throughput) step, rate, produced_per_s, processed_per_s,
+                          lag_start, lag_end, held
+      sweep.csv           (scaling) partitions, producers, cores, alerts,
+                          alerts_per_s, p99_s
+    report.html           self-contained report (plots inlined)
+    logs/                 the broker's and Kafka's logs of the run
+
+Times in the series are seconds since the run's ``started_at``
+(``t_s``, ``due_s``, ``sent_s``); latencies are in seconds. A percentile
+summary is ``{"count", "mean", "p50", "p95", "p99", "max"}`` and is null
+when nothing was measured.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+#: Every documented field of results.json (dotted path -> meaning).
+FIELDS: dict[str, str] = {
+    "schema_version": "Version of this layout (1).",
+    "run_id": "Name of the run directory.",
+    "status": "passed, or failed when an integrity check or the run itself failed.",
+    "failures": "Why the run failed (empty when passed).",
+    "started_at": "Wall-clock start, ISO 8601 UTC.",
+    "duration_s": "Seconds from start to the end of collection.",
+    "scenario.name": "Scenario name.",
+    "scenario.description": "What the scenario models.",
+    "scenario.kind": "stream, max-throughput or scaling.",
+    "config.kafka": "Kafka: version, nodes, bootstrap servers, embedded or external.",
+    "config.broker": "Broker: master, mode (fused or staged), trigger, filters, cuts, modules.",
+    "config.simulator": "Simulator: schedule, alerts, visits, producers, partitions, wire.",
+    "machine.cores": "Logical cores of the machine that ran the benchmark.",
+    "machine.memory_gb": "Its memory.",
+    "machine.platform": "OS and architecture.",
+    "versions.alertbench": "alertbench version.",
+    "versions.kafka": "Kafka version.",
+    "versions.pyspark": "pyspark (Spark) version.",
+    "versions.python": "Python version.",
+    "versions.java": "Java runtime version.",
+    "producer.alerts": "Alerts acknowledged by Kafka.",
+    "producer.failed": "Alerts whose delivery failed.",
+    "producer.mb": "Megabytes acknowledged.",
+    "producer.seconds": "First send to last acknowledgement.",
+    "producer.alerts_per_s": "Producer throughput in alerts/s.",
+    "producer.mb_per_s": "Producer throughput in MB/s.",
+    "producer.visits": "Number of visits sent.",
+    "producer.visit_send_s": "Percentiles of the time to send one visit.",
+    "producer.lateness_s": "Percentiles of the visits' start lateness.",
+    "kafka.topic": "Input topic.",
+    "kafka.partitions": "Its partitions.",
+    "kafka.end_offset": "Sum of its end offsets after the run.",
+    "kafka.max_lag": "Largest consumer lag of the broker seen (messages).",
+    "kafka.final_lag": "Lag when collection ended (0 when drained).",
+    "spark.batches": "Micro-batches that read rows.",
+    "spark.input_rows": "Rows they read.",
+    "spark.rows_per_s": "Percentiles of the batches' processed rows/s.",
+    "spark.batch_s": "Percentiles of the batches' durations.",
+    "latency.raw": "Percentiles of send -> raw Parquet (batch committed), s.",
+    "latency.distribution": "Percentiles of send -> arrival in a distribution topic, s.",
+    "throughput.alerts_per_s": "Alerts in raw / (last raw commit - first send).",
+    "throughput.drain_s": "Seconds from the last send to the last raw commit.",
+    "resources": "Per component (kafka, broker, simulator, timing): cpu_mean, cpu_max "
+    "(percent of one core) and rss_max_mb.",
+    "integrity.ok": "Whether every check below holds.",
+    "integrity.sent": "Alerts acknowledged by Kafka.",
+    "integrity.in_kafka": "Messages in the input topic.",
+    "integrity.in_raw": "Rows in the raw Parquet.",
+    "integrity.distinct_in_raw": "Distinct alert ids in raw.",
+    "integrity.quarantined": "Messages in quarantine.",
+    "integrity.in_science": "Rows in the science Parquet.",
+    "integrity.topics": "Per distribution topic: expected, received, missing, unexpected, "
+    "duplicates.",
+    "verdicts.rubin_visit": "Whether visits were held: each visit in raw before the next "
+    "was due, and the lag did not grow; with the visit size and interval.",
+    "verdicts.rubin_latency": "Share of alerts distributed within Rubin's 60 s budget "
+    "(requirement: 98%).",
+    "verdicts.p99_target": "Whether the p99 send -> distribution latency is at most 10 s.",
+    "capacity": "The capacity model: measured rates per core, assumptions, and the cores "
+    "and Kafka brokers each survey load needs.",
+}
+
+
+def lookup(results: dict[str, Any], path: str) -> Any:
+    """The value at dotted ``path``; raises KeyError when absent."""
+    value: Any = results
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(path)
+        value = value[part]
+    return value
+
+
+def missing_fields(results: dict[str, Any]) -> list[str]:
+    """The documented fields absent from ``results``."""
+    missing = []
+    for path in FIELDS:
+        try:
+            lookup(results, path)
+        except KeyError:
+            missing.append(path)
+    return missing
+
+
+def load(run: Path) -> dict[str, Any]:
+    """Read ``run/results.json``.
+
+    Raises
+    ------
+    FileNotFoundError
+        With the path and what to do, when ``run`` is not a run directory.
+    """
+    path = Path(run) / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: give a run directory made by `alertbench bench run`."
+        )
+    return json.loads(path.read_text())

@@ -1,0 +1,161 @@
+"""Samples over time: each component's CPU and memory, and the broker's lag."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+class ResourceSampler:
+    """CPU (percent of one core) and resident memory of named process trees.
+
+    Parameters
+    ----------
+    components : callable
+        Returns ``{component: [pid, ...]}`` at each sample (processes come and
+        go during a run); each pid counts with all its descendants.
+    t0 : float
+        The run's start (epoch s); samples are stamped in seconds since.
+    """
+
+    def __init__(self, components: Callable[[], dict[str, list[int]]], t0: float) -> None:
+        self.components = components
+        self.t0 = t0
+        self.rows: list[tuple[float, str, float, float]] = []
+        self._procs: dict[int, psutil.Process] = {}
+
+    def _tree(self, pid: int) -> list[psutil.Process]:
+        try:
+            root = self._procs.setdefault(pid, psutil.Process(pid))
+            found = [root]
+            for child in root.children(recursive=True):
+                # The same Process object each time: cpu_percent measures since the last call.
+                found.append(self._procs.setdefault(child.pid, child))
+            return found
+        except psutil.Error:
+            return []
+
+    def sample(self) -> None:
+        """Take one sample of every component."""
+        t = time.time() - self.t0
+        # A process counts once, for the first component that claims it: the
+        # simulator (this process) comes last, so the broker and the timing
+        # consumer it spawned are not counted as simulator.
+        seen: set[int] = set()
+        for name, pids in self.components().items():
+            cpu = rss = 0.0
+            for pid in pids:
+                for proc in self._tree(pid):
+                    if proc.pid in seen:
+                        continue
+                    seen.add(proc.pid)
+                    try:
+                        cpu += proc.cpu_percent(None)
+                        rss += proc.memory_info().rss
+                    except psutil.Error:
+                        continue
+            self.rows.append((round(t, 3), name, round(cpu, 1), round(rss / 2**20, 1)))
+
+
+class LagSampler:
+    """The input topic's end offsets against what the broker has processed.
+
+    Parameters
+    ----------
+    end_offsets : callable
+        Returns the sum of the input topic's end offsets.
+    progress : Path
+        The broker's progress JSON lines (batches with their sources' end offsets).
+    topic : str
+        The input topic.
+    produced : callable
+        Returns alerts acknowledged so far by the simulator.
+    t0 : float
+        The run's start (epoch s).
+    """
+
+    def __init__(
+        self,
+        end_offsets: Callable[[], int],
+        progress: Path,
+        topic: str,
+        produced: Callable[[], int],
+        t0: float,
+    ) -> None:
+        self.end_offsets = end_offsets
+        self.progress = progress
+        self.topic = topic
+        self.produced = produced
+        self.t0 = t0
+        self.rows: list[tuple[float, int, int, int, int]] = []
+
+    def processed(self) -> int:
+        """Offsets the broker's first stage has processed (sum over partitions)."""
+        return processed_offsets(self.progress, self.topic)
+
+    def sample(self) -> None:
+        """Take one sample."""
+        end = self.end_offsets()
+        done = self.processed()
+        self.rows.append(
+            (round(time.time() - self.t0, 3), self.produced(), end, done, max(end - done, 0))
+        )
+
+
+def processed_offsets(progress: Path, topic: str) -> int:
+    """Sum of the end offsets of ``topic`` in the latest batch of the progress file."""
+    if not progress.exists():
+        return 0
+    best = 0
+    for line in progress.read_text().splitlines():
+        try:
+            record: dict[str, Any] = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line being written
+        for source in record.get("sources") or []:
+            end = source.get("end")
+            if isinstance(end, str):
+                try:
+                    end = json.loads(end)
+                except json.JSONDecodeError:
+                    continue
+            if isinstance(end, dict) and topic in end:
+                best = max(best, sum(int(v) for v in end[topic].values()))
+    return best
+
+
+class Every:
+    """Call ``fns`` every ``interval`` s in a daemon thread until :meth:`stop`."""
+
+    def __init__(self, interval: float, *fns: Callable[[], None]) -> None:
+        self.interval = interval
+        self.fns = fns
+        self._stop = threading.Event()
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-sampler")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for fn in self.fns:
+                try:
+                    fn()
+                except Exception as exc:  # a sample lost is recorded, never fatal
+                    if len(self.errors) < 10:
+                        self.errors.append(f"{getattr(fn, '__qualname__', fn)}: {exc}")
+            self._stop.wait(self.interval)
+
+    def start(self) -> Every:
+        """Start sampling."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop and wait for the last sample."""
+        self._stop.set()
+        self._thread.join(timeout=10)
