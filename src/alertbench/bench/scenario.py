@@ -58,7 +58,10 @@ class Scenario(BaseModel):
     producers: int = Field(1, ge=1)
     partitions: int = Field(2, ge=1, description="Partitions of the input topic.")
     warmup_alerts: int = Field(
-        100, ge=1, description="Sent and processed before the measured load (not timed)."
+        2000,
+        ge=1,
+        description="Sent and processed before the measured load, not timed: a fresh JVM "
+        "runs its first batches several times slower than a warm one.",
     )
     # The broker.
     fused: bool = Field(True, description="One query per batch (lowest latency) or 3 stages.")
@@ -71,7 +74,7 @@ class Scenario(BaseModel):
     # Sweeping kinds.
     steps: list[Step] = Field(default_factory=list)
     held_lag_s: float = Field(
-        10.0,
+        20.0,
         gt=0,
         description="max-throughput: a step is held if its final lag is below "
         "this many seconds of input.",

@@ -9,6 +9,7 @@ schema (the science columns, the modules' included), published as an
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import re
@@ -85,12 +86,17 @@ def distribution_schema(spark, frame) -> dict[str, Any]:
     struct = _nullable(
         StructType([f for f in frame.schema.fields if f.name not in NOT_DISTRIBUTED])
     )
-    jvm = spark._jvm
-    jtype = spark._jsparkSession.parseDataType(struct.json())
-    avro = jvm.org.apache.spark.sql.avro.SchemaConverters.toAvroType(
+    return json.loads(_avro_schema_text(spark, struct.json()))
+
+
+@functools.lru_cache(maxsize=16)
+def _avro_schema_text(spark, struct_json: str) -> str:
+    # Every micro-batch has the same columns: convert once, not once per batch.
+    jtype = spark._jsparkSession.parseDataType(struct_json)
+    avro = spark._jvm.org.apache.spark.sql.avro.SchemaConverters.toAvroType(
         jtype, False, "alert", "alertbench.distribution"
     )
-    return json.loads(avro.toString())
+    return avro.toString()
 
 
 def _python_flags(frame, filters: list[Filter]):

@@ -58,7 +58,7 @@ def observation_jd_expr(schema: Schema) -> str:
     return "CAST(NULL AS DOUBLE)"
 
 
-def flatten(df, schema: Schema):
+def flatten(df, schema: Schema, keep: tuple[str, ...] = ()):
     """Raw alert rows from a frame with Kafka columns plus a decoded ``alert`` struct.
 
     Parameters
@@ -67,6 +67,8 @@ def flatten(df, schema: Schema):
         Columns ``topic, partition, offset, timestamp, headers, alert``.
     schema : Schema
         The alerts' writer schema.
+    keep : tuple of str
+        Columns of ``df`` carried through, after ``night``.
 
     Returns
     -------
@@ -92,4 +94,5 @@ def flatten(df, schema: Schema):
         "timestamp AS kafka_time",
         sent,
         "current_timestamp() AS ingest_time",
+        *keep,
     ).selectExpr("*", night)

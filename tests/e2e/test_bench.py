@@ -1,0 +1,143 @@
+"""``bench run smoke`` end to end: embedded Kafka, the fused broker, the timing consumer.
+
+Run once per module (about a minute); the tests read its results directory.
+Expectations are computed from the run's own Parquet with pandas, not with
+the broker's Spark code.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from alertbench.bench.report import PLOTS, render_report
+from alertbench.bench.results import missing_fields
+from alertbench.bench.runner import run_bench
+from alertbench.bench.scenario import load_scenario
+from alertbench.config import load_settings
+
+pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
+
+SMOKE_ALERTS = 50 + 4 * 300  # warm-up + 4 visits
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory, alerts_dir: Path, kafka4) -> Path:
+    root = tmp_path_factory.mktemp("bench")
+    settings = load_settings(run_dir=root / "state", broker={"driver_memory": "1g"})
+    run = run_bench(
+        settings,
+        load_scenario("smoke"),
+        out=root / "results",
+        sources=[str(alerts_dir)],
+        keep_data=True,
+    )
+    yield run
+    shutil.rmtree(run / "work", ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def results(smoke: Path) -> dict:
+    return json.loads((smoke / "results.json").read_text())
+
+
+def _parquet(folder: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    files = sorted(folder.rglob("*.parquet"))
+    return pd.concat([pq.read_table(f, columns=columns).to_pandas() for f in files])
+
+
+def test_results_have_every_documented_field(results: dict) -> None:
+    assert missing_fields(results) == []
+    assert results["scenario"]["name"] == "smoke"
+    assert results["machine"]["cores"] >= 1
+
+
+def test_every_alert_sent_is_in_raw_once(results: dict, smoke: Path) -> None:
+    integrity = results["integrity"]
+    assert results["status"] == "passed", results["failures"]
+    assert integrity["ok"]
+    assert integrity["sent"] == integrity["in_kafka"] == SMOKE_ALERTS
+    raw = _parquet(smoke / "work" / "main" / "broker" / "raw", ["candid"])
+    assert len(raw) == raw["candid"].nunique() == SMOKE_ALERTS
+    assert integrity["in_raw"] == integrity["distinct_in_raw"] == SMOKE_ALERTS
+
+
+def test_science_holds_what_passes_the_cuts(results: dict, smoke: Path) -> None:
+    broker = smoke / "work" / "main" / "broker"
+    raw = _parquet(broker / "raw", ["candid", "rb", "nbad"])
+    passing = set(raw.loc[(raw["rb"] >= 0.55) & (raw["nbad"] == 0), "candid"])
+    science = _parquet(broker / "science", ["candid"])
+    assert set(science["candid"]) == passing
+    assert results["integrity"]["in_science"] == len(passing)
+
+
+def test_each_topic_holds_what_its_filter_selects(results: dict, smoke: Path) -> None:
+    science = _parquet(
+        smoke / "work" / "main" / "broker" / "science",
+        ["candid", "magpsf", "near_star", "sso_candidate", "sent_time"],
+    )
+    arrivals = pd.read_csv(smoke / "work" / "main" / "arrivals.csv", dtype={"alert_id": str})
+    topics = results["integrity"]["topics"]
+    bright = next(t for t in topics if t.endswith("-bright"))
+    sso = next(t for t in topics if t.endswith("-sso"))
+    expect_bright = set(
+        science.loc[
+            (science["magpsf"] <= 17.5) & ~science["near_star"].fillna(False).astype(bool), "candid"
+        ].astype(str)
+    )
+    expect_sso = set(
+        science.loc[science["sso_candidate"].fillna(False).astype(bool), "candid"].astype(str)
+    )
+    for topic, expect in ((bright, expect_bright), (sso, expect_sso)):
+        got = arrivals.loc[arrivals["topic"] == topic, "alert_id"]
+        assert len(got) == len(set(got)), f"duplicates in {topic}"
+        assert set(got) == expect, topic
+        assert topics[topic]["received"] == len(expect)
+    assert sum(t["expected"] for t in topics.values()) > 0
+
+
+def test_latency_of_each_alert_is_positive_and_below_the_run(results: dict, smoke: Path) -> None:
+    for name in ("latency_raw.csv", "latency_dist.csv"):
+        lat = pd.read_csv(smoke / "series" / name)
+        assert len(lat) > 0, name
+        assert (lat["latency_s"] > 0).all(), name
+        assert (lat["latency_s"] < results["duration_s"]).all(), name
+    raw = pd.read_csv(smoke / "series" / "latency_raw.csv", dtype={"alert_id": str})
+    # Every measured alert (the warm-up is not timed) has one raw latency.
+    assert len(raw) == raw["alert_id"].nunique() == 4 * 300
+    assert results["latency"]["raw"]["count"] == 4 * 300
+
+
+def test_visits_and_batches_are_recorded(results: dict, smoke: Path) -> None:
+    visits = pd.read_csv(smoke / "series" / "visits.csv")
+    assert list(visits["alerts"]) == [300] * 4
+    assert results["producer"]["alerts"] == 1200
+    batches = pd.read_csv(smoke / "series" / "batches.csv")
+    assert batches["rows"].sum() == SMOKE_ALERTS
+    resources = pd.read_csv(smoke / "series" / "resources.csv")
+    assert {"kafka", "broker", "simulator", "timing"} <= set(resources["component"])
+
+
+def test_report_renders_every_measured_plot(smoke: Path) -> None:
+    html = render_report(smoke).read_text()
+    for plot in PLOTS:
+        assert f'id="{plot}"' in html, plot
+    # smoke measures everything but the sweeping kinds' curves.
+    for plot in ("throughput", "lag", "latency", "visits", "resources"):
+        section = html.split(f'id="{plot}"', 1)[1].split("</section>", 1)[0]
+        data = section.split('src="data:image/png;base64,', 1)[1].split('"', 1)[0]
+        assert base64.b64decode(data).startswith(b"\x89PNG"), plot
+
+
+def test_cli_compare_and_report(smoke: Path, cli) -> None:
+    out = cli("bench", "compare", str(smoke), str(smoke))
+    assert smoke.name in out.stdout
+    assert "alerts/s" in out.stdout or "throughput" in out.stdout.lower()
+    out = cli("bench", "report", str(smoke))
+    assert "report.html" in out.stdout

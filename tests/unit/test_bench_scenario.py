@@ -1,0 +1,115 @@
+"""Scenarios, segments, the broker's config file and progress parsing: pure logic."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from alertbench.bench.runner import segments_of, to_toml
+from alertbench.bench.sampler import processed_offsets
+from alertbench.bench.scenario import builtin_names, load_scenario
+from alertbench.bench.stats import share_within, summary
+from alertbench.errors import ConfigError
+
+
+def test_every_shipped_scenario_loads() -> None:
+    names = builtin_names()
+    assert {"smoke", "ztf-night", "lsst-nominal", "lsst-peak", "max-throughput", "scaling"} <= set(
+        names
+    )
+    for name in names:
+        assert load_scenario(name).name == name
+
+
+def test_lsst_nominal_is_rubins_cadence() -> None:
+    s = load_scenario("lsst-nominal")
+    assert (s.schedule, s.visit_alerts, s.visit_interval) == ("visits", 10_000, 37.0)
+    peak = load_scenario("lsst-peak")
+    assert (peak.visit_alerts, peak.visits) == (40_000, 1)
+
+
+def test_overrides_apply_and_none_leaves_the_file_value() -> None:
+    assert load_scenario("lsst-nominal", visits=2).visits == 2
+    assert load_scenario("lsst-nominal", visits=None).visits == 5
+
+
+def test_unknown_scenario_lists_the_shipped_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown scenario 'nope'.*smoke"):
+        load_scenario("nope")
+
+
+def test_bad_field_names_the_file_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\nvisits = 3\nproducers = 0\n')
+    with pytest.raises(ConfigError, match=r"mine\.toml: producers: .*greater than or equal to 1"):
+        load_scenario(str(path))
+
+
+def test_unknown_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "typo.toml"
+    path.write_text('name = "typo"\nvisits = 1\nvisit_size = 10\n')
+    with pytest.raises(ConfigError, match="visit_size"):
+        load_scenario(str(path))
+
+
+def test_kinds_need_their_sections(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text('name = "m"\nkind = "max-throughput"\n')
+    with pytest.raises(ConfigError, match="steps"):
+        load_scenario(str(path))
+
+
+def test_invalid_toml_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("name = \n")
+    with pytest.raises(ConfigError, match=r"broken\.toml: not valid TOML"):
+        load_scenario(str(path))
+
+
+def test_scaling_varies_one_parameter_at_a_time_without_repeats() -> None:
+    segs = segments_of(load_scenario("scaling"))
+    combos = [(s.partitions, s.producers, s.cores) for s in segs]
+    assert combos[0] == (2, 1, 2)  # the base first
+    assert sorted(combos) == sorted({(1, 1, 2), (2, 1, 2), (4, 1, 2), (2, 2, 2), (2, 1, 1)})
+    assert len({s.tag for s in segs}) == len(segs)
+
+
+def test_other_kinds_have_one_segment() -> None:
+    assert [s.tag for s in segments_of(load_scenario("smoke"))] == ["main"]
+
+
+def test_broker_config_round_trips_through_toml() -> None:
+    config = {
+        "run_dir": "/runs/a b",
+        "kafka": {"bootstrap_servers": "127.0.0.1:9092"},
+        "broker": {
+            "topics": ["t-1"],
+            "filters": {"ab-bright": 'magpsf <= 17.5 AND name = "x\\y"'},
+            "distribution_partitions": 2,
+            "fused": True,
+        },
+    }
+    assert tomllib.loads(to_toml(config)) == config
+
+
+def test_processed_offsets_takes_the_latest_end_of_the_topic(tmp_path: Path) -> None:
+    progress = tmp_path / "progress.jsonl"
+    lines = [
+        {"query": "fused", "batch": 0, "sources": [{"end": json.dumps({"t": {"0": 5, "1": 7}})}]},
+        {"query": "fused", "batch": 1, "sources": [{"end": {"t": {"0": 10, "1": 12}}}]},
+        {"query": "fused", "batch": 2, "sources": [{"end": {"other": {"0": 99}}}]},
+    ]
+    progress.write_text("\n".join(json.dumps(x) for x in lines) + "\n{not json")
+    assert processed_offsets(progress, "t") == 22
+    assert processed_offsets(tmp_path / "absent.jsonl", "t") == 0
+
+
+def test_summary_percentiles() -> None:
+    s = summary(range(1, 101))
+    assert s == {"count": 100, "mean": 50.5, "p50": 50.5, "p95": 95.05, "p99": 99.01, "max": 100.0}
+    assert summary([]) is None
+    assert share_within([1, 2, 61, 70], 60) == 0.5
+    assert share_within([], 60) is None
