@@ -114,7 +114,7 @@ def show(name: str, r: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=5000)
+    parser.add_argument("--alerts", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--max-offsets", type=int, default=10_000)  # a Rubin visit per batch
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))

@@ -141,3 +141,28 @@ def test_cli_compare_and_report(smoke: Path, cli) -> None:
     assert "alerts/s" in out.stdout or "throughput" in out.stdout.lower()
     out = cli("bench", "report", str(smoke))
     assert "report.html" in out.stdout
+
+
+def test_everything_the_run_started_is_stopped(smoke: Path) -> None:
+    import psutil
+
+    state = json.loads((smoke / "work" / "bench-state.json").read_text())
+    assert {"broker-main", "timing-main"} <= set(state)
+    for name, proc in state.items():
+        alive = psutil.pid_exists(proc["pid"]) and (
+            abs(psutil.Process(proc["pid"]).create_time() - proc["started"]) < 1
+        )
+        assert not alive, name
+    kafka_state = smoke / "work" / "kafka" / "state.json"
+    kafka = json.loads(kafka_state.read_text()) if kafka_state.exists() else {"nodes": []}
+    for node in kafka["nodes"]:
+        proc = node.get("proc") or {}
+        if proc.get("pid") and psutil.pid_exists(proc["pid"]):
+            assert abs(psutil.Process(proc["pid"]).create_time() - proc["started"]) >= 1
+    # Kafka's JVM and the timing consumer name the run's folder on their command lines.
+    leftovers = [
+        p.info["pid"]
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if str(smoke) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []

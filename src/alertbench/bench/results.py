@@ -3,7 +3,7 @@
 A run directory holds::
 
     results.json          the summary; every field is listed in FIELDS below
-    scenario.toml         the scenario as run (after overrides)
+    scenario.json         the scenario as run (after overrides)
     series/
       visits.csv          visit, due_s, alerts, acked, lateness_s, send_s, ack_s
       lag.csv             t_s, produced, end_offset, processed_offset, lag

@@ -399,6 +399,9 @@ def _drive(
         loads, steps = [], []
         for k, step in enumerate(s.steps):
             before, t_start = lag.processed(), time.time()
+            lag_start = max(
+                sum(end_offsets(bench.servers, topic, seg.partitions).values()) - before, 0
+            )
             bench.say(f"step {k + 1}: {step.rate:,.0f} alerts/s for {step.seconds:.0f} s")
             summary = ran(
                 _simulate(
@@ -425,6 +428,7 @@ def _drive(
                     "seconds": step.seconds,
                     "produced_per_s": round(summary["alerts"] / wall, 1),
                     "processed_per_s": round((processed - before) / wall, 1),
+                    "lag_start": lag_start,
                     "lag_end": backlog,
                     "held": held,
                 }

@@ -201,7 +201,12 @@ def send_batch(spark, science, filters: list[Filter], servers: str) -> None:
         rows.write.format("kafka")
         .option("kafka.bootstrap.servers", servers)
         .option("kafka.max.request.size", str(10 * 1024 * 1024))
-        .option("kafka.linger.ms", "5")
+        # The default 16 KB batch holds not even one 75 KB alert: every alert
+        # would be a batch of its own, and the Kafka broker would pay per batch.
+        .option("kafka.batch.size", str(1024 * 1024))
+        .option("kafka.buffer.memory", str(256 * 1024 * 1024))
+        .option("kafka.send.buffer.bytes", str(4 * 1024 * 1024))
+        .option("kafka.linger.ms", "10")
         .save()
     )
 
