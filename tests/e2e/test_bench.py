@@ -166,3 +166,27 @@ def test_everything_the_run_started_is_stopped(smoke: Path) -> None:
         if str(smoke) in " ".join(p.info["cmdline"] or [])
     ]
     assert leftovers == []
+
+
+def test_a_run_on_an_existing_kafka_leaves_it_running(
+    tmp_path: Path, alerts_dir: Path, single_kafka
+) -> None:
+    from alertbench.kafka.admin import describe_cluster, list_topics
+
+    scenario = load_scenario("smoke", visits=2, warmup_alerts=20)
+    run = run_bench(
+        load_settings(run_dir=tmp_path / "state", broker={"driver_memory": "1g"}),
+        scenario,
+        out=tmp_path / "results",
+        sources=[str(alerts_dir)],
+        servers=single_kafka.bootstrap,
+    )
+    results = json.loads((run / "results.json").read_text())
+    assert results["status"] == "passed", results["failures"]
+    assert results["config"]["kafka"]["embedded"] is False
+    assert results["integrity"]["in_raw"] == 20 + 2 * 300
+    # The bench stopped only what it started: the cluster still answers.
+    assert describe_cluster(single_kafka.bootstrap).brokers == [1]
+    prefix = f"ab-{run.name.lower()}-main-"
+    assert f"{prefix}alerts" in {t.name for t in list_topics(single_kafka.bootstrap)}
+    assert not (run / "work").exists()  # bulky data is removed unless --keep-data
