@@ -1,0 +1,215 @@
+"""A host reached over SSH: the remote :class:`~alertbench.procs.Transport`.
+
+Cluster code starts, watches and stops processes through a transport; this
+one does it on another machine with paramiko (key or agent
+authentication, user and port per host). A remote process is recorded like
+a local one: its PID and its start time as the remote kernel reports it, so
+a recycled PID is never mistaken for ours and ``down`` stops exactly what
+``up`` started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from alertbench.errors import ClusterError
+from alertbench.procs import ProcessRecord
+
+# The start time of a process in seconds since the epoch, computed on the
+# remote host from /proc (boot time + start ticks), as psutil does locally.
+_START_TIME = (
+    "awk -v t=$(getconf CLK_TCK) -v b=$(awk '/^btime/ {{print $2}}' /proc/stat) "
+    '\'{{sub(/^.*\\) /, ""); printf "%.2f %s\\n", b + $20 / t, $1}}\' /proc/{pid}/stat'
+)
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """How to reach one host.
+
+    Attributes
+    ----------
+    host : str
+        Inventory name of the host.
+    address : str
+        Address to connect to.
+    user : str
+        Login user.
+    port : int
+        SSH port.
+    key_file : Path or None
+        Private key; without one, the SSH agent and default keys are tried.
+    sudo : bool
+        Run commands through ``sudo -n`` (only where configured).
+    """
+
+    host: str
+    address: str
+    user: str = "root"
+    port: int = 22
+    key_file: Path | None = None
+    sudo: bool = False
+
+
+class SSHTransport:
+    """Files, commands and processes on one remote host, over one SSH connection.
+
+    Parameters
+    ----------
+    target : SSHTarget
+        The host and how to log in.
+    timeout : float
+        Seconds to wait for the connection.
+
+    Raises
+    ------
+    ClusterError
+        Naming the host and the reason, when it cannot be reached or logged into.
+    """
+
+    def __init__(self, target: SSHTarget, *, timeout: float = 10.0) -> None:
+        import paramiko
+
+        self.target = target
+        self.host = target.host
+        self._lock = threading.Lock()
+        client = paramiko.SSHClient()
+        # Test hosts and fresh clusters have keys nobody has seen yet; the
+        # inventory, not known_hosts, is what names the machines we trust.
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect(
+                target.address,
+                port=target.port,
+                username=target.user,
+                key_filename=str(target.key_file) if target.key_file else None,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+            )
+        except (OSError, paramiko.SSHException) as exc:
+            raise ClusterError(
+                f"host {target.host} ({target.user}@{target.address}:{target.port}) is not "
+                f"reachable over SSH: {exc}. Check the address, the port, and that the key "
+                "is authorised for that user."
+            ) from None
+        self._client = client
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._client.close()
+
+    def __enter__(self) -> SSHTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _command(self, command: str) -> str:
+        return f"sudo -n sh -c {shlex.quote(command)}" if self.target.sudo else command
+
+    def run(  # noqa: D102
+        self, argv: Sequence[str], *, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        return self.shell(shlex.join(argv), timeout=timeout)
+
+    def shell(self, command: str, *, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run a shell command line on the host and capture its output."""
+        with self._lock:
+            _stdin, stdout, stderr = self._client.exec_command(
+                self._command(command), timeout=timeout
+            )
+            out = stdout.read().decode("utf-8", "replace")
+            err = stderr.read().decode("utf-8", "replace")
+            code = stdout.channel.recv_exit_status()
+        return subprocess.CompletedProcess(command, code, out, err)
+
+    def _check(self, command: str, what: str) -> str:
+        done = self.shell(command)
+        if done.returncode != 0:
+            raise ClusterError(f"host {self.host}: {what} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def make_dirs(self, path: Path) -> None:  # noqa: D102
+        self._check(f"mkdir -p {shlex.quote(str(path))}", f"creating {path}")
+
+    def write_text(self, path: Path, text: str) -> None:  # noqa: D102
+        tmp = f"{path}.tmp"
+        command = (
+            f"mkdir -p {shlex.quote(str(Path(path).parent))} && cat > {shlex.quote(tmp)} && "
+            f"mv {shlex.quote(tmp)} {shlex.quote(str(path))}"
+        )
+        with self._lock:
+            stdin, stdout, stderr = self._client.exec_command(self._command(command))
+            stdin.write(text.encode())
+            stdin.channel.shutdown_write()
+            code = stdout.channel.recv_exit_status()
+            err = stderr.read().decode("utf-8", "replace")
+        if code != 0:
+            raise ClusterError(f"host {self.host}: writing {path} failed: {err.strip()}")
+
+    def remove_tree(self, path: Path) -> None:  # noqa: D102
+        self._check(f"rm -rf {shlex.quote(str(path))}", f"removing {path}")
+
+    def spawn(  # noqa: D102
+        self,
+        argv: Sequence[str],
+        *,
+        log: Path,
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> ProcessRecord:
+        assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+        # setsid + nohup: the process outlives this SSH session, in a session of
+        # its own, and $! is its PID (exec keeps it through env).
+        command = (
+            f"mkdir -p {shlex.quote(str(Path(log).parent))} && cd {shlex.quote(str(cwd))} && "
+            f"{{ setsid nohup env {assignments} {shlex.join(argv)} "
+            f">> {shlex.quote(str(log))} 2>&1 < /dev/null & }} && echo $!"
+        )
+        pid = int(self._check(command, f"starting {argv[0]}").split()[-1])
+        started = self._start_time(pid)
+        if started is None:
+            raise ClusterError(
+                f"host {self.host}: {argv[0]} exited at once; its log {log} ends with:\n"
+                f"{self.tail(log, 15)}"
+            )
+        return ProcessRecord(pid=pid, started=started, host=self.host)
+
+    def _start_time(self, pid: int) -> float | None:
+        done = self.shell(_START_TIME.format(pid=pid))
+        parts = done.stdout.split()
+        if done.returncode != 0 or len(parts) != 2 or parts[1] == "Z":
+            return None
+        return float(parts[0])
+
+    def is_running(self, proc: ProcessRecord) -> bool:  # noqa: D102
+        started = self._start_time(proc.pid)
+        # A PID reused by an unrelated process started later is not ours.
+        return started is not None and abs(started - proc.started) < 2.0
+
+    def send_signal(self, proc: ProcessRecord, sig: int) -> None:  # noqa: D102
+        if self.is_running(proc):
+            with contextlib.suppress(ClusterError):
+                self.shell(f"kill -{int(sig)} {proc.pid}")
+
+    def port_in_use(self, address: str, port: int) -> bool:  # noqa: D102
+        listening = self.shell("ss -Hltn").stdout
+        for line in listening.splitlines():
+            fields = line.split()
+            if len(fields) >= 4:
+                local = fields[3]
+                host, _, p = local.rpartition(":")
+                if p == str(port) and host.strip("[]") in (address, "*", "0.0.0.0", "::"):
+                    return True
+        return False
+
+    def tail(self, path: Path, lines: int = 40) -> str:  # noqa: D102
+        done = self.shell(f"tail -n {int(lines)} {shlex.quote(str(path))}")
+        return done.stdout if done.returncode == 0 else ""
