@@ -103,6 +103,7 @@ def network_hosts(count: int, workdir: Path) -> Iterator[list[NetnsHost]]:
                 f"ListenAddress {address}\nPort 22\nHostKey {host_key}\n"
                 f"AuthorizedKeysFile {authorized}\nPermitRootLogin prohibit-password\n"
                 f"PasswordAuthentication no\nStrictModes no\nUsePAM no\n"
+                "Subsystem sftp internal-sftp\n"
                 f"PidFile {workdir / f'sshd-{i}.pid'}\n"
             )
             log = (workdir / f"sshd-{i}.log").open("ab")

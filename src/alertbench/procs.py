@@ -66,6 +66,9 @@ class Transport(Protocol):
     def remove_tree(self, path: Path) -> None:
         """Delete a folder and everything in it, if it exists."""
 
+    def copy_file(self, source: Path, dest: Path) -> None:
+        """Copy a file of this machine to ``dest`` on the host (atomically)."""
+
     def run(self, argv: Sequence[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
         """Run a command to completion and capture its output."""
 
@@ -108,6 +111,12 @@ class LocalTransport:
 
     def remove_tree(self, path: Path) -> None:  # noqa: D102
         shutil.rmtree(path, ignore_errors=True)
+
+    def copy_file(self, source: Path, dest: Path) -> None:  # noqa: D102
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(dest)
 
     def run(  # noqa: D102
         self, argv: Sequence[str], *, timeout: float

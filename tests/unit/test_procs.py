@@ -163,3 +163,15 @@ def test_process_record_json_round_trip() -> None:
     data = json.loads(json.dumps(rec.to_json()))
     assert data == {"pid": 4242, "started": 1718000000.25, "host": "kafka-slave1"}
     assert ProcessRecord.from_json(data) == rec
+
+
+def test_local_copy_file_creates_folders_and_replaces(tmp_path: Path) -> None:
+    source = tmp_path / "a.jar"
+    source.write_bytes(b"\x00jar bytes")
+    dest = tmp_path / "host" / "libs" / "a.jar"
+    LocalTransport().copy_file(source, dest)
+    assert dest.read_bytes() == b"\x00jar bytes"
+    source.write_bytes(b"new")
+    LocalTransport().copy_file(source, dest)
+    assert dest.read_bytes() == b"new"
+    assert not dest.with_name("a.jar.tmp").exists()
