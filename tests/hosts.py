@@ -131,4 +131,7 @@ def network_hosts(count: int, workdir: Path) -> Iterator[list[NetnsHost]]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), 9)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        # A namespace can outlive its deletion for a moment; its cable must not.
+        for i in range(len(namespaces)):
+            subprocess.run(["ip", "link", "del", f"{tag}v{i}"], capture_output=True)
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
