@@ -286,3 +286,44 @@ def test_bootstrap_servers_and_node_ids() -> None:
     assert inv.zookeeper_connect == "10.0.0.1:24498,10.0.0.2:24498,10.0.0.3:24498"
     assert [inv.node_id(h) for h in inv.hosts] == [1, 2, 3]
     assert inv.node_id(inv.hosts[2]) == 3
+
+
+def test_ssh_settings_per_host_and_their_targets() -> None:
+    from alertbench.kafka.remote import java_of, ssh_target
+
+    inv = parse_toml(
+        """
+[defaults]
+ssh_key = "/keys/cluster"
+user = "kafka"
+
+[[hosts]]
+name = "k1"
+address = "10.1.0.1"
+
+[[hosts]]
+name = "k2"
+address = "10.1.0.2"
+user = "ops"
+ssh_port = 2222
+sudo = true
+java_home = "/opt/jdk-17"
+""",
+        source="ssh.toml",
+    )
+    k1, k2 = (ssh_target(h) for h in inv.hosts)
+    assert (k1.host, k1.address, k1.user, k1.port, k1.key_file, k1.sudo) == (
+        "k1",
+        "10.1.0.1",
+        "kafka",
+        22,
+        Path("/keys/cluster"),
+        False,
+    )
+    assert (k2.user, k2.port, k2.key_file, k2.sudo) == ("ops", 2222, Path("/keys/cluster"), True)
+    assert [java_of(h) for h in inv.hosts] == ["java", "/opt/jdk-17/bin/java"]
+
+
+def test_a_misspelt_ssh_field_is_named() -> None:
+    with pytest.raises(ConfigError, match="ssh_keys"):
+        parse_toml('[[hosts]]\nname = "k1"\naddress = "10.1.0.1"\nssh_keys = "/k"\n', source="x")

@@ -48,6 +48,9 @@ class HostDefaults(BaseModel):
     install_dir: Path = Path("/opt/alertbench")
     user: str | None = None
     ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_key: Path | None = None  # else the SSH agent and the user's default keys
+    sudo: bool = False  # run remote commands through `sudo -n`
+    java_home: Path | None = None  # else `java` on the host's PATH
 
 
 class Host(HostDefaults):

@@ -12,9 +12,28 @@ from pathlib import Path
 from alertbench.errors import ClusterError
 from alertbench.java import JavaError, check_java_version, parse_java_version
 from alertbench.kafka.fetch import KafkaInstall
+from alertbench.kafka.inventory import Host
 from alertbench.procs import Transport
+from alertbench.ssh import SSHTarget
 
 MANIFEST = "alertbench-manifest.txt"
+
+
+def ssh_target(host: Host) -> SSHTarget:
+    """How to reach an inventory host over SSH (user root unless the inventory says)."""
+    return SSHTarget(
+        host=host.name,
+        address=host.address,
+        user=host.user or "root",
+        port=host.ssh_port,
+        key_file=host.ssh_key.expanduser() if host.ssh_key else None,
+        sudo=host.sudo,
+    )
+
+
+def java_of(host: Host) -> str:
+    """The java command to run on ``host``."""
+    return str(host.java_home / "bin" / "java") if host.java_home else "java"
 
 
 def check_java(t: Transport, java: str = "java") -> tuple[str, int]:
