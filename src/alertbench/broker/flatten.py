@@ -58,7 +58,7 @@ def observation_jd_expr(schema: Schema) -> str:
     return "CAST(NULL AS DOUBLE)"
 
 
-def flatten(df, schema: Schema, keep: tuple[str, ...] = ()):
+def flatten(df, schema: Schema):
     """Raw alert rows from a frame with Kafka columns plus a decoded ``alert`` struct.
 
     Parameters
@@ -67,8 +67,6 @@ def flatten(df, schema: Schema, keep: tuple[str, ...] = ()):
         Columns ``topic, partition, offset, timestamp, headers, alert``.
     schema : Schema
         The alerts' writer schema.
-    keep : tuple of str
-        Columns of ``df`` carried through, after ``night``.
 
     Returns
     -------
@@ -94,5 +92,4 @@ def flatten(df, schema: Schema, keep: tuple[str, ...] = ()):
         "timestamp AS kafka_time",
         sent,
         "current_timestamp() AS ingest_time",
-        *keep,
     ).selectExpr("*", night)

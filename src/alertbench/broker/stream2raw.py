@@ -78,7 +78,7 @@ def _quarantined(frame, error):
     )
 
 
-def decoded_ok():
+def _decoded_ok():
     """True for the rows of a decoded frame that hold an alert."""
     from pyspark.sql import functions as F
 
@@ -89,7 +89,7 @@ def split(dec, plan: DecodePlan):
     """(raw alerts, quarantined messages) of a decoded frame."""
     from pyspark.sql import functions as F
 
-    ok = decoded_ok()
+    ok = _decoded_ok()
     good = flatten(dec.filter(ok), plan.schema)
     error = F.coalesce(F.col("framing_error"), F.lit(DECODE_FAILED))
     return good, _quarantined(dec.filter(~ok), error)
@@ -123,8 +123,8 @@ def stage_raw(sink: BatchSink, df, batch_id: int, plan: DecodePlan) -> None:
     from pyspark.sql import functions as F
 
     seen = Observation(f"decode-{batch_id}")
-    counted = decoded(df, plan).observe(seen, F.count_if(~decoded_ok()).alias("bad"))
-    sink.stage(batch_id, "raw", flatten(counted.filter(decoded_ok()), plan.schema), ["night"])
+    counted = decoded(df, plan).observe(seen, F.count_if(~_decoded_ok()).alias("bad"))
+    sink.stage(batch_id, "raw", flatten(counted.filter(_decoded_ok()), plan.schema), ["night"])
     if seen.get.get("bad", 0):
         sink.stage(batch_id, "quarantine", split(decoded(df, plan), plan)[1], [])
 
