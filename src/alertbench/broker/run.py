@@ -122,6 +122,15 @@ def run_broker(
     listener = ProgressListener(out / "progress.jsonl", echo)
     spark.streams.addListener(listener)
     queries = []
+    # The Kafka query of either mode reads the same source the same way.
+    kafka_query = {
+        "servers": servers,
+        "topics": b.topics,
+        "out": out,
+        "trigger": b.trigger,
+        "max_offsets": b.max_offsets_per_trigger,
+        "check_crcs": b.check_crcs,
+    }
     if fused:
         result.stages = ["fused"]
     try:
@@ -144,32 +153,16 @@ def run_broker(
                 fused_mode.start(
                     spark,
                     plan,
-                    servers=servers,
-                    topics=b.topics,
-                    out=out,
-                    trigger=b.trigger,
+                    **kafka_query,
                     raw_schema=raw_schema,
                     cuts=cuts,
                     modules=modules,
                     filters=filters,
-                    max_offsets=b.max_offsets_per_trigger,
-                    check_crcs=b.check_crcs,
                 )
             )
             stages = []
         if "stream2raw" in stages:
-            queries.append(
-                stream2raw.start(
-                    spark,
-                    plan,
-                    servers=servers,
-                    topics=b.topics,
-                    out=out,
-                    trigger=b.trigger,
-                    max_offsets=b.max_offsets_per_trigger,
-                    check_crcs=b.check_crcs,
-                )
-            )
+            queries.append(stream2raw.start(spark, plan, **kafka_query))
         if stages:
             empty_raw = spark.createDataFrame([], raw_schema)
             science_static, notes = raw2science.science_frame(empty_raw, cuts, modules)
