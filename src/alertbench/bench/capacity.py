@@ -136,6 +136,25 @@ def _rounded(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _per_core(
+    notes: list[str],
+    inputs: dict[str, float | None],
+    rate_path: str,
+    cpu_path: str,
+    what: str,
+    component: str,
+) -> tuple[float | None, float | None]:
+    """(cores used, rate per core) of one component, noting what could not be computed."""
+    cpu = inputs[cpu_path]
+    cores = _cores(cpu)
+    per_core = _ratio(inputs[rate_path], cores)
+    if per_core is None:
+        notes.append(f"{what} cores not computed: needs {rate_path} and {cpu_path}.")
+    elif cpu is not None and cpu / 100.0 < MIN_CORES:
+        notes.append(f"{component} CPU was below {MIN_CORES} cores; counted as {MIN_CORES}.")
+    return cores, per_core
+
+
 def _measured(results: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
     """Per-core rates from the run; the absent inputs; and notes on what they prevent."""
     inputs = {
@@ -152,27 +171,12 @@ def _measured(results: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[
     missing = [path for path, value in inputs.items() if value is None]
     notes = []
 
-    alerts_per_s = inputs["throughput.alerts_per_s"]
-    broker_cpu = inputs["resources.broker.cpu_mean"]
-    broker_cores = _cores(broker_cpu)
-    spark_per_core = _ratio(alerts_per_s, broker_cores)
-    if spark_per_core is None:
-        notes.append(
-            "Spark cores not computed: needs throughput.alerts_per_s and resources.broker.cpu_mean."
-        )
-    elif broker_cpu is not None and broker_cpu / 100.0 < MIN_CORES:
-        notes.append(f"Broker CPU was below {MIN_CORES} cores; counted as {MIN_CORES}.")
-
-    mb_per_s = inputs["producer.mb_per_s"]
-    kafka_cpu = inputs["resources.kafka.cpu_mean"]
-    kafka_cores = _cores(kafka_cpu)
-    kafka_per_core = _ratio(mb_per_s, kafka_cores)
-    if kafka_per_core is None:
-        notes.append(
-            "Kafka cores not computed: needs producer.mb_per_s and resources.kafka.cpu_mean."
-        )
-    elif kafka_cpu is not None and kafka_cpu / 100.0 < MIN_CORES:
-        notes.append(f"Kafka CPU was below {MIN_CORES} cores; counted as {MIN_CORES}.")
+    broker_cores, spark_per_core = _per_core(
+        notes, inputs, "throughput.alerts_per_s", "resources.broker.cpu_mean", "Spark", "Broker"
+    )
+    kafka_cores, kafka_per_core = _per_core(
+        notes, inputs, "producer.mb_per_s", "resources.kafka.cpu_mean", "Kafka", "Kafka"
+    )
 
     # MB -> KB: both decimal, as the producer counts them.
     alert_kb = _ratio(inputs["producer.mb"], inputs["producer.alerts"])
@@ -182,12 +186,12 @@ def _measured(results: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[
         alert_kb *= 1_000.0
 
     measured = {
-        "alerts_per_s": _rounded(alerts_per_s),
-        "broker_cpu_mean": _rounded(broker_cpu),
+        "alerts_per_s": _rounded(inputs["throughput.alerts_per_s"]),
+        "broker_cpu_mean": _rounded(inputs["resources.broker.cpu_mean"]),
         "broker_cores": _rounded(broker_cores),
         "spark_alerts_per_s_per_core": _rounded(spark_per_core),
-        "producer_mb_per_s": _rounded(mb_per_s),
-        "kafka_cpu_mean": _rounded(kafka_cpu),
+        "producer_mb_per_s": _rounded(inputs["producer.mb_per_s"]),
+        "kafka_cpu_mean": _rounded(inputs["resources.kafka.cpu_mean"]),
         "kafka_cores": _rounded(kafka_cores),
         "kafka_mb_per_s_per_core": _rounded(kafka_per_core),
         "mean_alert_kb": _rounded(alert_kb),
