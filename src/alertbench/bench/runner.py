@@ -32,7 +32,7 @@ from alertbench.bench.sampler import Every, LagSampler, ResourceSampler, process
 from alertbench.bench.scenario import Scenario
 from alertbench.config import Settings
 from alertbench.errors import AlertbenchError, ClusterError
-from alertbench.kafka.admin import create_topic
+from alertbench.kafka.admin import create_topic, list_topics
 from alertbench.kafka.client import end_offsets
 from alertbench.procs import LocalTransport, ProcessRecord, stop_processes
 from alertbench.simulator.run import SimulationOptions, load_alerts, simulate
@@ -321,8 +321,9 @@ def run_segment(bench: Bench, seg: Segment) -> collect.SegmentOutcome:
             bench, seg, topic, broker_out, total, s.drain_timeout, fail=False
         )
         outcome.load_finished = max((lo["finished"] for lo in outcome.loads), default=time.time())
+        partitions = {t.name: len(t.partitions) for t in list_topics(bench.servers)}
         targets = {
-            t: {str(p): e for p, e in end_offsets(bench.servers, t, _partitions(bench, t)).items()}
+            t: {str(p): e for p, e in end_offsets(bench.servers, t, partitions.get(t, 0)).items()}
             for t in dist
         }
         LocalTransport().write_text(seg_dir / "targets.json", json.dumps(targets))
@@ -335,15 +336,6 @@ def run_segment(bench: Bench, seg: Segment) -> collect.SegmentOutcome:
     outcome.sampler_errors = sampling.errors
     outcome.expected = _expected(bench, broker_out, dist, seg_dir)
     return outcome
-
-
-def _partitions(bench: Bench, topic: str) -> int:
-    from alertbench.kafka.admin import list_topics
-
-    for t in list_topics(bench.servers):
-        if t.name == topic:
-            return len(t.partitions)
-    return 0
 
 
 def _simulate(
