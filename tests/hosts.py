@@ -32,6 +32,7 @@ class NetnsHost:
     address: str
     veth: str  # its cable, on the bridge side: set it down to cut the host off
     key_file: Path
+    gateway: str  # this machine's address on the bridge, as the host sees it
 
 
 def why_not() -> str | None:
@@ -114,7 +115,7 @@ def network_hosts(count: int, workdir: Path) -> Iterator[list[NetnsHost]]:
                     stderr=subprocess.STDOUT,
                 )
             )
-            hosts.append(NetnsHost(f"host{i + 1}", ns, address, outside, key))
+            hosts.append(NetnsHost(f"host{i + 1}", ns, address, outside, key, f"{net}.1"))
         for h in hosts:
             _wait_port(h.address, 22, 20)
         yield hosts

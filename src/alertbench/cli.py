@@ -47,12 +47,22 @@ def root(
         Path | None, typer.Option(help="Downloads kept across runs (Kafka jars, Maven).")
     ] = None,
     java_home: Annotated[Path | None, typer.Option(help="JDK >= 17 to use.")] = None,
+    inventory: Annotated[
+        Path | None,
+        typer.Option(
+            "--inventory",
+            "-i",
+            help="The cluster's hosts (TOML or 'IP NAME' lines); see `kafka up`, `spark up`.",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
     ] = False,
 ) -> None:
     """Options that apply to every command (also settable in alertbench.toml or ALERTBENCH_*)."""
-    ctx.obj = Flags(run_dir=run_dir, cache_dir=cache_dir, java_home=java_home)
+    ctx.obj = Flags(
+        run_dir=run_dir, cache_dir=cache_dir, java_home=java_home, inventory=inventory
+    )
 
 
 def _register() -> None:

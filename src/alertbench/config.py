@@ -64,6 +64,11 @@ class BrokerSettings(BaseModel):
     """The Spark alert broker."""
 
     master: str = Field("local[*]", description="Spark master: local[*] or spark://HOST:PORT.")
+    driver_host: str | None = Field(
+        None,
+        description="Address executors reach the driver at (spark.driver.host) on a cluster; "
+        "default: this machine's address on the route to the master.",
+    )
     topics: list[str] = Field(["ztf-stream"], description="Kafka topics stream2raw reads.")
     format: str = Field("ztf", description="Wire format of the input: ztf, schemaless, confluent.")
     schema_file: Path | None = Field(None, description="Writer schema (.avsc) for schemaless.")
@@ -142,6 +147,12 @@ class Settings(BaseSettings):
     )
     java_home: Path | None = Field(
         None, description="JDK to use; else JAVA_HOME, else `java` on PATH."
+    )
+    inventory: Path | None = Field(
+        None,
+        description="Inventory of the cluster's hosts (TOML or 'IP NAME' lines): `kafka up` and "
+        "`spark up` deploy to it over SSH; `simulate`, `broker run` and `bench run` take its "
+        "Kafka brokers and, if it names a spark-master, its Spark master.",
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)

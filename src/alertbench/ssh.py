@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alertbench.errors import ClusterError
-from alertbench.procs import ProcessRecord
+from alertbench.procs import LocalTransport, ProcessRecord, Transport
 
 # The start time of a process in seconds since the epoch, computed on the
 # remote host from /proc (boot time + start ticks), as psutil does locally.
@@ -55,6 +55,92 @@ class SSHTarget:
     port: int = 22
     key_file: Path | None = None
     sudo: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        """The target as JSON data (for state files)."""
+        return {
+            "host": self.host,
+            "address": self.address,
+            "user": self.user,
+            "port": self.port,
+            "key_file": str(self.key_file) if self.key_file else None,
+            "sudo": self.sudo,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> SSHTarget:
+        """Rebuild a target from :meth:`to_json` output."""
+        key = data.get("key_file")
+        return cls(
+            host=str(data["host"]),
+            address=str(data["address"]),
+            user=str(data.get("user", "root")),
+            port=int(data.get("port", 22)),  # type: ignore[arg-type]
+            key_file=Path(str(key)) if key else None,
+            sudo=bool(data.get("sudo", False)),
+        )
+
+
+class HostPool:
+    """One transport per host, connected on first use and kept for the pool's life.
+
+    Hosts named in ``targets`` are reached over SSH; any other name is this
+    machine. Use it as a context manager so connections are closed.
+
+    Parameters
+    ----------
+    targets : mapping of str to SSHTarget
+        The remote hosts, by inventory name.
+    timeout : float
+        Seconds to wait for each connection.
+    """
+
+    def __init__(self, targets: Mapping[str, SSHTarget], *, timeout: float = 10.0) -> None:
+        self.targets = dict(targets)
+        self.timeout = timeout
+        self._local = LocalTransport()
+        self._open: dict[str, SSHTransport] = {}
+        self._failed: dict[str, ClusterError] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str) -> Transport:
+        """The transport of ``host``.
+
+        Raises
+        ------
+        ClusterError
+            If the host cannot be reached (the reason is named).
+        """
+        target = self.targets.get(host)
+        if target is None:
+            return self._local
+        with self._lock:
+            lock = self._locks.setdefault(host, threading.Lock())
+        # One lock per host: a host that times out does not hold up the others.
+        with lock:
+            if host in self._failed:
+                raise self._failed[host]
+            if host not in self._open:
+                try:
+                    self._open[host] = SSHTransport(target, timeout=self.timeout)
+                except ClusterError as exc:
+                    self._failed[host] = exc  # asked again, it would time out again
+                    raise
+            return self._open[host]
+
+    def close(self) -> None:
+        """Close every connection."""
+        with self._lock:
+            for t in self._open.values():
+                t.close()
+            self._open.clear()
+
+    def __enter__(self) -> HostPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class SSHTransport:
@@ -95,7 +181,7 @@ class SSHTransport:
             )
         except (OSError, paramiko.SSHException) as exc:
             raise ClusterError(
-                f"host {target.host} ({target.user}@{target.address}:{target.port}) is not "
+                f"host {target.host}: {target.user}@{target.address}:{target.port} is not "
                 f"reachable over SSH: {exc}. Check the address, the port, and that the key "
                 "is authorised for that user."
             ) from None

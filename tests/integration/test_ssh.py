@@ -92,7 +92,7 @@ def test_a_port_taken_on_the_host_is_seen(hosts, tmp_path: Path) -> None:
 
 def test_an_unreachable_host_is_named(hosts) -> None:
     net = hosts[0].address.rsplit(".", 1)[0]
-    with pytest.raises(ClusterError, match=r"host ghost \(root@.*\.250:22\) is not reachable"):
+    with pytest.raises(ClusterError, match=r"host ghost: root@.*\.250:22 is not reachable"):
         SSHTransport(SSHTarget("ghost", f"{net}.250", key_file=hosts[0].key_file), timeout=2)
 
 

@@ -160,8 +160,53 @@ def test_toml_role_not_in_mode_names_the_host() -> None:
         parse_toml(text, source="inv.toml")
     assert str(info.value) == (
         "inv.toml: host zk-host: role(s) zookeeper do not exist in kraft mode "
-        "(allowed: controller, broker)"
+        "(allowed: controller, broker, spark-master, spark-worker)"
     )
+
+
+def test_spark_layout_defaults_to_master_on_the_first_host() -> None:
+    inv = parse_hosts_lines("10.0.0.1 a\n10.0.0.2 b\n10.0.0.3 c\n", source="h", mode="kraft")
+    assert not inv.declares_spark
+    assert inv.spark_master.name == "a"
+    assert [h.name for h in inv.spark_workers] == ["b", "c"]
+    assert inv.spark_master_url == "spark://10.0.0.1:7077"
+    one = parse_hosts_lines("10.0.0.1 solo\n", source="h", mode="kraft")
+    assert [h.name for h in one.spark_workers] == ["solo"]
+
+
+def test_declared_spark_roles_win_and_spark_only_hosts_run_no_kafka() -> None:
+    text = (
+        "[defaults]\nspark_port = 7177\n"
+        '[[hosts]]\nname = "k1"\naddress = "10.0.0.1"\n'
+        'roles = ["controller", "broker", "spark-worker"]\n'
+        '[[hosts]]\nname = "s1"\naddress = "10.0.0.2"\nroles = ["spark-master"]\n'
+        '[[hosts]]\nname = "s2"\naddress = "10.0.0.3"\nroles = ["spark-worker"]\n'
+    )
+    inv = parse_toml(text, source="inv.toml")
+    assert inv.declares_spark
+    assert inv.spark_master_url == "spark://10.0.0.2:7177"
+    assert [h.name for h in inv.spark_workers] == ["k1", "s2"]
+    assert inv.bootstrap_servers == "10.0.0.1:24499"
+
+
+def test_spark_workers_without_a_master_are_refused() -> None:
+    text = (
+        '[[hosts]]\nname = "k"\naddress = "10.0.0.1"\n'
+        'roles = ["controller", "broker", "spark-worker"]\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_toml(text, source="inv.toml")
+    assert "need exactly one host with role 'spark-master', found 0" in str(info.value)
+
+
+def test_spark_ports_must_not_collide_with_kafka_ports() -> None:
+    text = (
+        '[[hosts]]\nname = "k"\naddress = "10.0.0.1"\n'
+        'roles = ["controller", "broker", "spark-master"]\nspark_port = 24499\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_toml(text, source="inv.toml")
+    assert "spark_port 24499 on 10.0.0.1 is already used by k (broker_port)" in str(info.value)
 
 
 def test_toml_controller_role_in_zookeeper_mode() -> None:

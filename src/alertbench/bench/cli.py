@@ -32,11 +32,18 @@ def run(
     bootstrap_servers: Annotated[
         str | None,
         typer.Option(
-            "--bootstrap-servers", "-b", help="Use this Kafka instead of an embedded one."
+            "--bootstrap-servers",
+            "-b",
+            help="Use this Kafka instead of an embedded one \\[default: the inventory's brokers, "
+            "if an inventory is configured].",
         ),
     ] = None,
     master: Annotated[
-        str | None, typer.Option(help="Use this Spark master instead of local[cores].")
+        str | None,
+        typer.Option(
+            help="Use this Spark master instead of local\\[cores] \\[default: the inventory's "
+            "spark-master, if it names one]."
+        ),
     ] = None,
     visits: Annotated[int | None, typer.Option(help="Override the scenario's visits.")] = None,
     count: Annotated[
@@ -50,9 +57,15 @@ def run(
     from alertbench.bench.runner import run_bench
     from alertbench.bench.scenario import load_scenario
     from alertbench.errors import ConfigError
+    from alertbench.kafka.local import inventory_of
 
     flags = ctx.find_root().obj if isinstance(ctx.find_root().obj, Flags) else Flags()
     settings = flags.settings()
+    inv = inventory_of(settings)
+    if inv is not None:
+        bootstrap_servers = bootstrap_servers or inv.bootstrap_servers
+        if inv.declares_spark:
+            master = master or inv.spark_master_url
     chosen = load_scenario(scenario, visits=visits, alerts=count)
     sources = alerts or ([str(settings.alerts)] if settings.alerts else [])
     if not sources:

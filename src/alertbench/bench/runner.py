@@ -192,6 +192,7 @@ def run_bench(
     kafka_settings = settings.model_copy(
         update={
             "run_dir": run / "work",
+            "inventory": None,  # the embedded Kafka is one local node, whatever is deployed
             "kafka": settings.kafka.model_copy(
                 update={"nodes": 1, "base_port": 0, "bootstrap_servers": None}
             ),

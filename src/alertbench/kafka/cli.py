@@ -122,11 +122,14 @@ def up(
     inventory: Annotated[
         Path | None,
         typer.Option(
-            "--inventory", "-i", help="Lay nodes out from an inventory of this machine's addresses."
+            "--inventory",
+            "-i",
+            help="The cluster's hosts (TOML or 'IP NAME' lines). Hosts that are not this "
+            "machine are deployed to over SSH.",
         ),
     ] = None,
 ) -> None:
-    """Start a Kafka cluster on this machine and wait until it has formed."""
+    """Start a Kafka cluster (here, or on an inventory's hosts) and wait until it has formed."""
     from alertbench.kafka import local
 
     settings = _settings(ctx, nodes=nodes, mode=_mode(mode), base_port=base_port, heap=heap)
@@ -134,6 +137,8 @@ def up(
         result = local.up(settings, version=version, inventory=inventory, progress=_say)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
+    if result.hosts:
+        _print_hosts(result.hosts)
     state = result.state
     console.print(
         f"[green]Kafka {state.kafka_version}[/] ({state.mode}) up: "
@@ -141,6 +146,16 @@ def up(
         f"cluster id {result.info.cluster_id}"
     )
     console.print(f"bootstrap servers: [bold]{state.bootstrap_servers}[/]")
+
+
+def _print_hosts(reports: list) -> None:
+    table = Table(title="hosts")
+    for col in ("host", "address", "java", "kafka jars", "nodes"):
+        table.add_column(col)
+    for r in reports:
+        jars = f"{r.copied} copied" if r.copied else "already installed"
+        table.add_row(r.host, r.address, r.java, f"{jars} ({r.lib_dir})", ", ".join(r.nodes))
+    console.print(table)
 
 
 @kafka_app.command("down")
@@ -177,18 +192,23 @@ def status(
         )
     )
     table = Table(title=f"Kafka {st.state.kafka_version} ({st.state.mode})")
-    for col in ("node", "kind", "roles", "pid", "ports", "state"):
+    for col in ("node", "address", "kind", "roles", "pid", "ports", "state"):
         table.add_column(col)
     for n in st.state.nodes:
         table.add_row(
             n.name,
+            n.address,
             n.kind,
             ",".join(n.roles),
             str(n.proc.pid) if n.proc else "-",
             " ".join(str(p) for p in n.ports.values()),
-            "[green]running[/]" if st.alive[n.name] else "[red]stopped[/]",
+            "[green]running[/]"
+            if st.alive[n.name]
+            else ("[red]unreachable[/]" if n.host in st.unreachable else "[red]stopped[/]"),
         )
     console.print(table)
+    for host, why in st.unreachable.items():
+        console.print(f"[red]{host}:[/] {why}")
     console.print(f"bootstrap servers: {st.state.bootstrap_servers}")
     if st.info:
         console.print(

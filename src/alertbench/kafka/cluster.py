@@ -26,6 +26,7 @@ from alertbench.kafka.admin import ClusterInfo, describe_cluster
 from alertbench.kafka.fetch import KafkaInstall
 from alertbench.kafka.inventory import Host, Inventory, Mode
 from alertbench.kafka.release import parse_release
+from alertbench.kafka.remote import java_of
 from alertbench.kafka.render import (
     HostFiles,
     log_config_name,
@@ -33,6 +34,7 @@ from alertbench.kafka.render import (
     render_cluster,
 )
 from alertbench.procs import LocalTransport, ProcessRecord, Transport, free_ports, stop_processes
+from alertbench.ssh import HostPool, SSHTarget
 
 STATE_FORMAT = 1
 _ERROR_LINE = re.compile(r"\b(ERROR|FATAL)\b|Exception|Error:")
@@ -83,6 +85,12 @@ class Node:
         The node's folder on its host (config, logs).
     proc : ProcessRecord or None
         The running process, if started.
+    data_dir : str or None
+        Its data folder when it lies outside ``home`` (remote hosts).
+    lib_dir : str or None
+        Kafka's jars on its host; ``None``: the cluster's ``lib_dir``.
+    java : str or None
+        The java command on its host; ``None``: the cluster's JDK.
     """
 
     name: str
@@ -94,6 +102,9 @@ class Node:
     ports: dict[str, int]
     home: Path
     proc: ProcessRecord | None = None
+    data_dir: str | None = None
+    lib_dir: str | None = None
+    java: str | None = None
 
     @property
     def config_dir(self) -> Path:
@@ -136,12 +147,19 @@ class Node:
             ports=dict(data["ports"]),  # type: ignore[arg-type]
             home=Path(str(data["home"])),
             proc=ProcessRecord.from_json(proc) if isinstance(proc, dict) else None,
+            data_dir=data.get("data_dir"),  # type: ignore[arg-type]
+            lib_dir=data.get("lib_dir"),  # type: ignore[arg-type]
+            java=data.get("java"),  # type: ignore[arg-type]
         )
 
 
 @dataclass
 class ClusterState:
-    """Everything needed to find, restart and stop a cluster; saved as JSON."""
+    """Everything needed to find, restart and stop a cluster; saved as JSON.
+
+    ``hosts`` holds how to reach each remote host (:class:`SSHTarget` data),
+    so that ``status`` and ``down`` need nothing but this file.
+    """
 
     mode: str
     kafka_version: str
@@ -151,6 +169,7 @@ class ClusterState:
     zookeeper_connect: str | None
     layout: dict[str, object]
     nodes: list[Node] = field(default_factory=list)
+    hosts: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         """The state as JSON data."""
@@ -171,7 +190,12 @@ class ClusterState:
             zookeeper_connect=data.get("zookeeper_connect"),  # type: ignore[arg-type]
             layout=dict(data.get("layout") or {}),  # type: ignore[arg-type]
             nodes=[Node.from_json(n) for n in data["nodes"]],  # type: ignore[union-attr]
+            hosts=dict(data.get("hosts") or {}),  # type: ignore[arg-type]
         )
+
+    def targets(self) -> dict[str, SSHTarget]:
+        """The SSH targets of the remote hosts, by host name."""
+        return {name: SSHTarget.from_json(t) for name, t in self.hosts.items()}
 
     def node(self, name: str) -> Node:
         """The node called ``name``.
@@ -296,7 +320,9 @@ class KafkaCluster:
     zookeeper_heap : str
         Heap of each ZooKeeper JVM.
     transport_for : callable, optional
-        Gives the transport of a host; every host is local by default.
+        Gives the transport of a host. By default, hosts recorded with an SSH
+        target (in the state file, or given to :meth:`plan`) are reached over
+        SSH and every other host is this machine.
     """
 
     def __init__(
@@ -314,7 +340,13 @@ class KafkaCluster:
         self.heap = heap
         self.zookeeper_heap = zookeeper_heap
         self._local = LocalTransport()
-        self._transport_for = transport_for or (lambda _host: self._local)
+        self.pool = HostPool({})
+        self._transport_for = transport_for or self.pool
+        self.unreachable: dict[str, str] = {}
+
+    def close(self) -> None:
+        """Close the SSH connections this cluster opened."""
+        self.pool.close()
 
     @property
     def state_file(self) -> Path:
@@ -325,7 +357,10 @@ class KafkaCluster:
 
     def load_state(self) -> ClusterState | None:
         """Read this cluster's state file (see :func:`read_state`)."""
-        return read_state(self.state_file)
+        state = read_state(self.state_file)
+        if state is not None:
+            self.pool.targets.update(state.targets())
+        return state
 
     def save_state(self, state: ClusterState) -> None:
         """Write the state file atomically."""
@@ -333,18 +368,26 @@ class KafkaCluster:
 
     def running(self, state: ClusterState) -> list[Node]:
         """Nodes of ``state`` whose process is alive."""
-        return [n for n in state.nodes if n.proc and self._t(n).is_running(n.proc)]
+        return [n for n in state.nodes if self._alive(n)]
 
     def stale(self, state: ClusterState) -> list[Node]:
-        """Nodes recorded as started whose process is gone."""
-        return [n for n in state.nodes if n.proc and not self._t(n).is_running(n.proc)]
+        """Nodes recorded as started whose process is gone (or whose host is unreachable)."""
+        return [n for n in state.nodes if n.proc and not self._alive(n)]
 
     def _t(self, node: Node) -> Transport:
         return self._transport_for(node.host)
 
     # -- planning ----------------------------------------------------------------
 
-    def plan(self, inv: Inventory, install: KafkaInstall, *, local: bool) -> ClusterState:
+    def plan(
+        self,
+        inv: Inventory,
+        install: KafkaInstall,
+        *,
+        local: bool,
+        targets: dict[str, SSHTarget] | None = None,
+        lib_dirs: dict[str, Path] | None = None,
+    ) -> ClusterState:
         """Lay out the nodes of ``inv`` and render their files (nothing is started).
 
         Parameters
@@ -354,12 +397,20 @@ class KafkaCluster:
         install : KafkaInstall
             The Kafka to run.
         local : bool
-            Whether every host is this machine (thread counts are trimmed).
+            Whether every host is this machine (thread counts are trimmed and
+            nodes live in the state dir).
+        targets : dict of str to SSHTarget, optional
+            Hosts reached over SSH; they run their own Java and jars.
+        lib_dirs : dict of str to Path, optional
+            Where each remote host has Kafka's jars (see
+            :func:`~alertbench.kafka.remote.install_kafka`).
 
         Returns
         -------
         ClusterState
         """
+        targets = targets or {}
+        self.pool.targets.update(targets)
         install.release.check_mode(inv.mode)
         rendered = {
             hf.host.name: hf
@@ -380,7 +431,16 @@ class KafkaCluster:
             zookeeper_connect=inv.zookeeper_connect or None,
             layout={"source": inv.source, "hosts": len(inv.hosts)},
             nodes=_nodes_for(inv, home_of),
+            hosts={name: t.to_json() for name, t in targets.items()},
         )
+        by_name = {h.name: h for h in inv.hosts}
+        for node in state.nodes:
+            host = by_name[node.host]
+            if node.host in targets:
+                node.java = java_of(host)
+                node.lib_dir = str((lib_dirs or {})[node.host])
+                data = host.zookeeper_data_dir if node.kind == "zookeeper" else host.data_dir
+                node.data_dir = str(data)
         for node in state.nodes:
             hf: HostFiles = rendered[node.host]
             t = self._t(node)
@@ -396,9 +456,15 @@ class KafkaCluster:
 
     # -- commands ----------------------------------------------------------------
 
+    def _java(self, node: Node) -> str:
+        return node.java or str(self.java.executable)
+
+    def _classpath(self, node: Node, state: ClusterState) -> str:
+        return str(Path(node.lib_dir or state.lib_dir) / "*")
+
     def _java_argv(self, node: Node, state: ClusterState, heap: str, main: list[str]) -> list[str]:
         return [
-            str(self.java.executable),
+            self._java(node),
             f"-Xms{heap}",
             f"-Xmx{heap}",
             "-XX:+UseG1GC",
@@ -410,19 +476,19 @@ class KafkaCluster:
             f"-Dkafka.logs.dir={node.log_dir}",
             _log_option(node, state),
             "-cp",
-            str(Path(state.lib_dir) / "*"),
+            self._classpath(node, state),
             *main,
         ]
 
     def _format(self, state: ClusterState, node: Node) -> None:
         argv = [
-            str(self.java.executable),
+            self._java(node),
             "-Xmx256m",
             "-XX:TieredStopAtLevel=1",
             f"-Dkafka.logs.dir={node.log_dir}",
             _log_option(node, state),
             "-cp",
-            str(Path(state.lib_dir) / "*"),
+            self._classpath(node, state),
             "kafka.tools.StorageTool",
             "format",
             "--cluster-id",
@@ -577,7 +643,13 @@ class KafkaCluster:
             raise
 
     def _alive(self, node: Node) -> bool:
-        return node.proc is not None and self._t(node).is_running(node.proc)
+        if node.proc is None:
+            return False
+        try:
+            return self._t(node).is_running(node.proc)
+        except ClusterError as exc:
+            self.unreachable[node.host] = str(exc)
+            return False
 
     def stop(
         self, state: ClusterState, nodes: list[Node] | None = None, *, grace: float = 30.0
@@ -601,7 +673,9 @@ class KafkaCluster:
         Returns
         -------
         list of str
-            Names of nodes that had to be killed.
+            Names of nodes that had to be killed. Hosts that could not be
+            reached are left in :attr:`unreachable` (host -> reason) and
+            their nodes stay recorded, so a later ``stop`` can finish the job.
         """
         chosen = [n for n in (state.nodes if nodes is None else nodes) if n.proc is not None]
         voters = [n for n in state.nodes if "controller" in n.roles]
@@ -614,10 +688,14 @@ class KafkaCluster:
                 by_host.setdefault(n.host, []).append(n)
             for host, host_nodes in by_host.items():
                 procs = [n.proc for n in host_nodes if n.proc]
-                gone = stop_processes(self._transport_for(host), procs, grace=wait)
+                try:
+                    gone = stop_processes(self._transport_for(host), procs, grace=wait)
+                except ClusterError as exc:
+                    self.unreachable[host] = str(exc)
+                    continue
                 killed.extend(n.name for n in host_nodes if n.proc in gone)
-            for n in group:
-                n.proc = None
+                for n in host_nodes:
+                    n.proc = None
             self.save_state(state)
 
         halt([n for n in chosen if n.kind == "kafka" and "controller" not in n.roles], grace)
@@ -631,7 +709,10 @@ class KafkaCluster:
         """Delete every node's data, logs and the state file."""
         if state is not None:
             for node in state.nodes:
-                self._t(node).remove_tree(node.home)
+                t = self._t(node)
+                t.remove_tree(node.home)
+                if node.data_dir:
+                    t.remove_tree(Path(node.data_dir))
         self._local.remove_tree(self.state_dir)
 
 

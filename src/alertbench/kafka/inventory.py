@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from alertbench.errors import ConfigError
 
 Mode = Literal["kraft", "zookeeper"]
-Role = Literal["controller", "broker", "zookeeper"]
+Role = Literal["controller", "broker", "zookeeper", "spark-master", "spark-worker"]
+SPARK_ROLES: tuple[Role, ...] = ("spark-master", "spark-worker")
 
 MODE_ROLES: dict[str, tuple[Role, ...]] = {
     "kraft": ("controller", "broker"),
@@ -51,6 +52,12 @@ class HostDefaults(BaseModel):
     ssh_key: Path | None = None  # else the SSH agent and the user's default keys
     sudo: bool = False  # run remote commands through `sudo -n`
     java_home: Path | None = None  # else `java` on the host's PATH
+    spark_port: int = Field(7077, ge=1, le=65535)
+    spark_ui_port: int = Field(8080, ge=1, le=65535)
+    spark_worker_ui_port: int = Field(8081, ge=1, le=65535)
+    spark_worker_cores: int | None = Field(None, ge=1)  # else every core of the host
+    spark_worker_memory: str = "3g"
+    spark_dir: Path | None = None  # Spark's logs and work dirs; else <install_dir>/spark
 
 
 class Host(HostDefaults):
@@ -82,14 +89,26 @@ class Inventory(BaseModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"host names must be unique; repeated: {', '.join(dupes)}")
-        allowed = set(MODE_ROLES[self.mode])
+        allowed = set(MODE_ROLES[self.mode]) | set(SPARK_ROLES)
         for h in self.hosts:
             wrong = set(h.roles) - allowed
             if wrong:
                 raise ValueError(
                     f"host {h.name}: role(s) {', '.join(sorted(wrong))} do not exist in "
-                    f"{self.mode} mode (allowed: {', '.join(MODE_ROLES[self.mode])})"
+                    f"{self.mode} mode (allowed: "
+                    f"{', '.join(MODE_ROLES[self.mode] + SPARK_ROLES)})"
                 )
+        masters = self.with_role("spark-master")
+        if self.with_role("spark-worker") and len(masters) != 1:
+            raise ValueError(
+                f"hosts with role 'spark-worker' need exactly one host with role "
+                f"'spark-master', found {len(masters)}"
+            )
+        if len(masters) > 1:
+            raise ValueError(
+                f"only one host can have role 'spark-master', found "
+                f"{', '.join(h.name for h in masters)}"
+            )
         need = ("controller", "broker") if self.mode == "kraft" else ("zookeeper", "broker")
         for role in need:
             if not any(h.has(role) for h in self.hosts):
@@ -125,6 +144,33 @@ class Inventory(BaseModel):
         return ",".join(f"{h.address}:{h.broker_port}" for h in self.brokers)
 
     @property
+    def declares_spark(self) -> bool:
+        """Whether hosts name Spark roles (then the broker runs on this Spark cluster)."""
+        return any(h.has(r) for h in self.hosts for r in SPARK_ROLES)
+
+    @property
+    def spark_master(self) -> Host:
+        """The host of the Spark master: the one with role ``spark-master``, else the first."""
+        declared = self.with_role("spark-master")
+        return declared[0] if declared else self.hosts[0]
+
+    @property
+    def spark_workers(self) -> list[Host]:
+        """Hosts of Spark workers: role ``spark-worker``, else every host but the master's.
+
+        A one-host inventory runs its worker beside the master.
+        """
+        if self.declares_spark:
+            return self.with_role("spark-worker")
+        return self.hosts[1:] or self.hosts[:1]
+
+    @property
+    def spark_master_url(self) -> str:
+        """``spark://ADDRESS:PORT`` of the Spark master."""
+        m = self.spark_master
+        return f"spark://{m.address}:{m.spark_port}"
+
+    @property
     def zookeeper_connect(self) -> str:
         """Comma list of every ZooKeeper's client ``address:port``."""
         return ",".join(
@@ -140,6 +186,10 @@ def _ports_in_use(host: Host) -> list[str]:
         ports.append("controller_port")
     if host.has("zookeeper"):
         ports += ["zookeeper_client_port", "zookeeper_peer_port", "zookeeper_election_port"]
+    if host.has("spark-master"):
+        ports += ["spark_port", "spark_ui_port"]
+    if host.has("spark-worker"):
+        ports.append("spark_worker_ui_port")
     return ports
 
 

@@ -1,16 +1,14 @@
-"""The embedded cluster: `kafka up/down/status` on this machine, from the configuration."""
+"""`kafka up/down/status`: the run dir's cluster, on this machine or deployed to an inventory."""
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import psutil
 
 from alertbench.config import Settings
 from alertbench.errors import ClusterError
 from alertbench.java import find_java
+from alertbench.kafka import deploy
 from alertbench.kafka.admin import ClusterInfo, TopicInfo, describe_cluster, list_topics
 from alertbench.kafka.cluster import (
     STATE_FILE,
@@ -56,34 +54,25 @@ class UpResult:
         finding the recorded one).
     notes : list of str
         Things the user should know (stale state recovered, already running...).
+    hosts : list of HostReport
+        For a cluster deployed over SSH: what happened on each host.
     """
 
     state: ClusterState
     info: ClusterInfo
     created: bool = False
     notes: list[str] = field(default_factory=list)
+    hosts: list[deploy.HostReport] = field(default_factory=list)
 
 
 def on_this_machine(inv: Inventory, state_dir: Path) -> Inventory:
-    """Check every host of ``inv`` is this machine and move its dirs into ``state_dir``.
+    """Move the dirs of an inventory of this machine's addresses into ``state_dir``.
 
     Many hosts of one inventory may share this machine (one loopback address
     each), so their data cannot all live in the inventory's ``/data/...``.
-
-    Raises
-    ------
-    ClusterError
-        Naming the first host whose address is not this machine's.
     """
-    mine = {a.address for addrs in psutil.net_if_addrs().values() for a in addrs}
     hosts = []
     for host in inv.hosts:
-        if not (ipaddress.ip_address(host.address).is_loopback or host.address in mine):
-            raise ClusterError(
-                f"{inv.source}: host {host.name} ({host.address}) is not this machine; "
-                "starting nodes on remote hosts (over SSH) is not supported yet. Render their "
-                "files with `alertbench kafka config` instead."
-            )
         home = state_dir.resolve() / host.name
         hosts.append(
             host.model_copy(
@@ -102,7 +91,14 @@ def up(
     inventory: Path | None = None,
     progress: Progress | None = None,
 ) -> UpResult:
-    """Start the embedded cluster, or restart/confirm the one recorded in the run dir.
+    """Start the cluster, or restart/confirm the one recorded in the run dir.
+
+    Without an inventory, ``nodes`` nodes run on this machine. With one
+    (``inventory``, else ``settings.inventory``), its hosts are used: if every
+    address is this machine's, the nodes run here (their dirs in the run
+    dir); otherwise every host is deployed to over SSH (see
+    :mod:`alertbench.kafka.deploy`). Either way the state file in the run dir
+    records every node by PID.
 
     Parameters
     ----------
@@ -111,8 +107,7 @@ def up(
     nodes, mode, version : optional
         Override ``settings.kafka``.
     inventory : Path, optional
-        Lay the cluster out from this inventory instead of ``nodes`` local
-        nodes; every host must be an address of this machine (e.g. 127.0.0.2).
+        The cluster's hosts.
     progress : callable, optional
         Called with a short message at each step.
 
@@ -123,18 +118,38 @@ def up(
     Raises
     ------
     ClusterError
-        If a different cluster is recorded in the run dir, a port is taken, or
-        the cluster does not form.
+        If a different cluster is recorded in the run dir, a host cannot be
+        prepared, a port is taken, or the cluster does not form.
     """
     cluster = cluster_for(settings)
+    try:
+        return _up(cluster, settings, nodes, mode, version, inventory, progress)
+    finally:
+        cluster.close()
+
+
+def _up(
+    cluster: KafkaCluster,
+    settings: Settings,
+    nodes: int | None,
+    mode: Mode | None,
+    version: str | None,
+    inventory: Path | None,
+    progress: Progress | None,
+) -> UpResult:
     inv = None
+    remote = False
+    inventory = inventory or settings.inventory
     if inventory is not None:
         # A mode set in any layer wins; otherwise a TOML inventory's own mode.
         chosen = mode or (
             settings.kafka.mode if "mode" in settings.kafka.model_fields_set else None
         )
-        inv = on_this_machine(load_inventory(inventory, mode=chosen), cluster.state_dir)
-        mode, nodes = inv.mode, len(inv.hosts)
+        inv = load_inventory(inventory, mode=chosen)
+        remote = deploy.is_remote(inv)
+        if not remote:
+            inv = on_this_machine(inv, cluster.state_dir)
+        mode, nodes = inv.mode, len(deploy.kafka_hosts(inv))
     nodes = nodes or settings.kafka.nodes
     mode = mode or settings.kafka.mode
     version = kafka_version_for(settings, mode, version)
@@ -143,20 +158,31 @@ def up(
     notes: list[str] = []
     if state is not None:
         same = state.mode == mode and state.kafka_version == version and state.layout == layout
-        running = cluster.running(state)
         described = (
             f"a {len(state.nodes)}-process {state.mode} cluster (Kafka {state.kafka_version})"
         )
         if not same:
-            what = "is running" if running else "is stopped but its data is kept"
+            what = "is running" if cluster.running(state) else "is stopped but its data is kept"
             raise ClusterError(
                 f"{cluster.state_file} records {described} that {what}; you asked for {nodes} "
                 f"node(s) in {mode} mode with Kafka {version}. Run `alertbench kafka down "
                 "--purge` first, or use another --run-dir."
             )
+        reports: list[deploy.HostReport] = []
+        if remote and inv is not None:
+            # Re-deploying is safe: hosts are checked again, jars copied only if changed.
+            reports = deploy.prepare_hosts(
+                cluster, inv, resolve_kafka(settings, version), running=True
+            )
+            if any(r.error for r in reports):
+                raise deploy.failed_hosts_error(reports)
+        running = cluster.running(state)
         if len(running) == len(state.nodes):
+            deploy.fill_nodes(reports, state)
             info = describe_cluster(state.bootstrap_servers)
-            return UpResult(state, info, notes=[f"already running ({cluster.state_file})"])
+            return UpResult(
+                state, info, notes=[f"already running ({cluster.state_file})"], hosts=reports
+            )
         stale = cluster.stale(state)
         if stale:
             gone = ", ".join(f"{n.name} (pid {n.proc.pid})" for n in stale if n.proc)
@@ -165,8 +191,14 @@ def up(
                 "restarting from the kept data"
             )
         info = cluster.start(state, timeout=settings.kafka.start_timeout, progress=progress)
-        return UpResult(state, info, notes=notes)
+        deploy.fill_nodes(reports, state)
+        return UpResult(state, info, notes=notes, hosts=reports)
     install = resolve_kafka(settings, version)
+    if remote and inv is not None:
+        state, info, reports = deploy.deploy(
+            cluster, inv, install, timeout=settings.kafka.start_timeout, progress=progress
+        )
+        return UpResult(state, info, created=True, hosts=reports)
     inv = inv or local_inventory(
         cluster.state_dir,
         nodes=nodes,
@@ -181,27 +213,48 @@ def up(
 
 
 def down(settings: Settings, *, purge: bool = False) -> tuple[ClusterState | None, list[str]]:
-    """Stop the embedded cluster by PID and optionally delete its data.
+    """Stop the cluster recorded in the run dir by PID, and optionally delete its data.
+
+    Remote nodes are stopped over SSH, from the hosts recorded in the state
+    file. If a host cannot be reached, every other node is still stopped,
+    the unreachable host's nodes stay recorded, and an error names it.
 
     Returns
     -------
     tuple
         The state that was stopped (``None`` if there was none) and the names of
         nodes that needed SIGKILL.
+
+    Raises
+    ------
+    ClusterError
+        If a host could not be reached (nothing is purged then).
     """
     cluster = cluster_for(settings)
     try:
-        state = cluster.load_state()
-    except ClusterError:
-        if not purge:
-            raise
-        state = None
-    killed: list[str] = []
-    if state is not None:
-        killed = cluster.stop(state, grace=settings.kafka.stop_timeout)
-    if purge:
-        cluster.purge(state)
-    return state, killed
+        try:
+            state = cluster.load_state()
+        except ClusterError:
+            if not purge:
+                raise
+            state = None
+        killed: list[str] = []
+        if state is not None:
+            killed = cluster.stop(state, grace=settings.kafka.stop_timeout)
+        if cluster.unreachable:
+            left = [n.name for n in state.nodes if n.proc] if state else []
+            reasons = "\n".join(f"  {h}: {why}" for h, why in cluster.unreachable.items())
+            raise ClusterError(
+                f"could not reach {len(cluster.unreachable)} host(s); their node(s) "
+                f"{', '.join(left)} may still run and stay recorded in {cluster.state_file}. "
+                f"Every other node is stopped. Run `kafka down` again once they are back:\n"
+                + reasons
+            )
+        if purge:
+            cluster.purge(state)
+        return state, killed
+    finally:
+        cluster.close()
 
 
 @dataclass
@@ -213,6 +266,7 @@ class Status:
     info: ClusterInfo | None
     topics: list[TopicInfo]
     error: str | None = None
+    unreachable: dict[str, str] = field(default_factory=dict)
 
 
 def status(settings: Settings) -> Status:
@@ -224,13 +278,16 @@ def status(settings: Settings) -> Status:
         If no cluster is recorded in the run dir.
     """
     cluster = cluster_for(settings)
-    state = cluster.load_state()
-    if state is None:
-        raise ClusterError(
-            f"no Kafka cluster recorded in {cluster.state_dir}; start one with "
-            "`alertbench kafka up`."
-        )
-    running = {n.name for n in cluster.running(state)}
+    try:
+        state = cluster.load_state()
+        if state is None:
+            raise ClusterError(
+                f"no Kafka cluster recorded in {cluster.state_dir}; start one with "
+                "`alertbench kafka up`."
+            )
+        running = {n.name for n in cluster.running(state)}
+    finally:
+        cluster.close()
     alive = {n.name: n.name in running for n in state.nodes}
     info, topics, error = None, [], None
     if any(alive.values()):
@@ -239,11 +296,33 @@ def status(settings: Settings) -> Status:
             topics = list_topics(state.bootstrap_servers, timeout=5)
         except ClusterError as exc:
             error = str(exc)
-    return Status(state=state, alive=alive, info=info, topics=topics, error=error)
+    return Status(
+        state=state,
+        alive=alive,
+        info=info,
+        topics=topics,
+        error=error,
+        unreachable=dict(cluster.unreachable),
+    )
+
+
+def inventory_of(settings: Settings, path: Path | None = None) -> Inventory | None:
+    """The configured inventory (``path``, else ``settings.inventory``), or None.
+
+    A mode set in any configuration layer wins over a TOML inventory's own.
+    """
+    path = path or settings.inventory
+    if path is None:
+        return None
+    chosen = settings.kafka.mode if "mode" in settings.kafka.model_fields_set else None
+    return load_inventory(path, mode=chosen)
 
 
 def bootstrap_servers(settings: Settings) -> str:
-    """Where clients connect: ``kafka.bootstrap_servers`` if set, else the embedded cluster.
+    """Where clients connect.
+
+    ``kafka.bootstrap_servers`` if set, else the brokers of the configured
+    inventory, else the cluster recorded in the run dir.
 
     Raises
     ------
@@ -252,6 +331,9 @@ def bootstrap_servers(settings: Settings) -> str:
     """
     if settings.kafka.bootstrap_servers:
         return settings.kafka.bootstrap_servers
+    inv = inventory_of(settings)
+    if inv is not None:
+        return inv.bootstrap_servers
     state = read_state(settings.kafka_state_dir / STATE_FILE)
     if state is None:
         raise ClusterError(

@@ -27,6 +27,15 @@ def simulate_command(
         typer.Argument(help="Kafka bootstrap servers \\[default: the embedded cluster]."),
     ] = None,
     topic: Annotated[str, typer.Argument(help="Topic to stream into.")] = "ztf-stream",
+    topic_option: Annotated[
+        str | None,
+        typer.Option(
+            "--topic",
+            "-t",
+            help="Topic to stream into, when the servers come from the embedded cluster or "
+            "the inventory (instead of the second argument).",
+        ),
+    ] = None,
     alerts: Annotated[
         list[str] | None,
         typer.Option("--alerts", "-a", help="Alert files, folders or globs \\[ALERTBENCH_ALERTS]."),
@@ -94,7 +103,7 @@ def simulate_command(
         raise ConfigError(str(exc)) from None
     opts = SimulationOptions(
         servers=bootstrap_servers(settings),
-        topic=topic,
+        topic=topic_option or topic,
         sources=alerts or ([str(settings.alerts)] if settings.alerts else []),
         wire=wire,
         schema=schema,
@@ -124,7 +133,7 @@ def simulate_command(
         console.print(f"[yellow]skipped[/] {path}: {why}")
     if len(report.problems) > 10:
         console.print(f"[yellow]… and {len(report.problems) - 10} more skipped files[/]")
-    console.print(f"sending to {opts.servers} topic {topic!r}: {schedule.describe()}")
+    console.print(f"sending to {opts.servers} topic {opts.topic!r}: {schedule.describe()}")
 
     with Progress(
         TextColumn("[bold]{task.description}"),

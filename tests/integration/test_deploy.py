@@ -1,0 +1,249 @@
+"""`kafka up/status/down --inventory` on real separate hosts (namespaces with sshd each).
+
+The hosts are built by tests/hosts.py: each has its own network stack and
+address on a bridge, reached over SSH only. Kafka is installed on them from
+this machine's cache, started over SSH and stopped by PID; alerts go in and
+come back across the bridge, also while one host is cut off the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fastavro
+import pytest
+
+from alertbench.kafka.admin import create_topic, describe_topic
+from alertbench.kafka.client import consume, end_offsets
+from alertbench.ssh import SSHTarget, SSHTransport
+from hosts import NetnsHost, network_hosts, why_not
+
+REASON = why_not()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no test hosts: {REASON}")
+
+ALERTS = 400
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory):
+    with network_hosts(3, tmp_path_factory.mktemp("hosts")) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def installs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Install folders that outlive one test, so each host gets Kafka's jars once."""
+    return tmp_path_factory.mktemp("opt")
+
+
+def inventory(
+    path: Path,
+    hosts: list[NetnsHost],
+    *,
+    mode: str,
+    installs: Path,
+    data: Path,
+    per_host: dict[str, dict[str, str]] | None = None,
+) -> Path:
+    """Write a TOML inventory of ``hosts``; ``per_host`` overrides keys of one host."""
+    lines = [f'mode = "{mode}"', "[defaults]", f'ssh_key = "{hosts[0].key_file}"']
+    for h in hosts:
+        entry = {
+            "name": h.name,
+            "address": h.address,
+            "install_dir": str(installs / h.name),
+            "data_dir": str(data / h.name / "kafka-logs"),
+            "zookeeper_data_dir": str(data / h.name / "zookeeper"),
+            **(per_host or {}).get(h.name, {}),
+        }
+        lines.append("[[hosts]]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in entry.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def java_pids(host: NetnsHost) -> list[int]:
+    """JVMs running inside ``host``'s namespace."""
+    pids = subprocess.run(["ip", "netns", "pids", host.netns], capture_output=True, text=True)
+    found = []
+    for pid in pids.stdout.split():
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "java":
+                found.append(int(pid))
+    return found
+
+
+def record(packet: bytes) -> dict:
+    """The alert in a ZTF packet (an Avro container of one record)."""
+    return next(fastavro.reader(io.BytesIO(packet)))
+
+
+def set_link(host: NetnsHost, state: str) -> None:
+    subprocess.run(["ip", "link", "set", host.veth, state], check=True)
+
+
+def state_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "kafka" / "state.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("mode", "version"), [("kraft", "4.3.1"), ("zookeeper", "3.9.2")], ids=["kraft", "zookeeper"]
+)
+def test_three_hosts_keep_every_alert_when_one_is_cut_off(
+    mode, version, hosts, installs, alerts_dir, alert_files, tmp_path, cli
+) -> None:
+    run_dir = tmp_path / "run"
+    inv = inventory(tmp_path / "cluster.toml", hosts, mode=mode, installs=installs, data=tmp_path)
+    top = ("--inventory", str(inv))
+    cut: NetnsHost | None = None
+    try:
+        up = cli(*top, "kafka", "up", run_dir=run_dir)
+        assert up.returncode == 0, up.stderr
+        state = state_of(run_dir)
+        kinds = sorted((n["host"], n["kind"]) for n in state["nodes"])
+        expected = [(h.name, "kafka") for h in hosts]
+        if mode == "zookeeper":
+            expected += [(h.name, "zookeeper") for h in hosts]
+        assert kinds == sorted(expected)
+        for node in state["nodes"]:
+            host = next(h for h in hosts if h.name == node["host"])
+            assert node["address"] == host.address
+            # Each JVM runs inside its own host, with the jars installed on that host.
+            assert node["proc"]["pid"] in java_pids(host)
+            assert node["lib_dir"] == str(installs / host.name / f"kafka-{version}" / "libs")
+        for h in hosts:
+            assert h.name in up.stdout
+            assert h.address in up.stdout
+        servers = ",".join(f"{h.address}:24499" for h in hosts)
+        assert state["bootstrap_servers"] == servers
+
+        again = cli(*top, "kafka", "up", run_dir=run_dir)
+        assert again.returncode == 0, again.stderr
+        assert "already running" in again.stdout
+        assert "already installed" in again.stdout
+        assert state_of(run_dir)["nodes"] == state["nodes"]  # nothing restarted
+
+        status = cli(*top, "kafka", "status", run_dir=run_dir)
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.count("running") == len(state["nodes"])
+
+        topic = f"deploy-{mode}"
+        create_topic(
+            servers, topic, partitions=3, replication=3, config={"min.insync.replicas": "2"}
+        )
+        victim_id = describe_topic(servers, topic).partitions[0].leader
+        cut = hosts[victim_id - 1]
+        # The simulator finds the brokers in the inventory; the cut happens mid-stream.
+        sim = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "alertbench",
+                "--run-dir",
+                str(run_dir),
+                *top,
+                "simulate",
+                "--topic",
+                topic,
+                "--alerts",
+                str(alerts_dir),
+                "--rate",
+                "40",
+                "--count",
+                str(ALERTS),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(4)
+        set_link(cut, "down")
+        _out, err = sim.communicate(timeout=240)
+        assert sim.returncode == 0, err
+        live = ",".join(f"{h.address}:24499" for h in hosts if h is not cut)
+        leaders = {p.leader for p in describe_topic(live, topic).partitions}
+        assert victim_id not in leaders  # partition 0 failed over to another host
+        # Every acknowledged alert is there once, equal to its source packet.
+        assert sum(end_offsets(live, topic, 3).values()) == ALERTS
+        received = [record(v) for *_, v in consume(live, topic, count=ALERTS, timeout=120)]
+        by_candid = {r["candid"]: r for r in received}
+        assert len(by_candid) == ALERTS
+        source = {r["candid"]: r for r in (record(f.read_bytes()) for f in alert_files)}
+        assert all(source[c] == r for c, r in by_candid.items())
+    finally:
+        if cut is not None:
+            set_link(cut, "up")
+        down = cli(*top, "kafka", "down", "--purge", run_dir=run_dir)
+    assert down.returncode == 0, down.stderr
+    assert all(java_pids(h) == [] for h in hosts)
+    assert not (tmp_path / hosts[0].name / "kafka-logs").exists()
+
+
+def failing(hosts: list[NetnsHost], tmp_path: Path, case: str) -> tuple[dict, str, str]:
+    """The inventory change that breaks host2 in ``case``, and what the error must say."""
+    bad = hosts[1]
+    if case == "unreachable":
+        ghost = bad.address.rsplit(".", 1)[0] + ".250"
+        return {bad.name: {"address": ghost}}, f"{bad.name} ({ghost})", "not reachable over SSH"
+    if case == "java":
+        return (
+            {bad.name: {"java_home": str(tmp_path / "no-jdk")}},
+            f"{bad.name} ({bad.address})",
+            f"`{tmp_path / 'no-jdk' / 'bin' / 'java'} -version` failed",
+        )
+    if case == "disk":
+        return (
+            {bad.name: {"data_dir": "/proc/alertbench-data"}},
+            f"{bad.name} ({bad.address})",
+            "/proc/alertbench-data",
+        )
+    return {}, f"{bad.name} ({bad.address})", "24499 (broker listener)"
+
+
+@pytest.mark.parametrize("case", ["unreachable", "java", "disk", "port"])
+def test_a_failed_host_is_named_and_nothing_starts(case, hosts, installs, tmp_path, cli) -> None:
+    change, who, why = failing(hosts, tmp_path, case)
+    inv = inventory(
+        tmp_path / "cluster.toml",
+        hosts,
+        mode="kraft",
+        installs=installs,
+        data=tmp_path,
+        per_host=change,
+    )
+    squatter = None
+    transport = None
+    if case == "port":
+        transport = SSHTransport(
+            SSHTarget(hosts[1].name, hosts[1].address, key_file=hosts[1].key_file)
+        )
+        squatter = transport.spawn(
+            ["python3", "-m", "http.server", "24499", "--bind", hosts[1].address],
+            log=tmp_path / "squatter.log",
+            cwd=tmp_path,
+        )
+        deadline = time.monotonic() + 20
+        while not transport.port_in_use(hosts[1].address, 24499):
+            assert time.monotonic() < deadline, transport.tail(tmp_path / "squatter.log")
+            time.sleep(0.2)
+    try:
+        up = cli("--inventory", str(inv), "kafka", "up", run_dir=tmp_path / "run")
+        message = " ".join(up.stderr.split())
+        assert up.returncode == 1
+        assert "cannot deploy Kafka to 1 of 3 host(s); nothing was started" in message
+        assert f"{who}: " in message
+        assert why in message
+        # The other hosts are named as prepared, and run nothing.
+        assert f"({hosts[0].name}, {hosts[2].name}) are prepared" in message
+        assert all(java_pids(h) == [] for h in hosts)
+        assert not (tmp_path / "run" / "kafka" / "state.json").exists()
+    finally:
+        if squatter is not None and transport is not None:
+            transport.send_signal(squatter, 9)
+            transport.close()
