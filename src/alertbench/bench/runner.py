@@ -33,7 +33,7 @@ from alertbench.bench.scenario import Scenario
 from alertbench.config import Settings
 from alertbench.errors import AlertbenchError, ClusterError
 from alertbench.kafka.admin import create_topic, list_topics
-from alertbench.kafka.client import end_offsets
+from alertbench.kafka.client import Watermarks, end_offsets
 from alertbench.procs import LocalTransport, ProcessRecord, stop_processes
 from alertbench.simulator.run import SimulationOptions, load_alerts, simulate
 from alertbench.simulator.schedule import Schedule
@@ -301,8 +301,9 @@ def run_segment(bench: Bench, seg: Segment) -> collect.SegmentOutcome:
         "simulator": lambda: [os.getpid()],
     }
     resources = ResourceSampler(lambda: {k: f() for k, f in components.items()}, bench.t0)
+    marks = Watermarks(bench.servers)
     lag = LagSampler(
-        lambda: sum(end_offsets(bench.servers, topic, seg.partitions).values()),
+        lambda: sum(marks.end_offsets(topic, seg.partitions).values()),
         broker_out / "progress.jsonl",
         topic,
         lambda: produced[0],
@@ -331,6 +332,7 @@ def run_segment(bench: Bench, seg: Segment) -> collect.SegmentOutcome:
         _wait_exit(bench, f"timing-{seg.tag}", 120)
     finally:
         sampling.stop()
+        marks.close()
         _stop_broker(bench, seg)
     outcome.resources = resources.rows
     outcome.lag = lag.rows

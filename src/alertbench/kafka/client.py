@@ -162,13 +162,42 @@ def consume(
     return out
 
 
-def end_offsets(bootstrap_servers: str, topic: str, partitions: int) -> dict[int, int]:
-    """The high watermark of each partition of ``topic``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "alertbench-offsets"})
-    try:
+class Watermarks:
+    """End offsets of topics, asked again and again through one consumer.
+
+    A sampler polling every second would otherwise open (and bootstrap) a
+    new Kafka client for every sample.
+
+    Parameters
+    ----------
+    bootstrap_servers : str
+        Where to connect.
+    """
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap_servers, "group.id": "alertbench-offsets"}
+        )
+
+    def end_offsets(self, topic: str, partitions: int) -> dict[int, int]:
+        """The high watermark of each partition of ``topic``."""
         return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            p: self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
             for p in range(partitions)
         }
-    finally:
-        consumer.close()
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self._consumer.close()
+
+    def __enter__(self) -> Watermarks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def end_offsets(bootstrap_servers: str, topic: str, partitions: int) -> dict[int, int]:
+    """The high watermark of each partition of ``topic`` (one short-lived consumer)."""
+    with Watermarks(bootstrap_servers) as marks:
+        return marks.end_offsets(topic, partitions)
