@@ -14,6 +14,7 @@ import contextlib
 import shlex
 import subprocess
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,8 +244,10 @@ class SSHTransport:
     def copy_file(self, source: Path, dest: Path) -> None:  # noqa: D102
         import paramiko
 
-        tmp = f"{dest}.tmp"
         self.make_dirs(Path(dest).parent)
+        # SFTP writes as the login user: with sudo, the file lands in the
+        # user's temporary folder and sudo moves it into place.
+        tmp = f"/tmp/alertbench-{uuid.uuid4().hex}" if self.target.sudo else f"{dest}.tmp"
         with self._lock:
             try:
                 sftp = self._client.open_sftp()
@@ -254,11 +257,16 @@ class SSHTransport:
                 ) from None
             try:
                 sftp.put(str(source), tmp)
-                sftp.posix_rename(tmp, str(dest))
+                if not self.target.sudo:
+                    sftp.posix_rename(tmp, str(dest))
             except OSError as exc:
                 raise ClusterError(f"host {self.host}: copying to {dest} failed: {exc}") from None
             finally:
                 sftp.close()
+        if self.target.sudo:
+            self._check(
+                f"mv {shlex.quote(tmp)} {shlex.quote(str(dest))}", f"moving a copy to {dest}"
+            )
 
     def remove_tree(self, path: Path) -> None:  # noqa: D102
         self._check(f"rm -rf {shlex.quote(str(path))}", f"removing {path}")
