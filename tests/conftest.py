@@ -12,6 +12,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,3 +150,46 @@ def kafka_cluster(tmp_path: Path):
         return running_cluster(tmp_path / f"{mode}-{nodes}", install, nodes=nodes, mode=mode)
 
     return start
+
+
+def read_messages(
+    servers: str,
+    topic: str,
+    *,
+    count: int | None = None,
+    quiet: float = 5.0,
+    timeout: float = 60.0,
+) -> list:
+    """Messages of ``topic`` from the beginning, through a fresh consumer group.
+
+    Reads until ``count`` messages have come (then asserts there are exactly
+    that many so far), or, without ``count``, until nothing new arrives for
+    ``quiet`` seconds.
+    """
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": servers,
+            "group.id": f"t-{topic}-{time.time()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    out: list = []
+    last = time.monotonic()
+    deadline = last + timeout
+    try:
+        while (time.monotonic() < deadline) if count else (time.monotonic() - last < quiet):
+            for m in consumer.consume(500, timeout=0.5):
+                if m.error() is None:
+                    out.append(m)
+                    last = time.monotonic()
+            if count is not None and len(out) >= count:
+                break
+    finally:
+        consumer.close()
+    if count is not None:
+        assert len(out) == count, f"read {len(out)} of {count} messages of {topic}"
+    return out

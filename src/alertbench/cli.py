@@ -60,9 +60,7 @@ def root(
     ] = False,
 ) -> None:
     """Options that apply to every command (also settable in alertbench.toml or ALERTBENCH_*)."""
-    ctx.obj = Flags(
-        run_dir=run_dir, cache_dir=cache_dir, java_home=java_home, inventory=inventory
-    )
+    ctx.obj = Flags(run_dir=run_dir, cache_dir=cache_dir, java_home=java_home, inventory=inventory)
 
 
 def _register() -> None:

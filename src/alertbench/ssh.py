@@ -320,7 +320,9 @@ class SSHTransport:
             if len(fields) >= 4:
                 local = fields[3]
                 host, _, p = local.rpartition(":")
-                if p == str(port) and host.strip("[]") in (address, "*", "0.0.0.0", "::"):
+                # Java listens on IPv6 sockets: `ss` shows [::ffff:10.0.0.1]:port.
+                host = host.strip("[]").removeprefix("::ffff:")
+                if p == str(port) and host in (address, "*", "0.0.0.0", "::"):
                     return True
         return False
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import time
 from pathlib import Path
 
 import fastavro
 import pytest
-from confluent_kafka import Consumer
 
 from alertbench.alerts.reader import AlertReader
 from alertbench.broker.run import run_broker
@@ -23,6 +21,7 @@ from alertbench.kafka.admin import create_topic
 from alertbench.kafka.client import produce
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
+from conftest import read_messages
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
 
@@ -42,28 +41,6 @@ def broker_settings(run_dir: Path, topic: str, **broker):
         run_dir=run_dir,
         broker={"master": "local[2]", "topics": [topic], "trigger": "1 second", **broker},
     )
-
-
-def read_all(servers: str, topic: str, quiet: float = 5.0) -> list:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": servers,
-            "group.id": f"e2e-{topic}-{time.time()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    out, last = [], time.monotonic()
-    try:
-        while time.monotonic() - last < quiet:
-            for m in consumer.consume(500, timeout=0.5):
-                if m.error() is None:
-                    out.append(m)
-                    last = time.monotonic()
-    finally:
-        consumer.close()
-    return out
 
 
 def expected_sso(c: dict) -> bool:
@@ -193,7 +170,7 @@ def test_each_topic_holds_exactly_what_its_filter_selects(ztf_run, single_kafka)
     for topic, want in expected.items():
         schema = fastavro.parse_schema(json.loads((out / "schemas" / f"{topic}.avsc").read_text()))
         got = []
-        for m in read_all(single_kafka.bootstrap, topic):
+        for m in read_messages(single_kafka.bootstrap, topic):
             record = fastavro.schemaless_reader(io.BytesIO(m.value()), schema)
             got.append(record["candid"])
             assert record["objectId"] == sources[record["candid"]]["objectId"]
@@ -344,7 +321,7 @@ def test_pipeline_on_a_standalone_master_with_one_worker(single_kafka, alert_fil
     assert len(raw) == len(sources)
     assert set(sci["candid"]) == passing
     bright = {k for k in passing if sources[k]["candidate"]["magpsf"] <= 17.5}
-    got = [m.key() for m in read_all(single_kafka.bootstrap, "e2e-standalone-bright")]
+    got = [m.key() for m in read_messages(single_kafka.bootstrap, "e2e-standalone-bright")]
     assert sorted(k.decode() for k in got) == sorted(sources[k]["objectId"] for k in bright)
 
 
@@ -373,6 +350,6 @@ def test_fused_mode_writes_the_same_outputs(ztf_run, single_kafka, tmp_path):
     raw = spark.read.parquet(str(result.out / "raw")).select("candid").toPandas()
     assert sorted(raw["candid"]) == sorted(ztf_run["sources"])
     for staged_topic, fused_topic in zip(FILTERS, fused_filters, strict=True):
-        a = sorted(m.value() for m in read_all(single_kafka.bootstrap, staged_topic, quiet=3))
-        b = sorted(m.value() for m in read_all(single_kafka.bootstrap, fused_topic, quiet=3))
+        a = sorted(m.value() for m in read_messages(single_kafka.bootstrap, staged_topic, quiet=3))
+        b = sorted(m.value() for m in read_messages(single_kafka.bootstrap, fused_topic, quiet=3))
         assert len(a) == len(b), staged_topic

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import fastavro
 import pytest
-from confluent_kafka import Consumer
 
 from alertbench.alerts.reader import AlertReader
 from alertbench.alerts.synth import Cloner
@@ -25,32 +24,9 @@ from alertbench.simulator.producer import SENT_HEADER, VISIT_HEADER
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
 from alertbench.simulator.source import in_observation_order
+from conftest import read_messages
 
 pytestmark = pytest.mark.kafka
-
-
-def read_topic(servers: str, topic: str, count: int, timeout: float = 60) -> list:
-    """Every message of ``topic`` with headers, from the beginning."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": servers,
-            "group.id": f"t-{topic}-{time.time()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < count and time.monotonic() < deadline:
-            for m in consumer.consume(500, timeout=0.5):
-                if m.error() is None:
-                    out.append(m)
-    finally:
-        consumer.close()
-    assert len(out) == count, f"read {len(out)} of {count}"
-    return out
 
 
 def headers(msg) -> dict[str, int]:
@@ -89,7 +65,7 @@ def test_each_format_round_trips_real_alerts(single_kafka, ztf_sample, tmp_path,
     assert result.summary["failures"] == 0
     decoder = make_format(wire, schema=schema, registry=registry)
     by_candid = {a.record["candid"]: a for a in alerts}
-    messages = read_topic(single_kafka.bootstrap, topic, len(alerts))
+    messages = read_messages(single_kafka.bootstrap, topic, count=len(alerts))
     seen = set()
     for m in messages:
         record, used = decoder.decode(m.value())
@@ -125,7 +101,7 @@ def test_visit_schedule_counts_and_spacing(single_kafka, alert_files):
     assert [v["visit"] for v in summary["visits"]] == [0, 1, 2]
     assert [v["alerts"] for v in summary["visits"]] == [50, 50, 50]
     assert [v["acked"] for v in summary["visits"]] == [50, 50, 50]
-    messages = read_topic(single_kafka.bootstrap, "visits", 150)
+    messages = read_messages(single_kafka.bootstrap, "visits", count=150)
     by_visit: dict[int, list[int]] = {}
     for m in messages:
         h = headers(m)
@@ -162,7 +138,7 @@ def test_synthesised_stream_is_unique_valid_and_deterministic(single_kafka, aler
     runs = {}
     for topic in ("synth-a", "synth-b"):
         records = {}
-        for m in read_topic(single_kafka.bootstrap, topic, 500):
+        for m in read_messages(single_kafka.bootstrap, topic, count=500):
             record, schema = fmt.decode(m.value())
             schema.validate(record)
             records[record["candid"]] = record
@@ -298,7 +274,8 @@ def test_broker_stopped_mid_stream_loses_no_alert(kafka_cluster, kafka4, alert_f
         expected = {cloner.record(g)["candid"] for g in range(600)}
         fmt = make_format("ztf")
         got = [
-            fmt.decode(m.value())[0]["candid"] for m in read_topic(rc.bootstrap, "ha-stream", 600)
+            fmt.decode(m.value())[0]["candid"]
+            for m in read_messages(rc.bootstrap, "ha-stream", count=600)
         ]
         assert sorted(got) == sorted(expected)
         assert sum(end_offsets(rc.bootstrap, "ha-stream", 3).values()) == 600
@@ -317,7 +294,8 @@ def test_rate_replay_and_duration_schedules(single_kafka, alert_files):
         )
     ).summary
     sent = sorted(
-        headers(m)[SENT_HEADER] / 1e6 for m in read_topic(single_kafka.bootstrap, "rate", 40)
+        headers(m)[SENT_HEADER] / 1e6
+        for m in read_messages(single_kafka.bootstrap, "rate", count=40)
     )
     # 40 alerts at 20/s: the last leaves about 1.95 s after the first.
     assert sent[-1] - sent[0] == pytest.approx(39 / 20, abs=0.4)
@@ -339,7 +317,7 @@ def test_rate_replay_and_duration_schedules(single_kafka, alert_files):
     fmt = make_format("ztf")
     pairs = sorted(
         (headers(m)[SENT_HEADER] / 1e6, fmt.decode(m.value())[0]["candidate"]["jd"])
-        for m in read_topic(single_kafka.bootstrap, "replay", 40)
+        for m in read_messages(single_kafka.bootstrap, "replay", count=40)
     )
     assert [jd for _, jd in pairs] == sorted(jd for _, jd in pairs), "sent in observation order"
     t_first, jd_first = pairs[0]
@@ -386,7 +364,7 @@ def test_rubin_alerts_in_confluent_format(single_kafka, tmp_path):
     fmt = make_format("confluent", registry=ids)
     by_id = {a.record["diaSourceId"]: a.record for a in alerts}
     got = {}
-    for m in read_topic(single_kafka.bootstrap, "lsst-alerts", len(alerts)):
+    for m in read_messages(single_kafka.bootstrap, "lsst-alerts", count=len(alerts)):
         assert m.value()[:5] == b"\x00" + (900).to_bytes(4, "big")
         record, _ = fmt.decode(m.value())
         got[record["diaSourceId"]] = record
@@ -415,7 +393,7 @@ def test_compressed_unkeyed_stream_reads_back_equal(single_kafka, alert_files, c
     assert seen[-1][:3] == (20, summary["bytes"], 0)
     fmt = make_format("ztf")
     sources = {a.record["candid"]: a.record for a in AlertReader().read(files)}
-    for m in read_topic(single_kafka.bootstrap, topic, 20):
+    for m in read_messages(single_kafka.bootstrap, topic, count=20):
         assert m.key() is None
         record, _ = fmt.decode(m.value())
         assert record == sources[record["candid"]]

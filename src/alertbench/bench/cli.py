@@ -56,6 +56,7 @@ def run(
     """Stand up Kafka and the broker, drive the scenario's load, measure, report."""
     from alertbench.bench.runner import run_bench
     from alertbench.bench.scenario import load_scenario
+    from alertbench.broker.spark import resolve_master
     from alertbench.errors import ConfigError
     from alertbench.kafka.local import inventory_of
 
@@ -63,9 +64,10 @@ def run(
     settings = flags.settings()
     inv = inventory_of(settings)
     if inv is not None:
-        bootstrap_servers = bootstrap_servers or inv.bootstrap_servers
-        if inv.declares_spark:
-            master = master or inv.spark_master_url
+        bootstrap_servers = bootstrap_servers or inv.bootstrap_servers or None
+    configured = resolve_master(settings)
+    # A local master is the scenario's to size (local[cores]).
+    master = master or (None if configured.startswith("local") else configured)
     chosen = load_scenario(scenario, visits=visits, alerts=count)
     sources = alerts or ([str(settings.alerts)] if settings.alerts else [])
     if not sources:

@@ -11,7 +11,7 @@ from typing import Any
 from alertbench.broker import distribute, raw2science, stream2raw
 from alertbench.broker.decode import make_plan
 from alertbench.broker.science import resolve_modules
-from alertbench.broker.spark import build_session
+from alertbench.broker.spark import build_session, resolve_master
 from alertbench.config import Settings
 from alertbench.errors import AlertbenchError, ConfigError
 
@@ -100,7 +100,7 @@ def run_broker(
     b = settings.broker
     out = broker_output(settings)
     out.mkdir(parents=True, exist_ok=True)
-    say(f"starting Spark ({b.master})")
+    say(f"starting Spark ({resolve_master(settings)})")
     spark = build_session(settings)
     say(f"learning the stream's schema ({b.format}) from {', '.join(b.topics)}")
     plan = make_plan(

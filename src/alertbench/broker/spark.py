@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,6 +64,99 @@ def check_pyspark(settings: Settings) -> str:
     return pyspark.__version__
 
 
+def resolve_master(settings: Settings) -> str:
+    """The Spark master the broker runs on.
+
+    ``broker.master`` if it was set in any configuration layer, else the
+    master of the configured inventory if it declares Spark hosts (the
+    cluster `alertbench spark up --inventory` deploys), else the default
+    ``broker.master`` (``local[*]``).
+
+    Parameters
+    ----------
+    settings : Settings
+        ``broker.master`` and ``inventory``.
+
+    Returns
+    -------
+    str
+        ``local[...]`` or ``spark://HOST:PORT``.
+    """
+    if "master" in settings.broker.model_fields_set:
+        return settings.broker.master
+    if settings.inventory is not None:
+        # Imported here: the Kafka side is not needed to start a local session.
+        from alertbench.kafka.local import inventory_of
+
+        inv = inventory_of(settings)
+        if inv is not None and inv.declares_spark:
+            return inv.spark_master_url
+    return settings.broker.master
+
+
+def master_endpoint(master: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``spark://`` master (the first of an HA list), else None."""
+    if not master.startswith("spark://"):
+        return None
+    first = master.removeprefix("spark://").split(",")[0]
+    host, _, port = first.rpartition(":")
+    if not host:
+        return first, 7077
+    return host.strip("[]"), int(port) if port.isdigit() else 7077
+
+
+def route_address(host: str, port: int = 7077) -> str:
+    """The address of this machine on the route to ``host``: where that host reaches us.
+
+    A UDP socket's ``connect`` only asks the kernel for a route; no packet is sent.
+
+    Raises
+    ------
+    ConfigError
+        If ``host`` does not resolve or no route leads to it.
+    """
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect((host, port))
+            return sock.getsockname()[0]
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot find this machine's address towards the Spark master {host}: {exc}. Set "
+            "broker.driver_host (ALERTBENCH_BROKER__DRIVER_HOST) to an address of this machine "
+            "that the Spark hosts can reach."
+        ) from None
+
+
+def driver_host(settings: Settings, master: str) -> str:
+    """The address executors reach the driver at (``spark.driver.host``).
+
+    ``127.0.0.1`` for a local master; else ``broker.driver_host`` if set; else
+    this machine's address on the route to the master, since executors on
+    other hosts cannot reach whatever this machine's host name resolves to.
+
+    Raises
+    ------
+    ConfigError
+        If no route to the master's host is found.
+    """
+    endpoint = master_endpoint(master)
+    if endpoint is None:
+        return "127.0.0.1"
+    if settings.broker.driver_host:
+        return settings.broker.driver_host
+    return route_address(*endpoint)
+
+
+def _is_local_address(address: str) -> bool:
+    """Whether this machine can listen on ``address``."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((address, 0))
+        return True
+    except OSError:
+        return False
+
+
 def build_session(
     settings: Settings, *, app_name: str = "alertbench-broker", master: str | None = None
 ) -> SparkSession:
@@ -75,7 +169,7 @@ def build_session(
     app_name : str
         Spark application name.
     master : str, optional
-        Overrides ``broker.master``.
+        Overrides :func:`resolve_master`.
 
     Returns
     -------
@@ -88,7 +182,7 @@ def build_session(
     os.environ["JAVA_HOME"] = str(java.home)
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    master = master or settings.broker.master
+    master = master or resolve_master(settings)
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
@@ -123,6 +217,11 @@ def build_session(
         builder = builder.config("spark.driver.host", "127.0.0.1").config(
             "spark.driver.bindAddress", "127.0.0.1"
         )
+    else:
+        host = driver_host(settings, master)
+        # An address of another machine (a NAT's) is advertised, but cannot be bound here.
+        bind = host if _is_local_address(host) else "0.0.0.0"
+        builder = builder.config("spark.driver.host", host).config("spark.driver.bindAddress", bind)
     jars = cached_connector_jars(settings)
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))

@@ -1,9 +1,14 @@
-"""A real Spark standalone cluster on this machine: a master and N workers, by PID.
+"""A real Spark standalone cluster: a master and workers, tracked and stopped by PID.
 
 The daemons are started with pyspark's own ``bin/spark-class`` (the wheel
 ships no ``sbin/start-*.sh``), which execs the JVM, so the PID we record is
 the daemon's. Like the Kafka nodes, they are tracked in a state file and
 stopped by PID through a :class:`~alertbench.procs.Transport`.
+
+:func:`up` starts a cluster on this machine; :mod:`alertbench.broker.deploy`
+starts one on an inventory's hosts over SSH. Both record it in the same state
+file, with the SSH targets of remote hosts, so that :func:`status` and
+:func:`down` work from that file alone, whichever started it.
 """
 
 from __future__ import annotations
@@ -11,31 +16,68 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from alertbench.config import Settings
 from alertbench.errors import ClusterError
 from alertbench.java import find_java
-from alertbench.procs import LocalTransport, ProcessRecord, free_ports, stop_processes
+from alertbench.procs import (
+    LocalTransport,
+    ProcessRecord,
+    Transport,
+    free_ports,
+    stop_processes,
+)
+from alertbench.ssh import HostPool, SSHTarget
 
 STATE_FILE = "state.json"
+# What a deployed cluster writes into each host's spark dir (and `down --purge` removes).
+SPARK_DIR_CONTENT = ("logs", "work", "local")
 
 
 @dataclass
 class SparkCluster:
-    """A standalone cluster's addresses and processes (the state file's content)."""
+    """A standalone cluster's addresses and processes (the state file's content).
+
+    Attributes
+    ----------
+    master_url, ui_url : str
+        ``spark://HOST:PORT`` of the master and ``http://HOST:PORT`` of its web UI.
+    workers : int
+        Number of workers.
+    cores_per_worker : int or None
+        Cores each worker offers (None: every core of its host).
+    memory_per_worker : str
+        Memory each worker offers to executors.
+    procs : dict of str to ProcessRecord
+        ``master`` and the workers, each with the host it runs on.
+    logs : dict of str to str
+        Log file of each process, on its host.
+    targets : dict of str to SSHTarget
+        How to reach every remote host; empty for a cluster on this machine.
+    hosts : dict of str to dict
+        Per host: ``address``, ``roles``, ``java`` (version) and ``spark_dir``
+        (deployed clusters only).
+    source : str or None
+        The inventory the cluster was deployed from; None on this machine.
+    """
 
     master_url: str
     ui_url: str
     workers: int
-    cores_per_worker: int
+    cores_per_worker: int | None
     memory_per_worker: str
     procs: dict[str, ProcessRecord] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
+    targets: dict[str, SSHTarget] = field(default_factory=dict)
+    hosts: dict[str, dict[str, object]] = field(default_factory=dict)
+    source: str | None = None
 
     def to_json(self) -> dict[str, object]:
         """The state as JSON data."""
@@ -47,20 +89,33 @@ class SparkCluster:
             "memory_per_worker": self.memory_per_worker,
             "procs": {k: v.to_json() for k, v in self.procs.items()},
             "logs": self.logs,
+            "targets": {k: v.to_json() for k, v in self.targets.items()},
+            "hosts": self.hosts,
+            "source": self.source,
         }
 
     @classmethod
     def from_json(cls, data: dict) -> SparkCluster:
         """Rebuild the state from :meth:`to_json` output."""
+        cores = data.get("cores_per_worker")
         return cls(
             master_url=data["master_url"],
             ui_url=data["ui_url"],
             workers=int(data["workers"]),
-            cores_per_worker=int(data["cores_per_worker"]),
+            cores_per_worker=int(cores) if cores is not None else None,
             memory_per_worker=str(data["memory_per_worker"]),
             procs={k: ProcessRecord.from_json(v) for k, v in data["procs"].items()},
             logs=dict(data.get("logs", {})),
+            targets={k: SSHTarget.from_json(v) for k, v in data.get("targets", {}).items()},
+            hosts=dict(data.get("hosts", {})),
+            source=data.get("source"),
         )
+
+    def address_of(self, host: str) -> str:
+        """The address of ``host`` (``127.0.0.1`` for this machine)."""
+        if host in self.targets:
+            return self.targets[host].address
+        return str(self.hosts.get(host, {}).get("address", "127.0.0.1"))
 
 
 def state_dir(settings: Settings) -> Path:
@@ -86,6 +141,11 @@ def read_state(settings: Settings) -> SparkCluster | None:
             f"cannot read the Spark state file {path}: {exc}; remove {path.parent} if no "
             "alertbench Spark cluster runs from it."
         ) from exc
+
+
+def save_state(settings: Settings, cluster: SparkCluster) -> None:
+    """Write ``cluster`` to the state file (atomically)."""
+    _save(settings, cluster)
 
 
 def _save(settings: Settings, cluster: SparkCluster) -> None:
@@ -124,6 +184,43 @@ def master_status(ui_url: str, timeout: float = 3.0) -> dict | None:
         return None
 
 
+# Read a URL with the Python that every Spark host must have (the driver's).
+_FETCH = (
+    "import sys, urllib.request\n"
+    "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())\n"
+)
+
+
+def master_status_on(transport: Transport, ui_url: str) -> dict | None:
+    """The master's JSON status read on its own host, or None if it does not answer.
+
+    The web UI port of a real cluster is often reachable only from inside it;
+    the master's host can always read it.
+    """
+    try:
+        done = transport.run([sys.executable, "-c", _FETCH, f"{ui_url}/json/"], timeout=15)
+        return json.loads(done.stdout) if done.returncode == 0 else None
+    except (ClusterError, OSError, ValueError):
+        return None
+
+
+def cluster_status(cluster: SparkCluster, pool: HostPool | None = None) -> dict | None:
+    """The master's JSON status: from here, else (deployed clusters) from the master's host."""
+    info = master_status(cluster.ui_url)
+    if info is not None or pool is None or "master" not in cluster.procs:
+        return info
+    try:
+        transport = pool(cluster.procs["master"].host)
+    except ClusterError:
+        return None
+    return master_status_on(transport, cluster.ui_url)
+
+
+def alive_workers(info: dict | None) -> list[dict]:
+    """The workers a master's JSON status lists as ALIVE (dead ones stay listed)."""
+    return [w for w in (info or {}).get("workers", []) if w.get("state") == "ALIVE"]
+
+
 def up(
     settings: Settings,
     *,
@@ -143,7 +240,9 @@ def up(
     """
     local = LocalTransport()
     existing = read_state(settings)
-    if existing is not None:
+    if existing is not None and existing.targets:
+        _refuse_if_deployed(settings, existing)
+    elif existing is not None:
         alive = [k for k, p in existing.procs.items() if local.is_running(p)]
         if len(alive) == len(existing.procs) and existing.procs:
             return existing
@@ -231,17 +330,203 @@ def _wait(cluster: SparkCluster, local: LocalTransport, ready, timeout: float, w
         time.sleep(0.5)
 
 
-def down(settings: Settings, *, purge: bool = False) -> SparkCluster | None:
-    """Stop the recorded cluster by PID (workers, then the master)."""
+def _refuse_if_deployed(settings: Settings, existing: SparkCluster) -> None:
+    """Refuse to replace a deployed cluster that still runs (or cannot be checked)."""
+    with HostPool(existing.targets) as pool:
+        alive, unreachable = probe(existing, pool)
+    if any(alive.values()) or unreachable:
+        where = state_dir(settings) / STATE_FILE
+        raise ClusterError(
+            f"{where} records a Spark cluster deployed from {existing.source} that is still "
+            "running (or on a host that cannot be reached); stop it with `alertbench spark "
+            "down` first, or use another --run-dir."
+        )
+
+
+def probe(cluster: SparkCluster, pool: HostPool) -> tuple[dict[str, bool], dict[str, str]]:
+    """Which recorded processes still run, host by host in parallel.
+
+    Parameters
+    ----------
+    cluster : SparkCluster
+        The recorded processes.
+    pool : HostPool
+        Transports of the cluster's hosts.
+
+    Returns
+    -------
+    tuple of (dict, dict)
+        Process name -> running, for every process whose host answered; and
+        host -> reason, for the hosts that could not be reached.
+    """
+    alive: dict[str, bool] = {}
+    unreachable: dict[str, str] = {}
+
+    def check(host: str, names: list[str]) -> None:
+        try:
+            transport = pool(host)
+            for name in names:
+                alive[name] = transport.is_running(cluster.procs[name])
+        except Exception as exc:  # an SSH failure of any kind: name the host
+            unreachable[host] = str(exc)
+
+    _per_host(cluster, list(cluster.procs), check)
+    return alive, unreachable
+
+
+def _per_host(cluster: SparkCluster, names: list[str], fn) -> None:
+    """Call ``fn(host, names_on_that_host)`` for each host, in parallel (SSH round trips)."""
+    by_host: dict[str, list[str]] = {}
+    for name in names:
+        by_host.setdefault(cluster.procs[name].host, []).append(name)
+    if len(by_host) <= 1:
+        for host, on_host in by_host.items():
+            fn(host, on_host)
+        return
+    with ThreadPoolExecutor(max_workers=len(by_host)) as ex:
+        for fut in [ex.submit(fn, h, n) for h, n in by_host.items()]:
+            fut.result()
+
+
+@dataclass
+class ProcStatus:
+    """One recorded process as ``spark status`` sees it.
+
+    Attributes
+    ----------
+    name, host, address : str
+        Process name (``master``, ``worker-...``), its host and the host's address.
+    pid : int
+        Its PID on that host.
+    state : str
+        ``running``, ``stopped`` or ``unreachable``.
+    reason : str
+        Why the host could not be asked (``unreachable`` only).
+    """
+
+    name: str
+    host: str
+    address: str
+    pid: int
+    state: str
+    reason: str = ""
+
+
+@dataclass
+class SparkStatus:
+    """The recorded cluster, its processes and what the master reports."""
+
+    cluster: SparkCluster
+    procs: list[ProcStatus]
+    master: dict | None
+
+
+def status(settings: Settings) -> SparkStatus:
+    """The recorded cluster's processes (on every host) and the master's report.
+
+    Raises
+    ------
+    ClusterError
+        If no cluster is recorded.
+    """
     cluster = read_state(settings)
-    local = LocalTransport()
-    if cluster is not None:
-        workers = [p for k, p in cluster.procs.items() if k != "master"]
-        stop_processes(local, workers, grace=15)
+    if cluster is None or not cluster.procs:
+        raise ClusterError(
+            f"no Spark cluster recorded in {state_dir(settings)}; start one with "
+            "`alertbench spark up` (add --inventory FILE to deploy to hosts)."
+        )
+    with HostPool(cluster.targets) as pool:
+        alive, unreachable = probe(cluster, pool)
+        procs = []
+        # The master first, then the workers by name (they were started in parallel).
+        for name in sorted(cluster.procs, key=lambda n: (n != "master", n)):
+            rec = cluster.procs[name]
+            if rec.host in unreachable:
+                state, reason = "unreachable", unreachable[rec.host]
+            else:
+                state, reason = ("running" if alive.get(name) else "stopped"), ""
+            procs.append(
+                ProcStatus(name, rec.host, cluster.address_of(rec.host), rec.pid, state, reason)
+            )
+        info = cluster_status(cluster, pool) if any(alive.values()) else None
+    return SparkStatus(cluster=cluster, procs=procs, master=info)
+
+
+def down(settings: Settings, *, purge: bool = False, grace: float = 15.0) -> SparkCluster | None:
+    """Stop the recorded cluster by PID: the workers, then the master, on every host.
+
+    Hosts are reached through the SSH targets recorded in the state file. A
+    host that cannot be reached keeps its records, so that a later ``down``
+    stops what runs there; every other process is stopped anyway.
+
+    Parameters
+    ----------
+    settings : Settings
+        Locates the state file.
+    purge : bool
+        Also delete the logs and work dirs (here, and on every reachable host).
+    grace : float
+        Seconds for each daemon to exit before SIGKILL.
+
+    Returns
+    -------
+    SparkCluster or None
+        The cluster as it was recorded, or None if none was.
+
+    Raises
+    ------
+    ClusterError
+        Naming every host that could not be reached, after stopping the rest.
+    """
+    cluster = read_state(settings)
+    if cluster is None:
+        if purge:
+            LocalTransport().remove_tree(state_dir(settings))
+        return None
+    before = SparkCluster.from_json(cluster.to_json())
+    unreachable: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def stop(host: str, names: list[str]) -> None:
+        try:
+            stop_processes(pool(host), [cluster.procs[n] for n in names], grace=grace)
+        except Exception as exc:  # an SSH failure of any kind: name the host
+            with lock:
+                unreachable[host] = str(exc)
+            return
+        with lock:
+            for n in names:
+                del cluster.procs[n]
+
+    with HostPool(cluster.targets) as pool:
+        # Workers first: a master stopped first leaves them retrying to register.
+        _per_host(cluster, [n for n in cluster.procs if n != "master"], stop)
         if "master" in cluster.procs:
-            stop_processes(local, [cluster.procs["master"]], grace=15)
-        cluster.procs.clear()
+            _per_host(cluster, ["master"], stop)
         _save(settings, cluster)
+        if purge:
+            for host, info in cluster.hosts.items():
+                if host in unreachable or "spark_dir" not in info:
+                    continue
+                try:
+                    transport = pool(host)
+                    # Only what alertbench made: the spark dir may be a shared folder.
+                    for sub in SPARK_DIR_CONTENT:
+                        transport.remove_tree(Path(str(info["spark_dir"])) / sub)
+                except Exception as exc:  # the host went away: name it
+                    unreachable[host] = str(exc)
+    if unreachable:
+        left = ", ".join(f"{n} (pid {p.pid} on {p.host})" for n, p in cluster.procs.items())
+        hosts = "; ".join(f"{h}: {why}" for h, why in sorted(unreachable.items()))
+        raise ClusterError(
+            f"could not reach every Spark host, {hosts}. Everything else is stopped. "
+            + (
+                f"Still recorded in {state_dir(settings) / STATE_FILE}: {left}; run `alertbench "
+                "spark down` again once the host is reachable."
+                if left
+                else ""
+            )
+        )
     if purge:
-        local.remove_tree(state_dir(settings))
-    return cluster
+        LocalTransport().remove_tree(state_dir(settings))
+    return before

@@ -110,7 +110,9 @@ class Inventory(BaseModel):
                 f"{', '.join(h.name for h in masters)}"
             )
         need = ("controller", "broker") if self.mode == "kraft" else ("zookeeper", "broker")
-        for role in need:
+        # An inventory of Spark hosts only is valid: it runs no Kafka.
+        runs_kafka = any(h.has(r) for h in self.hosts for r in MODE_ROLES[self.mode])
+        for role in need if runs_kafka else ():
             if not any(h.has(role) for h in self.hosts):
                 raise ValueError(f"{self.mode} mode needs at least one host with role {role!r}")
         used: dict[tuple[str, int], str] = {}
@@ -140,7 +142,7 @@ class Inventory(BaseModel):
 
     @property
     def bootstrap_servers(self) -> str:
-        """Comma list of every broker's ``address:port``."""
+        """Comma list of every broker's ``address:port`` (empty without brokers)."""
         return ",".join(f"{h.address}:{h.broker_port}" for h in self.brokers)
 
     @property

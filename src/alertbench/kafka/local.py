@@ -19,7 +19,7 @@ from alertbench.kafka.cluster import (
     read_state,
 )
 from alertbench.kafka.fetch import resolve_kafka
-from alertbench.kafka.inventory import Inventory, Mode, load_inventory
+from alertbench.kafka.inventory import MODE_ROLES, Inventory, Mode, load_inventory
 
 
 def kafka_version_for(settings: Settings, mode: Mode, version: str | None = None) -> str:
@@ -146,6 +146,11 @@ def _up(
             settings.kafka.mode if "mode" in settings.kafka.model_fields_set else None
         )
         inv = load_inventory(inventory, mode=chosen)
+        if not deploy.kafka_hosts(inv):
+            raise ClusterError(
+                f"{inv.source} names no Kafka host: give hosts the roles "
+                f"{' and '.join(MODE_ROLES[inv.mode])}."
+            )
         remote = deploy.is_remote(inv)
         if not remote:
             inv = on_this_machine(inv, cluster.state_dir)
@@ -332,7 +337,7 @@ def bootstrap_servers(settings: Settings) -> str:
     if settings.kafka.bootstrap_servers:
         return settings.kafka.bootstrap_servers
     inv = inventory_of(settings)
-    if inv is not None:
+    if inv is not None and inv.bootstrap_servers:
         return inv.bootstrap_servers
     state = read_state(settings.kafka_state_dir / STATE_FILE)
     if state is None:
