@@ -372,3 +372,17 @@ java_home = "/opt/jdk-17"
 def test_a_misspelt_ssh_field_is_named() -> None:
     with pytest.raises(ConfigError, match="ssh_keys"):
         parse_toml('[[hosts]]\nname = "k1"\naddress = "10.1.0.1"\nssh_keys = "/k"\n', source="x")
+
+
+def test_an_inventory_of_spark_hosts_only_runs_no_kafka() -> None:
+    text = (
+        '[[hosts]]\nname = "m"\naddress = "10.0.0.1"\nroles = ["spark-master"]\n'
+        '[[hosts]]\nname = "w"\naddress = "10.0.0.2"\nroles = ["spark-worker"]\n'
+    )
+    inv = parse_toml(text, source="spark.toml")
+    assert inv.brokers == []
+    assert inv.bootstrap_servers == ""
+    assert inv.spark_master_url == "spark://10.0.0.1:7077"
+    # One Kafka role makes it a Kafka inventory, which then needs every role of its mode.
+    with pytest.raises(ConfigError, match="kraft mode needs at least one host with role 'broker'"):
+        parse_toml(text.replace('["spark-worker"]', '["controller"]'), source="k.toml")
