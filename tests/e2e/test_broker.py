@@ -57,7 +57,8 @@ def expected_sso(c: dict) -> bool:
 @pytest.fixture(scope="module")
 def ztf_run(single_kafka, alert_files, tmp_path_factory):
     files = alert_files[:N]
-    sources = {a.record["candid"]: a.record for a in AlertReader().read(files)}
+    read = AlertReader().read(files)
+    sources = {a.record["candid"]: a.record for a in read}
     run_dir = tmp_path_factory.mktemp("broker")
     # A catalogue made from five alerts' own positions, plus one far from all.
     picked = sorted(sources)[:5]
@@ -92,7 +93,14 @@ def ztf_run(single_kafka, alert_files, tmp_path_factory):
     from pyspark.sql import SparkSession
 
     spark = SparkSession.getActiveSession()
-    return {"result": result, "sources": sources, "spark": spark, "picked": picked}
+    return {
+        "result": result,
+        "sources": sources,
+        "spark": spark,
+        "picked": picked,
+        "schema": read[0].schema.definition,
+        "catalogue": catalogue,
+    }
 
 
 def test_raw_parquet_holds_every_alert_with_source_values(ztf_run):
@@ -167,8 +175,14 @@ def test_each_topic_holds_exactly_what_its_filter_selects(ztf_run, single_kafka)
         "e2e-positive": {k for k, c in passing.items() if c["isdiffpos"] in ("t", "1")},
     }
     assert any(expected.values())
+    survey = ztf_run["schema"]
     for topic, want in expected.items():
-        schema = fastavro.parse_schema(json.loads((out / "schemas" / f"{topic}.avsc").read_text()))
+        published = json.loads((out / "schemas" / f"{topic}.avsc").read_text())
+        schema = fastavro.parse_schema(published)
+        # The survey's alert, then the broker's columns.
+        assert [f["name"] for f in published["fields"][: len(survey["fields"])]] == [
+            f["name"] for f in survey["fields"]
+        ]
         got = []
         for m in read_messages(single_kafka.bootstrap, topic):
             record = fastavro.schemaless_reader(io.BytesIO(m.value()), schema)
@@ -176,6 +190,9 @@ def test_each_topic_holds_exactly_what_its_filter_selects(ztf_run, single_kafka)
             assert record["objectId"] == sources[record["candid"]]["objectId"]
             assert "early_sn_score" in record
             assert int(dict(m.headers())["alertbench.sent_us"]) > 0
+            # A reader of the survey's own schema gets the source alert, cutouts and all.
+            as_sent = fastavro.schemaless_reader(io.BytesIO(m.value()), schema, survey)
+            assert as_sent == sources[record["candid"]]
         assert sorted(got) == sorted(want), topic
 
 
@@ -281,7 +298,8 @@ def test_pipeline_on_a_standalone_master_with_one_worker(single_kafka, alert_fil
     from alertbench.broker import standalone
 
     files = alert_files[:60]
-    sources = {a.record["candid"]: a.record for a in AlertReader().read(files)}
+    read = AlertReader().read(files)
+    sources = {a.record["candid"]: a.record for a in read}
     topic = "e2e-standalone"
     simulate(
         SimulationOptions(
@@ -333,7 +351,8 @@ def test_fused_mode_writes_the_same_outputs(ztf_run, single_kafka, tmp_path):
         "e2e-ztf",
         cuts=CUTS,
         filters=fused_filters,
-        modules=["sso", "context", "lightcurve", "early_sn"],
+        catalogue=str(ztf_run["catalogue"]),
+        modules=["sso", "context", "lightcurve", "early_sn", "crossmatch"],
     )
     result = run_broker(
         settings, servers=single_kafka.bootstrap, fused=True, until_idle=6, timeout=400
@@ -349,7 +368,24 @@ def test_fused_mode_writes_the_same_outputs(ztf_run, single_kafka, tmp_path):
         assert (merged[f"{c}_s"] == merged[f"{c}_f"]).all(), c
     raw = spark.read.parquet(str(result.out / "raw")).select("candid").toPandas()
     assert sorted(raw["candid"]) == sorted(ztf_run["sources"])
+    # Fused mode sends each alert's original bytes, staged mode encodes it again
+    # from the science Parquet: the same schema, the same records (but for when
+    # each run processed them).
+    when = {"ingest_time", "science_start", "science_end"}
+
+    def records(out: Path, topic: str) -> dict[int, str]:
+        schema = fastavro.parse_schema(json.loads((out / "schemas" / f"{topic}.avsc").read_text()))
+        found = {}
+        for m in read_messages(single_kafka.bootstrap, topic, quiet=3):
+            r = fastavro.schemaless_reader(io.BytesIO(m.value()), schema)
+            kept = {k: v for k, v in r.items() if k not in when}
+            found[r["candid"]] = json.dumps(kept, default=str)
+        return found
+
     for staged_topic, fused_topic in zip(FILTERS, fused_filters, strict=True):
-        a = sorted(m.value() for m in read_messages(single_kafka.bootstrap, staged_topic, quiet=3))
-        b = sorted(m.value() for m in read_messages(single_kafka.bootstrap, fused_topic, quiet=3))
-        assert len(a) == len(b), staged_topic
+        assert (staged_out / "schemas" / f"{staged_topic}.avsc").read_text() == (
+            result.out / "schemas" / f"{fused_topic}.avsc"
+        ).read_text()
+        a, b = records(staged_out, staged_topic), records(result.out, fused_topic)
+        assert sorted(a) == sorted(b), staged_topic
+        assert a == b, staged_topic

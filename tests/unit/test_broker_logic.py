@@ -29,7 +29,7 @@ from pyspark.sql.types import (
 
 from alertbench.alerts.schema import Schema
 from alertbench.broker.decode import ztf_plan
-from alertbench.broker.distribute import Filter, _nullable, parse_filters
+from alertbench.broker.distribute import BODY, Filter, _nullable, added_columns, parse_filters
 from alertbench.broker.flatten import alert_columns, observation_jd_expr
 from alertbench.broker.raw2science import default_cuts
 from alertbench.broker.run import DEFAULT_FILTERS, broker_output
@@ -329,6 +329,22 @@ def test_alert_columns_rubin(rubin_schema: Schema) -> None:
     assert columns["midpointMjdTai"] == "alert.`diaSource`.`midpointMjdTai`"
     assert columns["ra"] == "alert.`diaSource`.`ra`"
     assert columns["diaObject"] == "alert.`diaObject`"
+
+
+def test_added_columns_are_what_the_broker_adds_to_the_alert(ztf_schema: Schema) -> None:
+    flat = [name for name, _ in alert_columns(ztf_schema)]
+    kafka = ["topic", "partition", "offset", "kafka_time", "sent_time", "ingest_time"]
+    science = ["sso_candidate", "early_sn_score", "science_start", "science_errors"]
+    columns = [*flat, *kafka, *science, "night", BODY]
+    # In order, without the alert's own fields (candidate's among them), Kafka's
+    # coordinates, the partition column or a carried body.
+    assert added_columns(columns, ztf_schema) == [
+        "kafka_time",
+        "sent_time",
+        "ingest_time",
+        *science,
+    ]
+    assert added_columns(flat, ztf_schema) == []
 
 
 def test_observation_jd_expr(ztf_schema: Schema, rubin_schema: Schema) -> None:

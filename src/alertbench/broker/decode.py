@@ -173,20 +173,16 @@ def make_plan(
     raise ConfigError(f"unknown wire format {fmt!r}: ztf, schemaless or confluent.")
 
 
-def decode_columns(plan: DecodePlan, value: str = "value"):
-    """Spark columns ``(alert, framing_error)`` for the message column ``value``.
+def _framing(plan: DecodePlan, value: str = "value"):
+    """Spark columns ``(body, fits)``: the Avro body of each message, and whether its framing fits.
 
-    ``alert`` is the decoded record as a struct (null when the message does
-    not fit). ``framing_error`` says why a message's framing (header, schema
-    id, sync marker) does not fit; it is computed on the bytes alone, without
-    decoding. A message with no framing error and a null ``alert`` has a body
-    that does not decode (:data:`DECODE_FAILED`).
+    ``fits`` is computed on the bytes alone, without decoding; it is null or
+    false for a message whose header, schema id or sync marker is not the
+    stream's.
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.avro.functions import from_avro
 
     v = F.col(value)
-    options = {"mode": "PERMISSIVE"}
     if plan.format == "ztf":
         h = plan.header_len
         length = F.length(v)
@@ -209,28 +205,45 @@ def decode_columns(plan: DecodePlan, value: str = "value"):
         # The file ends with the sync marker its header ends with: a truncated
         # or spliced message does not, even when its header is the stream's.
         sync_ok = F.substring(v, h - 15, 16) == v.substr(length - 15, F.lit(16))
-        header_ok = (
-            (F.substring(v, 1, h - 16) == F.lit(plan.header_prefix)) & (length > h + 17) & sync_ok
-        )
-        alert = F.when(header_ok, from_avro(body, plan.schema_json, options))
-        error = F.when(
-            ~header_ok | header_ok.isNull(),
-            F.lit("not a whole container file with the stream's schema header"),
-        )
-    elif plan.format == "confluent":
+        header_ok = F.substring(v, 1, h - 16) == F.lit(plan.header_prefix)
+        fits = header_ok & (length > h + 17) & sync_ok
+        return body, fits
+    if plan.format == "confluent":
         prefix = F.lit(b"\x00" + struct.pack(">I", plan.schema_id))
-        header_ok = F.substring(v, 1, 5) == prefix
-        alert = F.when(
-            header_ok, from_avro(v.substr(F.lit(6), F.length(v) - 5), plan.schema_json, options)
-        )
-        error = F.when(
-            ~header_ok | header_ok.isNull(),
-            F.lit(f"not Confluent-framed with schema id {plan.schema_id}"),
-        )
-    else:
-        alert = from_avro(v, plan.schema_json, options)
-        error = F.lit(None).cast("string")
-    return alert, error
+        return v.substr(F.lit(6), F.length(v) - 5), F.substring(v, 1, 5) == prefix
+    return v, F.lit(True)
+
+
+def body_column(plan: DecodePlan, value: str = "value"):
+    """The Avro body of each message (its framing stripped); null where the framing does not fit."""
+    from pyspark.sql import functions as F
+
+    body, fits = _framing(plan, value)
+    return F.when(fits, body)
+
+
+def decode_columns(plan: DecodePlan, value: str = "value"):
+    """Spark columns ``(alert, framing_error)`` for the message column ``value``.
+
+    ``alert`` is the decoded record as a struct (null when the message does
+    not fit). ``framing_error`` says why a message's framing (header, schema
+    id, sync marker) does not fit; it is computed on the bytes alone, without
+    decoding. A message with no framing error and a null ``alert`` has a body
+    that does not decode (:data:`DECODE_FAILED`).
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.avro.functions import from_avro
+
+    options = {"mode": "PERMISSIVE"}
+    body, fits = _framing(plan, value)
+    alert = F.when(fits, from_avro(body, plan.schema_json, options))
+    reason = {
+        "ztf": "not a whole container file with the stream's schema header",
+        "confluent": f"not Confluent-framed with schema id {plan.schema_id}",
+    }.get(plan.format)
+    if reason is None:
+        return alert, F.lit(None).cast("string")
+    return alert, F.when(~fits | fits.isNull(), F.lit(reason))
 
 
 DECODE_FAILED = "Avro body does not decode"

@@ -2,9 +2,10 @@
 
 Every filter is evaluated on every alert in the same query; the names of the
 filters an alert passes become rows of a ``topic`` column, which Spark's
-Kafka sink routes. Each alert is Avro-encoded once with the distribution
-schema (the science columns, the modules' included), published as an
-``.avsc`` beside the outputs for consumers.
+Kafka sink routes. Each alert goes out once per topic as the survey's own
+record followed by the columns the broker added, with a schema published
+as an ``.avsc`` beside the outputs for consumers (see
+:func:`distribution_schema`); any reader of the survey's schema reads it.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alertbench.alerts.schema import Schema
 from alertbench.alerts.wire import ALERT_ID_HEADER, SENT_HEADER
-from alertbench.broker.flatten import alert_id_column
+from alertbench.broker.flatten import DETECTION_FIELD, alert_columns, alert_id_column
+from alertbench.broker.raw2science import ROW_KEY
 from alertbench.errors import ConfigError
 
 # Kafka's own coordinates of the raw alert would clash with the sink's columns.
 NOT_DISTRIBUTED = {"topic", "partition", "offset"}
+#: The column of an alert's original Avro body, where a frame carries it.
+BODY = "_alert_body"
 _PYTHON_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -74,19 +79,49 @@ def _nullable(dtype):
     return dtype
 
 
-def distribution_schema(spark, frame) -> dict[str, Any]:
-    """The Avro schema of distributed alerts, as Spark's Avro writer sees the columns.
+def added_columns(columns: list[str], schema: Schema) -> list[str]:
+    """The columns of a science frame that the broker added to the survey's alert, in order."""
+    alert = {name for name, _ in alert_columns(schema)}
+    skip = alert | NOT_DISTRIBUTED | {"night", BODY}
+    return [c for c in columns if c not in skip]
 
-    Every field is nullable: a streaming file source reports all columns
-    nullable, a static frame may not, and the published schema must not
-    depend on which one the alerts came through.
+
+def distribution_schema(spark, frame, schema: Schema) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Avro schema of distributed alerts, and the schema of the broker's part of it.
+
+    A distributed alert is the survey's own record followed by the columns
+    the broker added (Kafka and processing times, the science modules'
+    outputs). Avro encodes a record as its fields one after the other, so
+    its bytes are the alert's original body followed by the encoding of the
+    added columns, and any reader of the survey's schema decodes it through
+    schema resolution. The added fields are all nullable: a streaming file
+    source reports all columns nullable, a static frame may not, and the
+    published schema must not depend on which one the alerts came through.
+
+    Returns
+    -------
+    tuple of dict
+        (the published schema, the record schema of the added columns).
     """
     from pyspark.sql.types import StructType
 
-    struct = _nullable(
-        StructType([f for f in frame.schema.fields if f.name not in NOT_DISTRIBUTED])
-    )
-    return json.loads(_avro_schema_text(spark, struct.json()))
+    struct = _nullable(StructType([frame.schema[c] for c in added_columns(frame.columns, schema)]))
+    tail = json.loads(_avro_schema_text(spark, struct.json()))
+    fields = [*schema.definition["fields"], *tail["fields"]]
+    return {**schema.definition, "fields": fields}, tail
+
+
+def _nullable(dtype):
+    """``dtype`` with every field and element nullable, whatever the source frame said."""
+    from pyspark.sql.types import ArrayType, MapType, StructField, StructType
+
+    if isinstance(dtype, StructType):
+        return StructType([StructField(f.name, _nullable(f.dataType), True) for f in dtype.fields])
+    if isinstance(dtype, ArrayType):
+        return ArrayType(_nullable(dtype.elementType), True)
+    if isinstance(dtype, MapType):
+        return MapType(dtype.keyType, _nullable(dtype.valueType), True)
+    return dtype
 
 
 @functools.lru_cache(maxsize=16)
@@ -94,9 +129,29 @@ def _avro_schema_text(spark, struct_json: str) -> str:
     # Every micro-batch has the same columns: convert once, not once per batch.
     jtype = spark._jsparkSession.parseDataType(struct_json)
     avro = spark._jvm.org.apache.spark.sql.avro.SchemaConverters.toAvroType(
-        jtype, False, "alert", "alertbench.distribution"
+        jtype, False, "added", "alertbench.distribution"
     )
     return avro.toString()
+
+
+def alert_struct(schema: Schema):
+    """The survey's alert record rebuilt from flattened columns (see :func:`~.flatten.flatten`)."""
+    from pyspark.sql import functions as F
+
+    detection = DETECTION_FIELD.get(schema.survey.survey)
+    parts = []
+    for f in schema.definition["fields"]:
+        name = f["name"]
+        if name == detection:
+            record = f["type"]
+            if isinstance(record, list):  # a nullable record
+                record = next(t for t in record if isinstance(t, dict))
+            # The detection's fields that repeat a top-level one were kept once.
+            sub = [F.col(f"`{g['name']}`") for g in record["fields"]]
+            parts.append(F.struct(*sub).alias(name))
+        else:
+            parts.append(F.col(f"`{name}`"))
+    return F.struct(*parts)
 
 
 def _python_flags(frame, filters: list[Filter]):
@@ -158,14 +213,26 @@ def selected(frame, filters: list[Filter]):
     )
 
 
-def routed(spark, frame, filters: list[Filter]):
-    """(Kafka rows with key, value, topic, headers; the distribution schema)."""
+def routed(spark, frame, filters: list[Filter], schema: Schema, bodies=None):
+    """(Kafka rows with key, value, topic, headers; the distribution schema).
+
+    Parameters
+    ----------
+    frame : pyspark.sql.DataFrame
+        Science rows: flattened alert columns and the added ones.
+    schema : Schema
+        The survey's alert schema (the stream's writer schema).
+    bodies : pyspark.sql.DataFrame, optional
+        :data:`~.raw2science.ROW_KEY` and :data:`BODY`, the alerts' original
+        Avro bodies (in fused mode, straight from the Kafka batch). Without
+        it, each alert's body is encoded again from its flattened columns.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql.avro.functions import to_avro
 
-    schema = distribution_schema(spark, frame)
+    published, tail = distribution_schema(spark, frame, schema)
+    added = added_columns(frame.columns, schema)
     chosen = _chosen(frame, filters)
-    cols = [F.col(c.name) for c in frame.schema.fields if c.name not in NOT_DISTRIBUTED]
     key_col = "objectId" if "objectId" in frame.columns else frame.columns[0]
     # The send time travels on as a header, so a timing consumer of the
     # distribution topics measures send -> distribution latency.
@@ -185,18 +252,37 @@ def routed(spark, frame, filters: list[Filter]):
             F.coalesce(alert_id, F.lit("")).cast("binary").alias("value"),
         ),
     )
-    rows = chosen.select(
-        F.col(key_col).cast("string").cast("binary").alias("key"),
-        to_avro(F.struct(*cols), json.dumps(schema)).alias("value"),
-        headers.alias("headers"),
-        F.col("_topics"),
+    tail_bytes = (
+        to_avro(F.struct(*[F.col(f"`{c}`") for c in added]), json.dumps(tail))
+        if added
+        else F.lit(b"")
     )
-    return rows.withColumn("topic", F.explode("_topics")).drop("_topics"), schema
+    if bodies is None:
+        body = to_avro(alert_struct(schema), json.dumps(schema.definition))
+        rows = chosen.select(
+            F.col(key_col).cast("string").cast("binary").alias("key"),
+            F.concat(body, tail_bytes).alias("value"),
+            headers.alias("headers"),
+            F.col("_topics"),
+        )
+    else:
+        # Only the narrow columns meet the 75 KB bodies, in a broadcast join.
+        narrow = chosen.select(
+            *ROW_KEY,
+            F.col(key_col).cast("string").cast("binary").alias("key"),
+            tail_bytes.alias("_tail"),
+            headers.alias("headers"),
+            F.col("_topics"),
+        )
+        rows = bodies.join(F.broadcast(narrow), ROW_KEY).select(
+            "key", F.concat(BODY, "_tail").alias("value"), "headers", "_topics"
+        )
+    return rows.withColumn("topic", F.explode("_topics")).drop("_topics"), published
 
 
-def send_batch(spark, science, filters: list[Filter], servers: str) -> None:
+def send_batch(spark, science, filters: list[Filter], servers: str, schema: Schema, bodies=None):
     """Route a static frame of science alerts to the filters' topics (batch Kafka writer)."""
-    rows, _ = routed(spark, science, filters)
+    rows, _ = routed(spark, science, filters, schema, bodies)
     (
         rows.write.format("kafka")
         .option("kafka.bootstrap.servers", servers)
@@ -225,7 +311,16 @@ def create_topics(servers: str, filters: list[Filter], *, partitions: int, reten
         )
 
 
-def start(spark, *, science_schema, filters: list[Filter], servers: str, out: Path, trigger: str):
+def start(
+    spark,
+    *,
+    science_schema,
+    schema: Schema,
+    filters: list[Filter],
+    servers: str,
+    out: Path,
+    trigger: str,
+):
     """Start the distribute query over ``out/science``; publishes the schema.
 
     Each micro-batch is routed and written with Spark's batch Kafka writer
@@ -240,10 +335,10 @@ def start(spark, *, science_schema, filters: list[Filter], servers: str, out: Pa
     (out / "science").mkdir(parents=True, exist_ok=True)
     science = spark.readStream.schema(science_schema).parquet(str(out / "science"))
     empty = spark.createDataFrame([], science_schema)
-    publish_schema(out, routed(spark, empty, filters)[1], filters)
+    publish_schema(out, routed(spark, empty, filters, schema)[1], filters)
 
     def send(batch, batch_id: int) -> None:
-        send_batch(spark, batch, filters, servers)
+        send_batch(spark, batch, filters, servers, schema)
 
     return (
         science.writeStream.queryName("distribute")

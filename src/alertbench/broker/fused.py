@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alertbench.broker.decode import DecodePlan
-from alertbench.broker.distribute import Filter, send_batch
-from alertbench.broker.raw2science import science_frame
+from alertbench.broker.decode import DecodePlan, body_column
+from alertbench.broker.distribute import BODY, Filter, send_batch
+from alertbench.broker.raw2science import ROW_KEY, science_columns, with_science
 from alertbench.broker.science import ScienceModule
 from alertbench.broker.sink import BatchSink
 from alertbench.broker.stream2raw import stage_raw, start_kafka_query
@@ -33,22 +33,31 @@ def process_batch(
 ) -> None:
     """Decode and store, enrich and distribute, then store the science of one micro-batch.
 
-    Each step reads what the step before staged, so Kafka is read and every
-    alert decoded once, and nothing is held in Spark's cache: building a
-    cache of 75 KB alerts cost more than writing them and reading them back
-    from local Parquet. The distribution topics are written before the
-    science Parquet, for the lowest send-to-topic latency; the batch
-    commits when all are written.
+    Each alert is decoded once, into the raw Parquet; the modules read
+    their columns back from it, once, and both the distribution and the
+    science Parquet take their results. A distributed alert is its original
+    Avro body from the Kafka batch followed by the added columns, so no
+    whole alert is encoded again. Nothing large is held in Spark's cache:
+    building a cache of 75 KB alerts cost more than writing them and
+    reading them back from local Parquet. The distribution topics are
+    written before the science Parquet, for the lowest send-to-topic
+    latency; the batch commits when all are written.
     """
     if sink.done(batch_id):
         return
     sink.begin(batch_id)
     stage_raw(sink, df, batch_id, plan)
     raw = spark.read.schema(raw_schema).parquet(str(sink.staged(batch_id, "raw")))
-    science, _ = science_frame(raw, cuts, modules)
-    if filters:
-        send_batch(spark, science, filters, servers)
-    sink.stage(batch_id, "science", science, ["night"])
+    # Small (ids and a few columns per alert), and its times must be the same in both outputs.
+    added = science_columns(raw, cuts, modules)[0].cache()
+    try:
+        added.count()
+        if filters:
+            bodies = df.select(*ROW_KEY, body_column(plan).alias(BODY))
+            send_batch(spark, with_science(raw, added), filters, servers, plan.schema, bodies)
+        sink.stage(batch_id, "science", with_science(raw, added), ["night"])
+    finally:
+        added.unpersist()
     sink.commit(batch_id, ["raw", "quarantine", "science"])
 
 

@@ -27,13 +27,13 @@ def default_cuts(survey: str) -> str:
 ROW_KEY = ["topic", "partition", "offset"]
 
 
-def science_frame(raw, cuts: str, modules: list[ScienceModule]):
-    """Cut and enrich a static raw frame; returns (frame, notes).
+def science_columns(raw, cuts: str, modules: list[ScienceModule]):
+    """What the modules add to the rows of a static frame that pass the cuts; (frame, notes).
 
-    Only the columns the modules read go through Python, with the row's
-    Kafka coordinates; their results are joined back (broadcast) onto the
-    full rows. Sending whole 75 KB alerts (cutouts, history) through Arrow to
-    Python and back cost more than the modules themselves.
+    The frame holds :data:`ROW_KEY` and the added columns, one row per alert
+    that passes. Only the columns the modules read go through Python:
+    sending whole 75 KB alerts (cutouts, history) through Arrow to Python
+    and back cost more than the modules themselves.
     """
     from pyspark.sql import functions as F
 
@@ -43,12 +43,30 @@ def science_frame(raw, cuts: str, modules: list[ScienceModule]):
     narrow = kept.select(*ROW_KEY, *reads)
     schema = output_schema(narrow.schema, chosen)
     added = narrow.mapInArrow(lambda batches: run_modules(chosen, batches), schema).drop(*reads)
-    science = kept.join(F.broadcast(added), ROW_KEY)
-    # Raw columns in their order, then the added ones, and the partition column
-    # last, where Spark's file source puts it on read.
+    return added, notes
+
+
+def with_science(raw, added):
+    """The rows of ``raw`` that ``added`` has (those that passed the cuts), with its columns.
+
+    Raw columns come in their order, then the added ones, and the partition
+    column last, where Spark's file source puts it on read.
+    """
+    from pyspark.sql import functions as F
+
+    science = raw.join(F.broadcast(added), ROW_KEY)
     extra = [c for c in added.columns if c not in ROW_KEY]
-    ordered = [c for c in kept.columns if c != "night"] + extra + ["night"]
-    return science.select(*ordered), notes
+    ordered = [c for c in raw.columns if c != "night"] + extra
+    return science.select(*ordered, *(["night"] if "night" in raw.columns else []))
+
+
+def science_frame(raw, cuts: str, modules: list[ScienceModule]):
+    """Cut and enrich a static raw frame; returns (frame, notes).
+
+    The modules' results are joined back (broadcast) onto the full rows.
+    """
+    added, notes = science_columns(raw, cuts, modules)
+    return with_science(raw, added), notes
 
 
 def write_science_batch(sink: BatchSink, df, batch_id: int, cuts: str, modules) -> None:

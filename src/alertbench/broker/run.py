@@ -147,7 +147,7 @@ def run_broker(
             science_static, notes = raw2science.science_frame(empty, cuts, modules)
             result.notes += notes
             distribute.publish_schema(
-                out, distribute.routed(spark, science_static, filters)[1], filters
+                out, distribute.routed(spark, science_static, filters, plan.schema)[1], filters
             )
             queries.append(
                 fused_mode.start(
@@ -183,6 +183,7 @@ def run_broker(
                 distribute.start(
                     spark,
                     science_schema=science_static.schema,
+                    schema=plan.schema,
                     filters=filters,
                     servers=servers,
                     out=out,
