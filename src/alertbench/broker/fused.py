@@ -15,7 +15,24 @@ from alertbench.broker.distribute import BODY, Filter, send_batch
 from alertbench.broker.raw2science import ROW_KEY, science_columns, with_science
 from alertbench.broker.science import ScienceModule
 from alertbench.broker.sink import BatchSink
-from alertbench.broker.stream2raw import stage_raw, start_kafka_query
+from alertbench.broker.stream2raw import kafka_range, stage_raw, start_kafka_query
+
+
+def _bodies(spark, raw, plan: DecodePlan, servers: str, check_crcs: bool):
+    """:data:`ROW_KEY` and the original Avro body of the alerts in ``raw``, read again from Kafka.
+
+    A batch read of the offsets that ``raw`` spans, not a second scan of the
+    micro-batch: Spark counts every scan of a micro-batch in its input rows.
+    """
+    from pyspark.sql import functions as F
+
+    spans = raw.groupBy("topic", "partition").agg(F.min("offset"), F.max("offset")).collect()
+    ranges: dict[str, dict[int, tuple[int, int]]] = {}
+    for topic, partition, first, last in spans:
+        ranges.setdefault(topic, {})[partition] = (first, last + 1)
+    return kafka_range(spark, servers, ranges, check_crcs=check_crcs).select(
+        *ROW_KEY, body_column(plan).alias(BODY)
+    )
 
 
 def process_batch(
@@ -30,6 +47,7 @@ def process_batch(
     modules: list[ScienceModule],
     filters: list[Filter],
     servers: str,
+    check_crcs: bool = False,
 ) -> None:
     """Decode and store, enrich and distribute, then store the science of one micro-batch.
 
@@ -53,7 +71,7 @@ def process_batch(
     try:
         added.count()
         if filters:
-            bodies = df.select(*ROW_KEY, body_column(plan).alias(BODY))
+            bodies = _bodies(spark, raw, plan, servers, check_crcs)
             send_batch(spark, with_science(raw, added), filters, servers, plan.schema, bodies)
         sink.stage(batch_id, "science", with_science(raw, added), ["night"])
     finally:
@@ -97,6 +115,7 @@ def start(
             modules=modules,
             filters=filters,
             servers=servers,
+            check_crcs=check_crcs,
         ),
         servers=servers,
         topics=topics,
