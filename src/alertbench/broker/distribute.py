@@ -111,19 +111,6 @@ def distribution_schema(spark, frame, schema: Schema) -> tuple[dict[str, Any], d
     return {**schema.definition, "fields": fields}, tail
 
 
-def _nullable(dtype):
-    """``dtype`` with every field and element nullable, whatever the source frame said."""
-    from pyspark.sql.types import ArrayType, MapType, StructField, StructType
-
-    if isinstance(dtype, StructType):
-        return StructType([StructField(f.name, _nullable(f.dataType), True) for f in dtype.fields])
-    if isinstance(dtype, ArrayType):
-        return ArrayType(_nullable(dtype.elementType), True)
-    if isinstance(dtype, MapType):
-        return MapType(dtype.keyType, _nullable(dtype.valueType), True)
-    return dtype
-
-
 @functools.lru_cache(maxsize=16)
 def _avro_schema_text(spark, struct_json: str) -> str:
     # Every micro-batch has the same columns: convert once, not once per batch.
