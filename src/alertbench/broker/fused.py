@@ -19,14 +19,17 @@ from alertbench.broker.stream2raw import kafka_range, stage_raw, start_kafka_que
 
 
 def _bodies(spark, raw, plan: DecodePlan, servers: str, check_crcs: bool):
-    """:data:`ROW_KEY` and the original Avro body of the alerts in ``raw``, read again from Kafka.
+    """:data:`ROW_KEY` and the original Avro body of the alerts in ``raw`` (None if none).
 
-    A batch read of the offsets that ``raw`` spans, not a second scan of the
-    micro-batch: Spark counts every scan of a micro-batch in its input rows.
+    A batch read of Kafka at the offsets that ``raw`` spans, not a second
+    scan of the micro-batch: Spark counts every scan of a micro-batch in its
+    input rows.
     """
     from pyspark.sql import functions as F
 
     spans = raw.groupBy("topic", "partition").agg(F.min("offset"), F.max("offset")).collect()
+    if not spans:
+        return None
     ranges: dict[str, dict[int, tuple[int, int]]] = {}
     for topic, partition, first, last in spans:
         ranges.setdefault(topic, {})[partition] = (first, last + 1)
@@ -70,8 +73,8 @@ def process_batch(
     added = science_columns(raw, cuts, modules)[0].cache()
     try:
         added.count()
-        if filters:
-            bodies = _bodies(spark, raw, plan, servers, check_crcs)
+        bodies = _bodies(spark, raw, plan, servers, check_crcs) if filters else None
+        if bodies is not None:
             send_batch(spark, with_science(raw, added), filters, servers, plan.schema, bodies)
         sink.stage(batch_id, "science", with_science(raw, added), ["night"])
     finally:
