@@ -196,8 +196,11 @@ def test_each_topic_holds_exactly_what_its_filter_selects(ztf_run, single_kafka)
         assert sorted(got) == sorted(want), topic
 
 
-def test_corrupt_messages_are_quarantined_and_the_rest_flow(single_kafka, alert_files, tmp_path):
-    topic = "e2e-corrupt"
+@pytest.mark.parametrize("fused", [False, True], ids=["stream2raw", "fused"])
+def test_corrupt_messages_are_quarantined_and_the_rest_flow(
+    single_kafka, alert_files, tmp_path, fused
+):
+    topic = f"e2e-corrupt-{int(fused)}"
     create_topic(single_kafka.bootstrap, topic, partitions=1)
     good = [p.read_bytes() for p in alert_files[:20]]
     with io.BytesIO() as buf:
@@ -211,9 +214,16 @@ def test_corrupt_messages_are_quarantined_and_the_rest_flow(single_kafka, alert_
     messages = [(None, v) for v in good[:10] + bad + good[10:]]
     assert produce(single_kafka.bootstrap, topic, messages).failed == []
 
-    settings = broker_settings(tmp_path, topic)
+    # In fused mode the good alerts around the bad ones are distributed too.
+    everything = f"{topic}-all"
+    settings = broker_settings(tmp_path, topic, cuts="true", filters={everything: "true"})
     result = run_broker(
-        settings, servers=single_kafka.bootstrap, stages=["stream2raw"], until_idle=5, timeout=300
+        settings,
+        servers=single_kafka.bootstrap,
+        stages=["stream2raw"],
+        fused=fused,
+        until_idle=5,
+        timeout=300,
     )
     from pyspark.sql import SparkSession
 
@@ -224,6 +234,11 @@ def test_corrupt_messages_are_quarantined_and_the_rest_flow(single_kafka, alert_
     assert sorted(quarantine["offset"]) == [10, 11, 12]
     assert [bytes(v) for v in quarantine.sort_values("offset")["value"]] == bad
     assert all(quarantine["error"].str.len() > 0)
+    if fused:
+        candids = {a.record["candid"] for a in AlertReader().read(alert_files[:20])}
+        sent = read_messages(single_kafka.bootstrap, everything, quiet=3)
+        ids = [int(dict(m.headers())["alertbench.alert_id"]) for m in sent]
+        assert sorted(ids) == sorted(candids)
 
 
 def test_restart_mid_stream_loses_and_duplicates_nothing(single_kafka, alert_files, tmp_path):

@@ -81,6 +81,12 @@ def kafka_range(
         spark.read.format("kafka")
         .options(**_consumer_options(servers, check_crcs))
         .option("assign", json.dumps({t: sorted(parts) for t, parts in ranges.items()}))
+        # Spark pools executors' consumers and their fetched records by group
+        # id, for minutes. Its default, a new group per read, left every
+        # batch's records in the pool until the heap ran out; one group keeps
+        # one consumer per partition. It is never joined: partitions are
+        # assigned and nothing is committed.
+        .option("kafka.group.id", "alertbench-batch-read")
         .option("startingOffsets", offsets(0))
         .option("endingOffsets", offsets(1))
         .load()
