@@ -232,6 +232,12 @@ def build_session(
         ).config("spark.jars.ivy", str(ivy))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    # The broker's batch reads of Kafka set one consumer group on purpose (see
+    # stream2raw.kafka_range); Spark would warn about it at every micro-batch.
+    log4j = spark._jvm.org.apache.logging.log4j
+    log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.sql.kafka010.KafkaSourceProvider", log4j.Level.ERROR
+    )
     if not jars:
         resolved = [
             j.removeprefix("file://").removeprefix("file:")
