@@ -20,7 +20,12 @@ from typing import Any
 
 from alertbench.alerts.schema import Schema
 from alertbench.alerts.wire import ALERT_ID_HEADER, SENT_HEADER
-from alertbench.broker.flatten import DETECTION_FIELD, alert_columns, alert_id_column
+from alertbench.broker.flatten import (
+    DETECTION_FIELD,
+    alert_columns,
+    alert_id_column,
+    detection_fields,
+)
 from alertbench.broker.raw2science import ROW_KEY
 from alertbench.errors import ConfigError
 
@@ -127,14 +132,10 @@ def alert_struct(schema: Schema):
 
     detection = DETECTION_FIELD.get(schema.survey.survey)
     parts = []
-    for f in schema.definition["fields"]:
-        name = f["name"]
+    for name in schema.field_names:
         if name == detection:
-            record = f["type"]
-            if isinstance(record, list):  # a nullable record
-                record = next(t for t in record if isinstance(t, dict))
             # The detection's fields that repeat a top-level one were kept once.
-            sub = [F.col(f"`{g['name']}`") for g in record["fields"]]
+            sub = [F.col(f"`{g}`") for g in detection_fields(schema)]
             parts.append(F.struct(*sub).alias(name))
         else:
             parts.append(F.col(f"`{name}`"))

@@ -18,6 +18,18 @@ ALERT_ID_COLUMNS = ("candid", "alertId", "diaSourceId")
 KAFKA_COLUMNS = ["topic", "partition", "offset", "kafka_time", "sent_time", "ingest_time"]
 
 
+def detection_fields(schema: Schema) -> list[str]:
+    """The field names of the survey's detection record (flattened into raw columns), in order."""
+    detection = DETECTION_FIELD.get(schema.survey.survey)
+    for f in schema.definition["fields"]:
+        if f["name"] == detection:
+            record = f["type"]
+            if isinstance(record, list):  # a nullable record
+                record = next(t for t in record if isinstance(t, dict))
+            return [g["name"] for g in record["fields"]]
+    return []
+
+
 def alert_columns(schema: Schema) -> list[tuple[str, str]]:
     """``(output column, expression path)`` of every raw alert column, in order.
 
@@ -29,16 +41,11 @@ def alert_columns(schema: Schema) -> list[tuple[str, str]]:
     detection = DETECTION_FIELD.get(schema.survey.survey)
     top = schema.field_names
     out = [(name, f"alert.`{name}`") for name in top if name != detection]
-    if detection in top:
-        fields = next(f for f in schema.definition["fields"] if f["name"] == detection)
-        record = fields["type"]
-        if isinstance(record, list):  # a nullable record
-            record = next(t for t in record if isinstance(t, dict))
-        taken = {name for name, _ in out}
-        for f in record["fields"]:
-            # candidate.candid repeats the top-level candid: keep one.
-            if f["name"] not in taken:
-                out.append((f["name"], f"alert.`{detection}`.`{f['name']}`"))
+    taken = {name for name, _ in out}
+    for name in detection_fields(schema):
+        # candidate.candid repeats the top-level candid: keep one.
+        if name not in taken:
+            out.append((name, f"alert.`{detection}`.`{name}`"))
     return out
 
 
