@@ -222,6 +222,7 @@ def routed(spark, frame, filters: list[Filter], schema: Schema, bodies=None):
     added = added_columns(frame.columns, schema)
     chosen = _chosen(frame, filters)
     key_col = "objectId" if "objectId" in frame.columns else frame.columns[0]
+    key = F.col(key_col).cast("string").cast("binary").alias("key")
     # The send time travels on as a header, so a timing consumer of the
     # distribution topics measures send -> distribution latency.
     sent_us = (
@@ -248,7 +249,7 @@ def routed(spark, frame, filters: list[Filter], schema: Schema, bodies=None):
     if bodies is None:
         body = to_avro(alert_struct(schema), json.dumps(schema.definition))
         rows = chosen.select(
-            F.col(key_col).cast("string").cast("binary").alias("key"),
+            key,
             F.concat(body, tail_bytes).alias("value"),
             headers.alias("headers"),
             F.col("_topics"),
@@ -257,7 +258,7 @@ def routed(spark, frame, filters: list[Filter], schema: Schema, bodies=None):
         # Only the narrow columns meet the 75 KB bodies, in a broadcast join.
         narrow = chosen.select(
             *ROW_KEY,
-            F.col(key_col).cast("string").cast("binary").alias("key"),
+            key,
             tail_bytes.alias("_tail"),
             headers.alias("headers"),
             F.col("_topics"),
