@@ -407,3 +407,39 @@ def test_broker_output_absolute(clean_config: Path) -> None:
     elsewhere = clean_config / "elsewhere" / "broker"
     s = _settings(run_dir=clean_config / "run", broker={"output": str(elsewhere)})
     assert broker_output(s) == elsewhere
+
+
+def test_offset_spans_of_staged_raw_files(tmp_path: Path) -> None:
+    """The Kafka offsets a fused batch re-reads: per topic and partition, first to last + 1."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from alertbench.broker.fused import offset_spans
+
+    rows = [("ztf", 0, 17), ("ztf", 0, 12), ("ztf", 3, 5), ("rubin", 1, 40)]
+    # Hive-partitioned by night as the broker stages them, with Spark's marker file.
+    for night, part in (("20231018", rows[:2]), ("20231019", rows[2:])):
+        folder = tmp_path / f"night={night}"
+        folder.mkdir()
+        table = pa.table(
+            {
+                "topic": [r[0] for r in part],
+                "partition": pa.array([r[1] for r in part], pa.int32()),
+                "offset": pa.array([r[2] for r in part], pa.int64()),
+                "candid": pa.array(range(len(part)), pa.int64()),
+            }
+        )
+        pq.write_table(table, folder / "part-0.parquet")
+    (tmp_path / "_SUCCESS").touch()
+    assert offset_spans(tmp_path) == {"ztf": {0: (12, 18), 3: (5, 6)}, "rubin": {1: (40, 41)}}
+
+
+def test_offset_spans_of_an_empty_batch(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from alertbench.broker.fused import offset_spans
+
+    schema = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64())])
+    pq.write_table(schema.empty_table(), tmp_path / "part-0.parquet")
+    assert offset_spans(tmp_path) == {}

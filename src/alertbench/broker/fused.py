@@ -18,21 +18,38 @@ from alertbench.broker.sink import BatchSink
 from alertbench.broker.stream2raw import kafka_range, stage_raw, start_kafka_query
 
 
-def _bodies(spark, raw, plan: DecodePlan, servers: str, check_crcs: bool):
-    """:data:`ROW_KEY` and the original Avro body of the alerts in ``raw`` (None if none).
+def offset_spans(folder: Path) -> dict[str, dict[int, tuple[int, int]]]:
+    """``{topic: {partition: (first offset, last offset + 1)}}`` of the alerts in a Parquet folder.
 
-    A batch read of Kafka at the offsets that ``raw`` spans, not a second
-    scan of the micro-batch: Spark counts every scan of a micro-batch in its
+    Read on the driver with pyarrow, three small columns of the staged raw
+    files: a Spark aggregation would be one more job with a shuffle in
+    every micro-batch's fixed cost.
+    """
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(str(folder), format="parquet", partitioning="hive").to_table(
+        columns=["topic", "partition", "offset"]
+    )
+    spans = table.group_by(["topic", "partition"]).aggregate([("offset", "min"), ("offset", "max")])
+    ranges: dict[str, dict[int, tuple[int, int]]] = {}
+    for row in spans.to_pylist():
+        ranges.setdefault(row["topic"], {})[row["partition"]] = (
+            row["offset_min"],
+            row["offset_max"] + 1,
+        )
+    return ranges
+
+
+def _bodies(spark, folder: Path, plan: DecodePlan, servers: str, check_crcs: bool):
+    """:data:`ROW_KEY` and the original Avro body of the alerts staged in ``folder`` (None if none).
+
+    A batch read of Kafka at the offsets that they span, not a second scan
+    of the micro-batch: Spark counts every scan of a micro-batch in its
     input rows.
     """
-    from pyspark.sql import functions as F
-
-    spans = raw.groupBy("topic", "partition").agg(F.min("offset"), F.max("offset")).collect()
-    if not spans:
+    ranges = offset_spans(folder)
+    if not ranges:
         return None
-    ranges: dict[str, dict[int, tuple[int, int]]] = {}
-    for topic, partition, first, last in spans:
-        ranges.setdefault(topic, {})[partition] = (first, last + 1)
     return kafka_range(spark, servers, ranges, check_crcs=check_crcs).select(
         *ROW_KEY, body_column(plan).alias(BODY)
     )
@@ -68,12 +85,13 @@ def process_batch(
         return
     sink.begin(batch_id)
     stage_raw(sink, df, batch_id, plan)
-    raw = spark.read.schema(raw_schema).parquet(str(sink.staged(batch_id, "raw")))
+    staged = sink.staged(batch_id, "raw")
+    raw = spark.read.schema(raw_schema).parquet(str(staged))
     # Small (ids and a few columns per alert), and its times must be the same in both outputs.
     added = science_columns(raw, cuts, modules)[0].cache()
     try:
         added.count()
-        bodies = _bodies(spark, raw, plan, servers, check_crcs) if filters else None
+        bodies = _bodies(spark, staged, plan, servers, check_crcs) if filters else None
         if bodies is not None:
             send_batch(spark, with_science(raw, added), filters, servers, plan.schema, bodies)
         sink.stage(batch_id, "science", with_science(raw, added), ["night"])

@@ -38,6 +38,11 @@ def _consumer_options(servers: str, check_crcs: bool) -> dict[str, str]:
         # ~1.5x faster here (2,500 -> 3,700 alerts/s on 2 cores).
         "kafka.receive.buffer.bytes": str(8 * 1024 * 1024),
         "kafka.max.poll.records": "2000",
+        # A live stream's every batch reads up to the newest offset, and each
+        # task then waited out the consumer's fetch.max.wait.ms (500 ms) for
+        # records not written yet: 550 ms per task for 3 alerts, 45 ms with
+        # 10 ms. A fused batch of 10 alerts took 5.4 s, now 3.4 s.
+        "kafka.fetch.max.wait.ms": "10",
         "kafka.check.crcs": str(check_crcs).lower(),
     }
 
