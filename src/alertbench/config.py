@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -80,6 +80,15 @@ class BrokerSettings(BaseModel):
     max_offsets_per_trigger: int | None = Field(
         None, description="Cap on Kafka records per micro-batch (back-pressure)."
     )
+    min_offsets_per_trigger: int | None = Field(
+        None,
+        ge=1,
+        description="A micro-batch waits for this many new Kafka records (e.g. a survey's "
+        "visit), at most max_trigger_delay_s.",
+    )
+    max_trigger_delay_s: float = Field(
+        10.0, gt=0, description="Longest wait for min_offsets_per_trigger records."
+    )
     check_crcs: bool = Field(
         False,
         description="Let the Kafka consumer verify record CRCs (costs ~25% of read speed; "
@@ -113,6 +122,15 @@ class BrokerSettings(BaseModel):
     spark_version: str = Field(
         "4.2.0", description="Version of the Kafka and Avro connectors (must match pyspark)."
     )
+
+    @model_validator(mode="after")
+    def _batch_bounds(self) -> BrokerSettings:
+        low, high = self.min_offsets_per_trigger, self.max_offsets_per_trigger
+        if low and high and low > high:
+            raise ValueError(
+                f"min_offsets_per_trigger ({low}) is above max_offsets_per_trigger ({high})"
+            )
+        return self
 
 
 class Settings(BaseSettings):

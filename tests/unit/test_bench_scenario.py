@@ -29,6 +29,8 @@ def test_lsst_nominal_is_rubins_cadence() -> None:
     assert (s.schedule, s.visit_alerts, s.visit_interval) == ("visits", 10_000, 37.0)
     peak = load_scenario("lsst-peak")
     assert (peak.visit_alerts, peak.visits) == (40_000, 1)
+    # The broker takes each visit in one micro-batch.
+    assert s.min_offsets_per_trigger == s.visit_alerts
 
 
 def test_overrides_apply_and_none_leaves_the_file_value() -> None:

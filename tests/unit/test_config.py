@@ -157,3 +157,21 @@ def test_flags_command_none_keeps_global_flag() -> None:
 def test_flags_command_nested_none_keeps_global_nested_flag() -> None:
     s = Flags(kafka={"heap": "5g"}).settings(kafka={"heap": None})
     assert s.kafka.heap == "5g"
+
+
+def test_batch_bounds_reach_sparks_kafka_source() -> None:
+    from alertbench.broker.stream2raw import limit_options
+
+    assert limit_options() == {}
+    assert limit_options(max_offsets=40) == {"maxOffsetsPerTrigger": "40"}
+    assert limit_options(None, 10_000, 2.5) == {
+        "minOffsetsPerTrigger": "10000",
+        "maxTriggerDelay": "2500ms",
+    }
+    s = load_settings(broker={"min_offsets_per_trigger": 10_000})
+    assert s.broker.max_trigger_delay_s == 10.0
+
+
+def test_batch_bounds_that_cross_are_refused() -> None:
+    with pytest.raises(ConfigError, match="min_offsets_per_trigger"):
+        load_settings(broker={"min_offsets_per_trigger": 500, "max_offsets_per_trigger": 100})

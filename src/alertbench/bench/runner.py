@@ -258,6 +258,7 @@ def bench_info(bench: Bench, embedded: bool, settings: Settings) -> dict[str, An
                 "mode": "fused" if s.fused else "staged",
                 "trigger": s.trigger,
                 "max_offsets_per_trigger": s.max_offsets_per_trigger,
+                "min_offsets_per_trigger": s.min_offsets_per_trigger,
                 "filters": bench.filters,
                 "modules": settings.broker.modules,
                 "cuts": settings.broker.cuts,
@@ -493,6 +494,9 @@ def _start_broker(bench: Bench, seg: Segment, topic: str, dist: dict[str, str], 
     }
     if s.max_offsets_per_trigger:
         config["broker"]["max_offsets_per_trigger"] = s.max_offsets_per_trigger
+    if s.min_offsets_per_trigger:
+        config["broker"]["min_offsets_per_trigger"] = s.min_offsets_per_trigger
+        config["broker"]["max_trigger_delay_s"] = s.max_trigger_delay_s
     if bench.settings.java_home:
         config["java_home"] = str(bench.settings.java_home)
     path = seg_dir / "alertbench.toml"

@@ -68,6 +68,13 @@ class Scenario(BaseModel):
     cores: int = Field(2, ge=1, description="Spark cores: local[N] (ignored with --master).")
     trigger: str = "1 second"
     max_offsets_per_trigger: int | None = None
+    min_offsets_per_trigger: int | None = Field(
+        None,
+        ge=1,
+        description="A micro-batch waits for this many alerts (a visit), at most "
+        "max_trigger_delay_s.",
+    )
+    max_trigger_delay_s: float = Field(10.0, gt=0)
     filters: dict[str, str] = Field(
         default_factory=dict, description="Topic -> filter; the broker's defaults when empty."
     )

@@ -113,6 +113,8 @@ def start(
     modules: list[ScienceModule],
     filters: list[Filter],
     max_offsets: int | None = None,
+    min_offsets: int | None = None,
+    max_trigger_delay_s: float | None = None,
     check_crcs: bool = False,
 ):
     """Start the fused query.
@@ -143,5 +145,7 @@ def start(
         out=out,
         trigger=trigger,
         max_offsets=max_offsets,
+        min_offsets=min_offsets,
+        max_trigger_delay_s=max_trigger_delay_s,
         check_crcs=check_crcs,
     )

@@ -129,6 +129,8 @@ def run_broker(
         "out": out,
         "trigger": b.trigger,
         "max_offsets": b.max_offsets_per_trigger,
+        "min_offsets": b.min_offsets_per_trigger,
+        "max_trigger_delay_s": b.max_trigger_delay_s,
         "check_crcs": b.check_crcs,
     }
     if fused:

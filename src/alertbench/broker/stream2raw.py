@@ -47,30 +47,62 @@ def _consumer_options(servers: str, check_crcs: bool) -> dict[str, str]:
     }
 
 
+def limit_options(
+    max_offsets: int | None = None,
+    min_offsets: int | None = None,
+    max_trigger_delay_s: float | None = None,
+) -> dict[str, str]:
+    """Options of Spark's Kafka source that size each micro-batch.
+
+    Parameters
+    ----------
+    max_offsets : int, optional
+        At most this many records per batch (back-pressure).
+    min_offsets : int, optional
+        Wait for this many new records before a batch starts, but not longer
+        than ``max_trigger_delay_s`` since the last trigger. A survey's visit
+        then makes one batch instead of a few alerts and the rest: each batch
+        costs seconds whatever its size, and the whole visit waits for both.
+    max_trigger_delay_s : float, optional
+        The longest a batch waits for ``min_offsets`` (Spark's default: 15 minutes).
+    """
+    options = {}
+    if max_offsets:
+        options["maxOffsetsPerTrigger"] = str(max_offsets)
+    if min_offsets:
+        options["minOffsetsPerTrigger"] = str(min_offsets)
+        if max_trigger_delay_s is not None:
+            options["maxTriggerDelay"] = f"{round(max_trigger_delay_s * 1000)}ms"
+    return options
+
+
 def kafka_source(
     spark,
     servers: str,
     topics: list[str],
     *,
     max_offsets: int | None = None,
+    min_offsets: int | None = None,
+    max_trigger_delay_s: float | None = None,
     check_crcs: bool = False,
 ):
     """The streaming Kafka source (earliest offsets, headers included).
 
     Parameters
     ----------
+    max_offsets, min_offsets, max_trigger_delay_s
+        The size of each micro-batch (see :func:`limit_options`).
     check_crcs : bool
         Let the consumer verify each record batch's CRC32C (see :func:`_consumer_options`).
     """
-    reader = (
+    return (
         spark.readStream.format("kafka")
         .options(**_consumer_options(servers, check_crcs))
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", "earliest")
+        .options(**limit_options(max_offsets, min_offsets, max_trigger_delay_s))
+        .load()
     )
-    if max_offsets:
-        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
-    return reader.load()
 
 
 def kafka_range(
@@ -179,6 +211,8 @@ def start_kafka_query(
     out: Path,
     trigger: str,
     max_offsets: int | None = None,
+    min_offsets: int | None = None,
+    max_trigger_delay_s: float | None = None,
     check_crcs: bool = False,
 ):
     """Start query ``name``: Kafka micro-batches to ``handle(df, batch_id)``, checkpointed.
@@ -188,7 +222,15 @@ def start_kafka_query(
     pyspark.sql.streaming.StreamingQuery
     """
     return (
-        kafka_source(spark, servers, topics, max_offsets=max_offsets, check_crcs=check_crcs)
+        kafka_source(
+            spark,
+            servers,
+            topics,
+            max_offsets=max_offsets,
+            min_offsets=min_offsets,
+            max_trigger_delay_s=max_trigger_delay_s,
+            check_crcs=check_crcs,
+        )
         .writeStream.queryName(name)
         .foreachBatch(handle)
         .option("checkpointLocation", str(out.resolve() / "checkpoints" / name))
@@ -206,6 +248,8 @@ def start(
     out: Path,
     trigger: str,
     max_offsets: int | None = None,
+    min_offsets: int | None = None,
+    max_trigger_delay_s: float | None = None,
     check_crcs: bool = False,
 ):
     """Start the stream2raw query.
@@ -224,5 +268,7 @@ def start(
         out=out,
         trigger=trigger,
         max_offsets=max_offsets,
+        min_offsets=min_offsets,
+        max_trigger_delay_s=max_trigger_delay_s,
         check_crcs=check_crcs,
     )
