@@ -74,7 +74,9 @@ class Scenario(BaseModel):
         description="A micro-batch waits for this many alerts (a visit), at most "
         "max_trigger_delay_s.",
     )
-    max_trigger_delay_s: float = Field(10.0, gt=0)
+    max_trigger_delay_s: float = Field(
+        10.0, gt=0, description="Longest wait for min_offsets_per_trigger alerts."
+    )
     filters: dict[str, str] = Field(
         default_factory=dict, description="Topic -> filter; the broker's defaults when empty."
     )
