@@ -122,8 +122,7 @@ def raw_batch(out: Path, plan):
 
 def count_rows(spark, work: Path, name: str, runs: int) -> int:
     """Rows in the raw Parquet of each run of contender ``name`` (each must hold them all)."""
-    counts = {spark.read.parquet(str(work / f"{name}-{i}" / "raw")).count() for i in range(runs)}
-    return counts.pop() if len(counts) == 1 else min(counts)
+    return min(spark.read.parquet(str(work / f"{name}-{i}" / "raw")).count() for i in range(runs))
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -60,6 +60,36 @@ class KafkaSettings(BaseModel):
     )
 
 
+# The size of a micro-batch, set in [broker] or by a benchmark scenario.
+MinOffsetsPerTrigger = Annotated[
+    int | None,
+    Field(
+        None,
+        ge=1,
+        description="A micro-batch waits for this many new Kafka records (e.g. a survey's "
+        "visit), at most max_trigger_delay_s.",
+    ),
+]
+MaxTriggerDelay = Annotated[
+    float, Field(10.0, gt=0, description="Longest wait for min_offsets_per_trigger records.")
+]
+
+
+def check_batch_bounds(min_offsets: int | None, max_offsets: int | None) -> None:
+    """Refuse a micro-batch minimum above its maximum (Spark's Kafka source would fail later).
+
+    Raises
+    ------
+    ValueError
+        If both are set and ``min_offsets > max_offsets``.
+    """
+    if min_offsets and max_offsets and min_offsets > max_offsets:
+        raise ValueError(
+            f"min_offsets_per_trigger ({min_offsets}) is above "
+            f"max_offsets_per_trigger ({max_offsets})"
+        )
+
+
 class BrokerSettings(BaseModel):
     """The Spark alert broker."""
 
@@ -80,15 +110,8 @@ class BrokerSettings(BaseModel):
     max_offsets_per_trigger: int | None = Field(
         None, description="Cap on Kafka records per micro-batch (back-pressure)."
     )
-    min_offsets_per_trigger: int | None = Field(
-        None,
-        ge=1,
-        description="A micro-batch waits for this many new Kafka records (e.g. a survey's "
-        "visit), at most max_trigger_delay_s.",
-    )
-    max_trigger_delay_s: float = Field(
-        10.0, gt=0, description="Longest wait for min_offsets_per_trigger records."
-    )
+    min_offsets_per_trigger: MinOffsetsPerTrigger
+    max_trigger_delay_s: MaxTriggerDelay
     check_crcs: bool = Field(
         False,
         description="Let the Kafka consumer verify record CRCs (costs ~25% of read speed; "
@@ -125,11 +148,7 @@ class BrokerSettings(BaseModel):
 
     @model_validator(mode="after")
     def _batch_bounds(self) -> BrokerSettings:
-        low, high = self.min_offsets_per_trigger, self.max_offsets_per_trigger
-        if low and high and low > high:
-            raise ValueError(
-                f"min_offsets_per_trigger ({low}) is above max_offsets_per_trigger ({high})"
-            )
+        check_batch_bounds(self.min_offsets_per_trigger, self.max_offsets_per_trigger)
         return self
 
 

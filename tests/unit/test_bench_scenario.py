@@ -50,6 +50,17 @@ def test_bad_field_names_the_file_and_field(tmp_path: Path) -> None:
         load_scenario(str(path))
 
 
+def test_batch_bounds_that_cross_are_refused_in_the_scenario(tmp_path: Path) -> None:
+    # Refused when the scenario loads, not later in the broker's log.
+    path = tmp_path / "cross.toml"
+    path.write_text(
+        'name = "cross"\nvisits = 1\nmin_offsets_per_trigger = 500\nmax_offsets_per_trigger = 100\n'
+    )
+    with pytest.raises(ConfigError, match=r"cross\.toml: .*min_offsets_per_trigger \(500\)"):
+        load_scenario(str(path))
+    assert load_scenario("lsst-nominal").max_trigger_delay_s == 10.0
+
+
 def test_unknown_key_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "typo.toml"
     path.write_text('name = "typo"\nvisits = 1\nvisit_size = 10\n')

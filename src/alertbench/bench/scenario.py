@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from alertbench.config import MaxTriggerDelay, MinOffsetsPerTrigger, check_batch_bounds
 from alertbench.errors import ConfigError
 
 
@@ -68,15 +69,8 @@ class Scenario(BaseModel):
     cores: int = Field(2, ge=1, description="Spark cores: local[N] (ignored with --master).")
     trigger: str = "1 second"
     max_offsets_per_trigger: int | None = None
-    min_offsets_per_trigger: int | None = Field(
-        None,
-        ge=1,
-        description="A micro-batch waits for this many alerts (a visit), at most "
-        "max_trigger_delay_s.",
-    )
-    max_trigger_delay_s: float = Field(
-        10.0, gt=0, description="Longest wait for min_offsets_per_trigger alerts."
-    )
+    min_offsets_per_trigger: MinOffsetsPerTrigger
+    max_trigger_delay_s: MaxTriggerDelay
     filters: dict[str, str] = Field(
         default_factory=dict, description="Topic -> filter; the broker's defaults when empty."
     )
@@ -101,6 +95,7 @@ class Scenario(BaseModel):
             raise ValueError("a scaling scenario needs [sweep] partitions, producers or cores")
         if self.kind == "stream" and self.schedule == "visits" and self.visits is None:
             raise ValueError("a visits schedule needs visits = N")
+        check_batch_bounds(self.min_offsets_per_trigger, self.max_offsets_per_trigger)
         return self
 
 
