@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import fastavro
@@ -271,6 +273,49 @@ def test_restart_mid_stream_loses_and_duplicates_nothing(single_kafka, alert_fil
     want = {a.record["candid"] for a in AlertReader().read(files)}
     assert len(raw) == 200
     assert set(raw["candid"]) == want
+
+
+def test_a_batch_waits_for_min_offsets_per_trigger(single_kafka, alert_files, tmp_path):
+    """Alerts that arrive in two parts make one micro-batch once the minimum is there."""
+    topic = "e2e-min-offsets"
+    create_topic(single_kafka.bootstrap, topic, partitions=2)
+    files = alert_files[:60]
+    values = [(None, f.read_bytes()) for f in files]
+    # The broker learns the stream's schema from its first message; Spark's
+    # first trigger never waits, so that message makes a batch of its own.
+    produce(single_kafka.bootstrap, topic, values[:1])
+    progress = tmp_path / "broker" / "progress.jsonl"
+
+    def batches() -> list[int]:
+        lines = progress.read_text().splitlines() if progress.exists() else []
+        return [r["rows"] for r in map(json.loads, lines) if r.get("rows")]
+
+    def feed() -> None:
+        deadline = time.time() + 240
+        while not batches() and time.time() < deadline:
+            time.sleep(0.5)
+        # Half of the rest, several triggers, then the other half.
+        produce(single_kafka.bootstrap, topic, values[1:30])
+        time.sleep(5)
+        produce(single_kafka.bootstrap, topic, values[30:])
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    settings = broker_settings(tmp_path, topic, min_offsets_per_trigger=59, max_trigger_delay_s=120)
+    result = run_broker(
+        settings,
+        servers=single_kafka.bootstrap,
+        stages=["stream2raw"],
+        stop_after_rows=60,
+        timeout=300,
+    )
+    feeder.join(timeout=60)
+    assert result.rows["stream2raw"] == 60
+    assert batches() == [1, 59], "the 29 alerts of the first half waited for the rest"
+    from pyspark.sql import SparkSession
+
+    raw = SparkSession.getActiveSession().read.parquet(str(tmp_path / "broker" / "raw")).toPandas()
+    assert sorted(raw["candid"]) == sorted(a.record["candid"] for a in AlertReader().read(files))
 
 
 def test_rubin_alerts_in_confluent_format_go_through_stream2raw(single_kafka, tmp_path):
