@@ -41,18 +41,25 @@ def root(
     ctx: typer.Context,
     run_dir: Annotated[
         Path | None,
-        typer.Option(help="Runtime state: node data, logs, PIDs \\[default: ./.alertbench]."),
+        typer.Option(
+            help="Runtime state: node data, logs, PIDs \\[default: ./.alertbench].",
+            resolve_path=True,
+        ),
     ] = None,
     cache_dir: Annotated[
-        Path | None, typer.Option(help="Downloads kept across runs (Kafka jars, Maven).")
+        Path | None,
+        typer.Option(help="Downloads kept across runs (Kafka jars, Maven).", resolve_path=True),
     ] = None,
-    java_home: Annotated[Path | None, typer.Option(help="JDK >= 17 to use.")] = None,
+    java_home: Annotated[
+        Path | None, typer.Option(help="JDK >= 17 to use.", resolve_path=True)
+    ] = None,
     inventory: Annotated[
         Path | None,
         typer.Option(
             "--inventory",
             "-i",
             help="The cluster's hosts (TOML or 'IP NAME' lines); see `kafka up`, `spark up`.",
+            resolve_path=True,
         ),
     ] = None,
     version: Annotated[

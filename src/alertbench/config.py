@@ -4,13 +4,19 @@ Values are layered, later wins: built-in defaults < ``alertbench.toml`` (in the
 working directory, or the file named by ``ALERTBENCH_CONFIG``) < ``ALERTBENCH_*``
 environment variables (nested with ``__``, e.g. ``ALERTBENCH_KAFKA__VERSION``)
 < command-line flags.
+
+Every path is made absolute where it enters: a relative path in the TOML file
+is relative to that file's folder, one from the environment, a flag or a
+default to the working directory (``broker.output`` alone is relative to the
+run dir). Child processes, state files and generated configs so only ever see
+absolute paths, whatever folder they run in.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import platformdirs
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -27,6 +33,11 @@ CONFIG_FILE_ENV = "ALERTBENCH_CONFIG"
 DEFAULT_CONFIG_FILE = "alertbench.toml"
 
 KafkaMode = Literal["kraft", "zookeeper"]
+
+# Paths that are not relative to the working directory or the TOML file's folder.
+RUN_DIR_RELATIVE = {("broker", "output")}
+# A folder, or a URL that is left as it is.
+FOLDER_OR_URL = {("broker", "schema_registry")}
 
 
 class KafkaSettings(BaseModel):
@@ -194,6 +205,12 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
 
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        # The TOML source anchored its own paths already; the rest are the cwd's.
+        _anchor_model(self, Path.cwd())
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -205,16 +222,67 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Order the sources: flags > environment > TOML file > defaults."""
         toml_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
-        return (
-            init_settings,
-            env_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
-        )
+        return (init_settings, env_settings, _TomlFileSource(settings_cls, toml_file=toml_file))
 
     @property
     def kafka_state_dir(self) -> Path:
         """Folder holding the local Kafka cluster's nodes and state file."""
         return self.run_dir / "kafka"
+
+
+def _anchor(value: Any, base: Path, where: tuple[str, ...]) -> Any:
+    """``value`` made absolute against ``base`` if it is a relative path of field ``where``."""
+    if value is None or where in RUN_DIR_RELATIVE:
+        return value
+    if where in FOLDER_OR_URL:
+        if "://" in str(value):
+            return value
+        return os.path.abspath(base / Path(str(value)).expanduser())
+    if isinstance(value, str | Path):
+        return Path(os.path.abspath(base / Path(value).expanduser()))
+    return value
+
+
+def _is_path(annotation: Any) -> bool:
+    return annotation is Path or Path in get_args(annotation)
+
+
+def _anchor_model(model: BaseModel, base: Path, where: tuple[str, ...] = ()) -> None:
+    """Make every path field of ``model`` (and of its sections) absolute against ``base``."""
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        here = (*where, name)
+        if isinstance(value, BaseModel):
+            _anchor_model(value, base, here)
+        elif _is_path(field.annotation) or here in FOLDER_OR_URL:
+            anchored = _anchor(value, base, here)
+            if anchored != value:
+                object.__setattr__(model, name, anchored)
+
+
+def _anchor_data(model: type[BaseModel], data: dict[str, Any], base: Path, where=()) -> dict:
+    """Raw TOML data with the path fields of ``model`` made absolute against ``base``."""
+    out = dict(data)
+    for name, field in model.model_fields.items():
+        if name not in out:
+            continue
+        here = (*where, name)
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            if isinstance(out[name], dict):
+                out[name] = _anchor_data(nested, out[name], base, here)
+        elif _is_path(nested) or here in FOLDER_OR_URL:
+            out[name] = _anchor(out[name], base, here)
+    return out
+
+
+class _TomlFileSource(TomlConfigSettingsSource):
+    """The TOML layer, with relative paths taken from the file's own folder."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        folder = Path(os.path.abspath(Path(self.toml_file_path).parent))  # type: ignore[arg-type]
+        return _anchor_data(self.settings_cls, data, folder)
 
 
 def load_settings(**flags: Any) -> Settings:

@@ -17,7 +17,7 @@ def measured_run(alerts_per_s: float = 100.0, broker_cpu: float = 200.0) -> dict
     return {
         "run_id": "r1",
         "machine": {"cores": 2},
-        "producer": {"alerts": 10_000, "mb": 820.0, "mb_per_s": 8.2, "alerts_per_s": 100.0},
+        "producer": {"alerts": 10_000, "mb": 820.0, "average_mb_per_s": 8.2, "mb_per_s": 41.0},
         "throughput": {"alerts_per_s": alerts_per_s},
         "resources": {
             "broker": {"cpu_mean": broker_cpu, "cpu_max": 250.0, "rss_max_mb": 900.0},
@@ -101,7 +101,7 @@ def test_missing_inputs_are_reported_not_crashed_on() -> None:
     assert set(model["missing"]) == {
         "throughput.alerts_per_s",
         "resources.broker.cpu_mean",
-        "producer.mb_per_s",
+        "producer.average_mb_per_s",
         "resources.kafka.cpu_mean",
         "producer.mb",
         "producer.alerts",

@@ -311,3 +311,38 @@ def test_format_value(value: Any, text: str) -> None:
 )
 def test_verdict_status(value: Any, share: float | None, holds: bool | None) -> None:
     assert verdict_status(value, share=share) is holds
+
+
+def test_producer_rate_counts_only_the_time_spent_sending() -> None:
+    from alertbench.bench.collect import sending_seconds
+
+    # Two visits of 2 s each, 37 s apart: 4 s of sending, not 39.
+    visits = [
+        {"due": 100.0, "lateness_s": 0.5, "ack_s": 2.0},
+        {"due": 137.0, "lateness_s": 0.0, "ack_s": 2.0},
+    ]
+    assert sending_seconds(visits) == pytest.approx(4.0)
+    # A visit that overruns into the next is not counted twice: [0, 5] U [3, 6] = 6 s.
+    overlap = [
+        {"due": 0.0, "lateness_s": 0.0, "ack_s": 5.0},
+        {"due": 3.0, "lateness_s": 0.0, "ack_s": 3.0},
+    ]
+    assert sending_seconds(overlap) == pytest.approx(6.0)
+    assert sending_seconds([]) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "—"),
+        (0.0123456, "12 ms"),
+        (0.9994, "999 ms"),
+        (1.0, "1.0 s"),
+        (15.638291, "15.6 s"),
+        (1234.5, "1,234.5 s"),
+    ],
+)
+def test_summary_durations_are_read_at_a_sensible_precision(value: Any, text: str) -> None:
+    from alertbench.bench.cli import seconds
+
+    assert seconds(value) == text

@@ -20,8 +20,8 @@ def test_defaults() -> None:
     assert s.kafka.nodes == 1
     assert s.kafka.heap == "512m"
     assert s.kafka.maven_repository == "https://repo1.maven.org/maven2"
-    assert s.run_dir == Path(".alertbench")
-    assert s.kafka_state_dir == Path(".alertbench") / "kafka"
+    assert s.run_dir == Path.cwd() / ".alertbench"
+    assert s.kafka_state_dir == Path.cwd() / ".alertbench" / "kafka"
     assert s.alerts is None
 
 
@@ -30,7 +30,7 @@ def test_toml_in_working_directory_overrides_defaults(tmp_path: Path) -> None:
         'run_dir = "from-toml"\n[kafka]\nheap = "1g"\nnodes = 3\n'
     )
     s = load_settings()
-    assert s.run_dir == Path("from-toml")
+    assert s.run_dir == Path.cwd() / "from-toml"
     assert s.kafka.heap == "1g"
     assert s.kafka.nodes == 3
     # Keys the file does not set keep their defaults.
@@ -55,7 +55,7 @@ def test_env_overrides_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("ALERTBENCH_RUN_DIR", "from-env")
     s = load_settings()
     assert s.kafka.heap == "2g"
-    assert s.run_dir == Path("from-env")
+    assert s.run_dir == Path.cwd() / "from-env"
 
 
 def test_env_nested_int_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,7 +78,7 @@ def test_none_flag_does_not_override_lower_layers(
     (tmp_path / "alertbench.toml").write_text('run_dir = "from-toml"\n[kafka]\nnodes = 3\n')
     monkeypatch.setenv("ALERTBENCH_KAFKA__HEAP", "2g")
     s = load_settings(run_dir=None, kafka={"heap": None, "nodes": None, "version": "3.9.2"})
-    assert s.run_dir == Path("from-toml")
+    assert s.run_dir == Path.cwd() / "from-toml"
     assert s.kafka.heap == "2g"
     assert s.kafka.nodes == 3
     assert s.kafka.version == "3.9.2"
@@ -129,7 +129,7 @@ def test_invalid_toml_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_flags_merge_global_and_command_flags() -> None:
     flags = Flags(run_dir=Path("global-run"), kafka={"version": "3.9.2", "heap": "1g"})
     s = flags.settings(kafka={"heap": "2g", "nodes": 3})
-    assert s.run_dir == Path("global-run")
+    assert s.run_dir == Path.cwd() / "global-run"
     assert s.kafka.version == "3.9.2"  # from the global nested flags
     assert s.kafka.heap == "2g"  # the command's flag wins
     assert s.kafka.nodes == 3
@@ -142,7 +142,7 @@ def test_flags_merge_global_and_command_flags() -> None:
 
 def test_flags_command_dict_on_top_of_no_global_section() -> None:
     s = Flags(cache_dir=Path("c")).settings(kafka={"mode": "zookeeper", "version": None})
-    assert s.cache_dir == Path("c")
+    assert s.cache_dir == Path.cwd() / "c"
     assert s.kafka.mode == "zookeeper"
     assert s.kafka.version == "4.3.1"
 
@@ -151,7 +151,7 @@ def test_flags_command_none_keeps_global_flag() -> None:
     # None means "not given" (load_settings docstring), so a command that does not
     # set a flag must let the global one of the same name show through.
     s = Flags(run_dir=Path("global-run")).settings(run_dir=None)
-    assert s.run_dir == Path("global-run")
+    assert s.run_dir == Path.cwd() / "global-run"
 
 
 def test_flags_command_nested_none_keeps_global_nested_flag() -> None:
@@ -175,3 +175,43 @@ def test_batch_bounds_reach_sparks_kafka_source() -> None:
 def test_batch_bounds_that_cross_are_refused() -> None:
     with pytest.raises(ConfigError, match="min_offsets_per_trigger"):
         load_settings(broker={"min_offsets_per_trigger": 500, "max_offsets_per_trigger": 100})
+
+
+def test_paths_in_a_toml_file_are_relative_to_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "alertbench.toml").write_text(
+        'run_dir = "state"\nalerts = "nights/20231018"\ninventory = "../hosts.toml"\n'
+        '[broker]\ncatalogue = "cat.csv"\nschema_registry = "schemas"\noutput = "out"\n'
+        '[kafka]\nhome = "~/kafka"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("ALERTBENCH_CONFIG", "../conf/alertbench.toml")
+    s = load_settings()
+    assert s.run_dir == conf / "state"
+    assert s.alerts == conf / "nights" / "20231018"
+    assert s.inventory == tmp_path / "hosts.toml"
+    assert s.broker.catalogue == conf / "cat.csv"
+    assert s.broker.schema_registry == str(conf / "schemas")
+    assert s.kafka.home == Path.home() / "kafka"
+    # The broker's output stays relative: it lives under the run dir, wherever that is.
+    assert s.broker.output == Path("out")
+
+
+def test_paths_from_env_and_flags_are_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALERTBENCH_ALERTS", "alerts")
+    monkeypatch.setenv("ALERTBENCH_BROKER__CATALOGUE", "sub/cat.parquet")
+    monkeypatch.setenv("ALERTBENCH_BROKER__SCHEMA_REGISTRY", "http://registry:8081")
+    s = load_settings(run_dir=Path("runs/../run"), java_home="jdk")
+    assert s.alerts == tmp_path / "alerts"
+    assert s.broker.catalogue == tmp_path / "sub" / "cat.parquet"
+    assert s.run_dir == tmp_path / "run"
+    assert s.java_home == tmp_path / "jdk"
+    assert s.broker.schema_registry == "http://registry:8081"  # a URL is not a path
+    assert all(p.is_absolute() for p in (s.cache_dir, s.data_dir, s.kafka_state_dir))

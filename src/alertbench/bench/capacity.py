@@ -162,7 +162,7 @@ def _measured(results: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[
         for path in (
             "throughput.alerts_per_s",
             "resources.broker.cpu_mean",
-            "producer.mb_per_s",
+            "producer.average_mb_per_s",
             "resources.kafka.cpu_mean",
             "producer.mb",
             "producer.alerts",
@@ -175,7 +175,7 @@ def _measured(results: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[
         notes, inputs, "throughput.alerts_per_s", "resources.broker.cpu_mean", "Spark", "Broker"
     )
     kafka_cores, kafka_per_core = _per_core(
-        notes, inputs, "producer.mb_per_s", "resources.kafka.cpu_mean", "Kafka", "Kafka"
+        notes, inputs, "producer.average_mb_per_s", "resources.kafka.cpu_mean", "Kafka", "Kafka"
     )
 
     # MB -> KB: both decimal, as the producer counts them.
@@ -190,7 +190,7 @@ def _measured(results: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[
         "broker_cpu_mean": _rounded(inputs["resources.broker.cpu_mean"]),
         "broker_cores": _rounded(broker_cores),
         "spark_alerts_per_s_per_core": _rounded(spark_per_core),
-        "producer_mb_per_s": _rounded(inputs["producer.mb_per_s"]),
+        "producer_mb_per_s": _rounded(inputs["producer.average_mb_per_s"]),
         "kafka_cpu_mean": _rounded(inputs["resources.kafka.cpu_mean"]),
         "kafka_cores": _rounded(kafka_cores),
         "kafka_mb_per_s_per_core": _rounded(kafka_per_core),

@@ -22,12 +22,17 @@ bench_app = typer.Typer(
 def run(
     ctx: typer.Context,
     scenario: Annotated[str, typer.Argument(help="A shipped scenario name or a .toml file.")],
-    out: Annotated[Path, typer.Option(help="Folder that receives the run directory.")] = Path(
-        "bench-results"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="Folder that receives the run directory.", resolve_path=True)
+    ] = Path("bench-results"),
     alerts: Annotated[
         list[str] | None,
-        typer.Option("--alerts", "-a", help="Alert files or folders \\[ALERTBENCH_ALERTS]."),
+        typer.Option(
+            "--alerts",
+            "-a",
+            help="Alert files, folders or globs "
+            "\\[default: ALERTBENCH_ALERTS, else the shipped sample].",
+        ),
     ] = None,
     bootstrap_servers: Annotated[
         str | None,
@@ -54,10 +59,10 @@ def run(
     ] = False,
 ) -> None:
     """Stand up Kafka and the broker, drive the scenario's load, measure, report."""
+    from alertbench.alerts.files import alert_sources
     from alertbench.bench.runner import run_bench
     from alertbench.bench.scenario import load_scenario
     from alertbench.broker.spark import resolve_master
-    from alertbench.errors import ConfigError
     from alertbench.kafka.local import inventory_of
 
     flags = ctx.find_root().obj if isinstance(ctx.find_root().obj, Flags) else Flags()
@@ -69,24 +74,29 @@ def run(
     # A local master is the scenario's to size (local[cores]).
     master = master or (None if configured.startswith("local") else configured)
     chosen = load_scenario(scenario, visits=visits, alerts=count)
-    sources = alerts or ([str(settings.alerts)] if settings.alerts else [])
-    if not sources:
-        raise ConfigError(
-            "no alerts to replay: give --alerts PATH or set ALERTBENCH_ALERTS (for example "
-            "to a folder fetched with `alertbench data fetch ztf`)."
-        )
+    sources = alert_sources(alerts, settings.alerts)
     console.print(f"[bold]{chosen.name}[/]: {chosen.description}")
+    console.print(sources.describe(), highlight=False)
     run_dir = run_bench(
         settings,
         chosen,
         out=out,
-        sources=sources,
+        sources=sources.paths,
         servers=bootstrap_servers,
         master=master,
         keep_data=keep_data,
         say=lambda m: console.print(f"[dim]…[/] {m}"),
     )
     show_summary(run_dir)
+
+
+def seconds(value: float | None) -> str:
+    """A duration for people: milliseconds below a second, else tenths of a second."""
+    if value is None:
+        return "—"
+    if abs(value) < 1:
+        return f"{value * 1e3:.0f} ms"
+    return f"{value:,.1f} s"
 
 
 def show_summary(run_dir: Path) -> None:
@@ -97,17 +107,18 @@ def show_summary(run_dir: Path) -> None:
     table = Table(title=f"{r['run_id']} ({r['status']})", show_header=False)
     lat = r["latency"]["distribution"] or {}
     raw = r["latency"]["raw"] or {}
+    prod = r["producer"]
     rows = [
         ("alerts sent", f"{r['integrity']['sent']:,}"),
         (
-            "producer",
-            f"{r['producer']['alerts_per_s']:,} alerts/s, {r['producer']['mb_per_s']} MB/s",
+            "producer, while sending",
+            f"{prod['alerts_per_s']:,.0f} alerts/s, {prod['mb_per_s']:,.1f} MB/s",
         ),
-        ("end to end", f"{r['throughput']['alerts_per_s'] or 0:,} alerts/s"),
-        ("latency to raw p50/p99", f"{raw.get('p50', '—')} / {raw.get('p99', '—')} s"),
+        ("end to end", f"{r['throughput']['alerts_per_s'] or 0:,.0f} alerts/s"),
+        ("latency to raw p50/p99", " / ".join(seconds(raw.get(k)) for k in ("p50", "p99"))),
         (
             "latency to topics p50/p99/max",
-            f"{lat.get('p50', '—')} / {lat.get('p99', '—')} / {lat.get('max', '—')} s",
+            " / ".join(seconds(lat.get(k)) for k in ("p50", "p99", "max")),
         ),
         ("integrity", "ok" if r["integrity"]["ok"] else "FAILED"),
     ]
@@ -129,7 +140,9 @@ def show_summary(run_dir: Path) -> None:
 
 
 @bench_app.command("report")
-def report(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.", resolve_path=True)],
+) -> None:
     """Rebuild a run's report.html from its results.json and series."""
     from alertbench.bench.report import render_report
 
@@ -138,8 +151,8 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) ->
 
 @bench_app.command("compare")
 def compare(
-    run_a: Annotated[Path, typer.Argument(help="First run directory.")],
-    run_b: Annotated[Path, typer.Argument(help="Second run directory.")],
+    run_a: Annotated[Path, typer.Argument(help="First run directory.", resolve_path=True)],
+    run_b: Annotated[Path, typer.Argument(help="Second run directory.", resolve_path=True)],
 ) -> None:
     """Print two runs side by side."""
     from alertbench.bench.compare import render_compare

@@ -348,6 +348,7 @@ def results(
     started = min((lo["started"] for lo in loads), default=t0)
     finished = max((lo["finished"] for lo in loads), default=t0)
     seconds = max(finished - started, 1e-9)
+    sending = max(sending_seconds(visits) or seconds, 1e-9)
     alerts = sum(lo["alerts"] for lo in loads)
     data_batches = [b for b in bats if b["rows"]]
     dist_lat = m["dist_latency"]
@@ -370,8 +371,11 @@ def results(
             "failed": sum(lo["failures"] for lo in loads),
             "mb": round(total_bytes / 1e6, 2),
             "seconds": round(seconds, 3),
-            "alerts_per_s": round(alerts / seconds, 1),
-            "mb_per_s": round(total_bytes / seconds / 1e6, 2),
+            "sending_s": round(sending, 3),
+            "alerts_per_s": round(alerts / sending, 1),
+            "mb_per_s": round(total_bytes / sending / 1e6, 2),
+            "average_alerts_per_s": round(alerts / seconds, 1),
+            "average_mb_per_s": round(total_bytes / seconds / 1e6, 2),
             "visits": len(visits),
             "visit_send_s": summary(v["send_s"] for v in visits),
             "lateness_s": summary(v["lateness_s"] for v in visits),
@@ -420,6 +424,23 @@ def results(
 
     out["capacity"] = capacity_model(out)
     return out
+
+
+def sending_seconds(visits: list[dict[str, Any]]) -> float:
+    """Seconds in which the producers were sending, without the idle gaps between visits.
+
+    The union of each visit's span from its first send (its due time plus its
+    lateness) to its last acknowledgement; zero without visits.
+    """
+    spans = sorted(
+        (v["due"] + v["lateness_s"], v["due"] + v["lateness_s"] + v["ack_s"]) for v in visits
+    )
+    total, end = 0.0, float("-inf")
+    for start, stop in spans:
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
 
 
 def write_results(run: Path, results: dict[str, Any]) -> Path:

@@ -18,7 +18,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from alertbench.alerts.files import AlertSourceError, find_alert_files, read_packet
+from alertbench.alerts.files import (
+    AlertSourceError,
+    alert_sources,
+    find_alert_files,
+    read_packet,
+)
 from alertbench.config import Flags, Settings
 from alertbench.errors import ConfigError
 from alertbench.kafka import local
@@ -109,7 +114,10 @@ def demo_command(
     ctx: typer.Context,
     alerts: Annotated[
         list[str] | None,
-        typer.Option(help="Alert files, folders or globs \\[default: ALERTBENCH_ALERTS]."),
+        typer.Option(
+            help="Alert files, folders or globs "
+            "\\[default: ALERTBENCH_ALERTS, else the shipped sample].",
+        ),
     ] = None,
     count: Annotated[int, typer.Option(help="How many alerts to stream.")] = 500,
     topic: Annotated[str, typer.Option(help="Topic to stream into.")] = "alertbench-demo",
@@ -118,14 +126,11 @@ def demo_command(
     """Start the embedded Kafka, stream real alerts through it and show what happened."""
     flags = ctx.find_root().obj if isinstance(ctx.find_root().obj, Flags) else Flags()
     settings = flags.settings()
-    sources = alerts or ([str(settings.alerts)] if settings.alerts else [])
-    if not sources:
-        raise ConfigError(
-            "no alerts given: pass --alerts PATH or set ALERTBENCH_ALERTS to a folder of "
-            ".avro alert files (e.g. a ZTF night from the public archive, unpacked)."
-        )
+    sources = alert_sources(alerts, settings.alerts)
+    if sources.sample:
+        console.print(sources.describe(), highlight=False)
     try:
-        files = find_alert_files(sources)[:count]
+        files = find_alert_files(sources.paths)[:count]
     except AlertSourceError as exc:
         raise ConfigError(str(exc)) from None
     started_here = False

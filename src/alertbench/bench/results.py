@@ -58,8 +58,13 @@ FIELDS: dict[str, str] = {
     "producer.failed": "Alerts whose delivery failed.",
     "producer.mb": "Megabytes acknowledged.",
     "producer.seconds": "First send to last acknowledgement.",
-    "producer.alerts_per_s": "Producer throughput in alerts/s.",
-    "producer.mb_per_s": "Producer throughput in MB/s.",
+    "producer.sending_s": "Seconds spent sending: each visit's first send to its last "
+    "acknowledgement, without the gaps between visits.",
+    "producer.alerts_per_s": "Producer throughput while sending, alerts/s (alerts / sending_s).",
+    "producer.mb_per_s": "Producer throughput while sending, MB/s.",
+    "producer.average_alerts_per_s": "Alerts / seconds: the average over the whole load, "
+    "gaps between visits included.",
+    "producer.average_mb_per_s": "MB / seconds, gaps included (what Kafka ingested on average).",
     "producer.visits": "Number of visits sent.",
     "producer.visit_send_s": "Percentiles of the time to send one visit.",
     "producer.lateness_s": "Percentiles of the visits' start lateness.",

@@ -39,6 +39,22 @@ from alertbench.simulator.run import SimulationOptions, load_alerts, simulate
 from alertbench.simulator.schedule import Schedule
 
 STATE_FILE = "bench-state.json"
+# [broker] settings a bench run hands on to the broker it starts; the input topic, wire
+# format, trigger, filters and outputs are the run's own.
+INHERITED_BROKER_SETTINGS = {
+    "modules",
+    "cuts",
+    "catalogue",
+    "check_crcs",
+    "parquet_compression",
+    "driver_memory",
+    "executor_memory",
+    "driver_host",
+    "shuffle_partitions",
+    "distribution_partitions",
+    "distribution_retention_ms",
+    "spark_version",
+}
 
 
 class BenchError(AlertbenchError):
@@ -128,14 +144,8 @@ def versions(settings: Settings) -> dict[str, Any]:
     from alertbench.java import find_java
 
     try:
-        java = subprocess.run(
-            [str(find_java(settings.java_home)), "-version"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        ).stderr.splitlines()[0]
-    except (AlertbenchError, OSError, IndexError):
+        java = find_java(settings.java_home).version
+    except AlertbenchError:
         java = None
     return {
         "alertbench": __version__,
@@ -182,7 +192,9 @@ def run_bench(
     from alertbench.kafka import local
 
     t0 = time.time()
-    run = Path(out) / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(t0))}-{scenario.name}"
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(t0))
+    # Children run in other folders: they are handed absolute paths only.
+    run = Path(os.path.abspath(out)) / f"{stamp}-{scenario.name}"
     (run / "series").mkdir(parents=True, exist_ok=False)
     (run / "scenario.json").write_text(scenario.model_dump_json(indent=2) + "\n")
     say(f"reading alerts from {', '.join(sources)}")
@@ -477,19 +489,22 @@ def _wait_processed(
 
 def _start_broker(bench: Bench, seg: Segment, topic: str, dist: dict[str, str], seg_dir: Path):
     s = bench.scenario
+    # The user's broker settings that do not depend on the run (paths are absolute already),
+    # then what the scenario and this segment decide.
+    inherited = bench.settings.broker.model_dump(
+        mode="json", include=INHERITED_BROKER_SETTINGS, exclude_none=True
+    )
     config = {
         "run_dir": str(seg_dir),
         "cache_dir": str(bench.settings.cache_dir),
         "kafka": {"bootstrap_servers": bench.servers},
         "broker": {
+            **inherited,
             "master": bench.master or f"local[{seg.cores}]",
             "topics": [topic],
             "trigger": s.trigger,
             "output": "broker",
             "filters": dist,
-            "modules": bench.settings.broker.modules,
-            "driver_memory": bench.settings.broker.driver_memory,
-            "distribution_partitions": bench.settings.broker.distribution_partitions,
         },
     }
     if s.max_offsets_per_trigger:

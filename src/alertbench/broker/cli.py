@@ -110,6 +110,7 @@ def spark_up(
             "-i",
             help="Deploy to these hosts over SSH (master on the spark-master host, a worker "
             "on each spark-worker host). Default: the global --inventory, if any.",
+            resolve_path=True,
         ),
     ] = None,
     workers: Annotated[int, typer.Option(help="Number of workers (here only).")] = 1,

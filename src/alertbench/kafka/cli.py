@@ -56,7 +56,8 @@ def fetch(
     ctx: typer.Context,
     version: VersionOpt = None,
     kafka_home: Annotated[
-        Path | None, typer.Option(help="Use this unpacked Kafka distribution instead.")
+        Path | None,
+        typer.Option(help="Use this unpacked Kafka distribution instead.", resolve_path=True),
     ] = None,
 ) -> None:
     """Resolve Apache Kafka and its dependencies from Maven Central into the cache."""
@@ -78,8 +79,12 @@ def fetch(
 @kafka_app.command("config")
 def config(
     ctx: typer.Context,
-    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Hosts file or TOML.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write into.")],
+    inventory: Annotated[
+        Path, typer.Option("--inventory", "-i", help="Hosts file or TOML.", resolve_path=True)
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write into.", resolve_path=True)
+    ],
     mode: ModeOpt = None,
     version: VersionOpt = None,
 ) -> None:
@@ -126,6 +131,7 @@ def up(
             "-i",
             help="The cluster's hosts (TOML or 'IP NAME' lines). Hosts that are not this "
             "machine are deployed to over SSH.",
+            resolve_path=True,
         ),
     ] = None,
 ) -> None:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from alertbench.alerts.files import alert_sources
 from alertbench.config import Flags
 from alertbench.errors import ConfigError
 from alertbench.simulator.run import SimulationOptions, load_alerts, simulate
@@ -38,13 +39,21 @@ def simulate_command(
     ] = None,
     alerts: Annotated[
         list[str] | None,
-        typer.Option("--alerts", "-a", help="Alert files, folders or globs \\[ALERTBENCH_ALERTS]."),
+        typer.Option(
+            "--alerts",
+            "-a",
+            help="Alert files, folders or globs "
+            "\\[default: ALERTBENCH_ALERTS, else the shipped sample].",
+        ),
     ] = None,
     wire: Annotated[
         str, typer.Option("--format", help="Wire format: ztf, schemaless or confluent.")
     ] = "ztf",
     schema: Annotated[
-        Path | None, typer.Option(help="Writer schema .avsc (bare-body sources; schemaless).")
+        Path | None,
+        typer.Option(
+            help="Writer schema .avsc (bare-body sources; schemaless).", resolve_path=True
+        ),
     ] = None,
     schema_registry: Annotated[
         str | None,
@@ -74,7 +83,8 @@ def simulate_command(
     key: Annotated[str, typer.Option(help="Message key: objectId or none.")] = "objectId",
     strict: Annotated[bool, typer.Option(help="Stop on the first unreadable file.")] = False,
     summary: Annotated[
-        Path | None, typer.Option(help="Write the JSON summary here \\[default: run dir].")
+        Path | None,
+        typer.Option(help="Write the JSON summary here \\[default: run dir].", resolve_path=True),
     ] = None,
 ) -> None:
     """Stream alerts into Kafka: survey visits, a rate, real-time replay or flat out."""
@@ -101,10 +111,13 @@ def simulate_command(
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    sources = alert_sources(alerts, settings.alerts)
+    if sources.sample:
+        console.print(sources.describe(), highlight=False)
     opts = SimulationOptions(
         servers=bootstrap_servers(settings),
         topic=topic_option or topic,
-        sources=alerts or ([str(settings.alerts)] if settings.alerts else []),
+        sources=sources.paths,
         wire=wire,
         schema=schema,
         registry=schema_registry,

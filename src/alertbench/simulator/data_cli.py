@@ -49,7 +49,12 @@ def fetch_ztf(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Folder to write into \\[default: DATA_DIR/ztf/NIGHT]."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder to write into \\[default: DATA_DIR/ztf/NIGHT].",
+            resolve_path=True,
+        ),
     ] = None,
 ) -> None:
     """Stream the first alerts of a public ZTF nightly archive, without the rest of the night."""
