@@ -63,7 +63,7 @@ def detect_survey(definition: dict[str, Any]) -> SurveyVersion:
     return SurveyVersion("unknown", "")
 
 
-def _zigzag(n: int) -> bytes:
+def zigzag(n: int) -> bytes:
     """Avro's variable-length zig-zag encoding of a long."""
     n = (n << 1) ^ (n >> 63)
     out = bytearray()
@@ -180,7 +180,7 @@ class Schema:
             buf = io.BytesIO()
             fastavro.writer(buf, self.parsed, [], sync_marker=self._sync)
             self._header = buf.getvalue()
-        return b"".join((self._header, _zigzag(1), _zigzag(len(body)), body, self._sync))
+        return b"".join((self._header, zigzag(1), zigzag(len(body)), body, self._sync))
 
     def tail_encoder(self, tail_fields: list[str]) -> TailEncoder:
         """An encoder that reuses the bytes of the record's last fields (see TailEncoder)."""

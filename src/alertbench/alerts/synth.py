@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alertbench.alerts.reader import alert_key
-from alertbench.alerts.schema import Schema, _zigzag
+from alertbench.alerts.schema import Schema, zigzag
 
 Path_ = tuple[str | int, ...]
 
@@ -128,7 +128,7 @@ def _clone_id(old: int, g: int) -> int:
     template id's length class keep the encoded length (so clones can be
     patched in place) and stay clear of the real ids below them.
     """
-    width = len(_zigzag(old))
+    width = len(zigzag(old))
     lo = 0 if width == 1 else 1 << (7 * (width - 1) - 1)
     hi = 1 << (7 * width - 1)
     return lo + 3 * (hi - lo) // 4 + g
@@ -138,9 +138,9 @@ def _encoded(kind: str, value: Any) -> bytes:
     if kind == "double":
         return struct.pack("<d", value)
     if kind == "long":
-        return _zigzag(value)
+        return zigzag(value)
     data = value.encode()
-    return _zigzag(len(data)) + data
+    return zigzag(len(data)) + data
 
 
 class Template:
