@@ -123,6 +123,11 @@ class BrokerSettings(BaseModel):
     )
     min_offsets_per_trigger: MinOffsetsPerTrigger
     max_trigger_delay_s: MaxTriggerDelay
+    decoder: Literal["jvm", "native"] = Field(
+        "jvm",
+        description="Where alerts are decoded into raw Parquet: jvm (Spark's from_avro) or "
+        "native (arrow-avro and pyarrow inside Spark tasks).",
+    )
     check_crcs: bool = Field(
         False,
         description="Let the Kafka consumer verify record CRCs (costs ~25% of read speed; "

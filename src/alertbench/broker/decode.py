@@ -48,6 +48,9 @@ class DecodePlan:
         ``ztf``: the full header length, sync marker included.
     schema_id : int
         ``confluent``: the id of ``schema``.
+    engine : str
+        ``jvm``: Spark's ``from_avro`` and row engine; ``native``: arrow-avro and
+        pyarrow inside Spark tasks (:mod:`alertbench.broker.raw`).
     """
 
     format: str
@@ -55,6 +58,7 @@ class DecodePlan:
     header_prefix: bytes = b""
     header_len: int = 0
     schema_id: int = -1
+    engine: str = "jvm"
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -110,6 +110,7 @@ def run_broker(
         schema_file=str(b.schema_file) if b.schema_file else None,
         registry=b.schema_registry,
     )
+    plan.engine = b.decoder
     survey = plan.schema.survey.survey
     say(f"stream: {plan.schema.name} ({plan.schema.survey})")
     raw_schema = stream2raw.raw_schema(spark, plan)

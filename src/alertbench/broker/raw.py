@@ -1,0 +1,227 @@
+"""Raw alerts in native code: Kafka records -> bodies -> Arrow -> raw Parquet, inside Spark tasks.
+
+The native counterpart of :mod:`alertbench.broker.stream2raw`'s JVM path.
+Spark's Kafka source hands each task its records as Arrow batches
+(``mapInArrow``); the task strips the wire framing, decodes the bodies with
+:mod:`alertbench.broker.avro`, flattens them into the raw columns
+(:func:`alertbench.broker.flatten.alert_columns`, the same as the JVM path)
+and writes Parquet with pyarrow into the micro-batch's staging folder. Messages
+whose framing or body does not fit go to the quarantine with their bytes,
+reason and Kafka coordinates; every other alert of the batch is written. The
+driver commits the staged files exactly once (:mod:`alertbench.broker.sink`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from alertbench.alerts.schema import Schema, zigzag
+from alertbench.alerts.wire import SENT_HEADER
+from alertbench.broker.decode import DecodePlan
+from alertbench.broker.flatten import DETECTION_FIELD, alert_columns, observation_jd_expr
+
+#: The Kafka columns a task reads from Spark's source.
+KAFKA_INPUT = ["value", "topic", "partition", "offset", "timestamp", "headers"]
+SUMMARY_SCHEMA = "rows long, quarantined long"
+_TS = pa.timestamp("us", tz="UTC")
+_DECODERS: dict[str, object] = {}
+
+
+def framing_reason(plan: DecodePlan) -> str:
+    """Why a message's framing does not fit the stream (the JVM path's words)."""
+    if plan.format == "ztf":
+        return "not a whole container file with the stream's schema header"
+    return f"not Confluent-framed with schema id {plan.schema_id}"
+
+
+def body_of(value: bytes | None, plan: DecodePlan) -> bytes | None:
+    """The Avro body of one message, or None when its framing does not fit the stream."""
+    if value is None:
+        return None
+    if plan.format == "schemaless":
+        return value
+    if plan.format == "confluent":
+        prefix = b"\x00" + plan.schema_id.to_bytes(4, "big")
+        return value[5:] if value[:5] == prefix else None
+    h = plan.header_len
+    # The stream's header, then one block (a count of 1, the body size, the
+    # body), then the sync marker the header ends with.
+    if len(value) <= h + 17 or not value.startswith(plan.header_prefix):
+        return None
+    if value[h - 16 : h] != value[-16:] or value[h : h + 1] != zigzag(1):
+        return None
+    for size_len in range(1, 6):
+        size = len(value) - h - 17 - size_len
+        if size >= 0 and zigzag(size) == value[h + 1 : h + 1 + size_len]:
+            return value[h + 1 + size_len : -16]
+    return None
+
+
+def _decoder(schema: Schema):
+    """One decoder per schema per Python worker (Spark reuses its workers)."""
+    from alertbench.broker.avro import ArrowDecoder
+
+    found = _DECODERS.get(schema.fingerprint)
+    if found is None:
+        found = _DECODERS[schema.fingerprint] = ArrowDecoder(schema)
+    return found
+
+
+def _sent_times(headers: pa.Array) -> pa.Array:
+    """The simulator's send time (µs since the epoch, a header) of each message, as timestamps."""
+    out: list[int | None] = []
+    for hs in headers.to_pylist():
+        value = next((h["value"] for h in hs or [] if h["key"] == SENT_HEADER), None)
+        try:
+            out.append(int(value) if value is not None else None)
+        except ValueError:
+            out.append(None)
+    return pa.array(out, pa.int64()).cast(_TS)
+
+
+def _night(table: pa.Table, schema: Schema) -> pa.Array:
+    """``yyyyMMdd`` (UTC) of each alert's observation, ``unknown`` without one."""
+    expr = observation_jd_expr(schema)
+    if expr == "jd":
+        jd = table["jd"]
+    elif expr.endswith("+ 2400000.5"):
+        jd = pc.add(table[expr.split(" ")[0]].cast(pa.float64()), 2400000.5)
+    else:
+        return pa.array(["unknown"] * table.num_rows)
+    micros = pc.multiply(pc.subtract(jd.cast(pa.float64()), 2440587.5), 86400e6)
+    ts = pc.cast(pc.floor(micros), pa.int64()).cast(_TS)
+    return pc.fill_null(pc.strftime(ts, format="%Y%m%d"), "unknown")
+
+
+def raw_table(alerts: pa.Table, kafka: pa.Table, schema: Schema, ingest_us: int) -> pa.Table:
+    """The raw rows: the alert columns (detection record flattened), Kafka's and times, night.
+
+    Parameters
+    ----------
+    alerts : pyarrow.Table
+        Decoded alerts (the writer schema's fields).
+    kafka : pyarrow.Table
+        ``topic, partition, offset, timestamp, headers`` of the same messages, in order.
+    schema : Schema
+        The writer schema.
+    ingest_us : int
+        The broker's ingest time, µs since the epoch.
+    """
+    detection = DETECTION_FIELD.get(schema.survey.survey)
+    names, arrays = [], []
+    for name, path in alert_columns(schema):
+        if path.startswith(f"alert.`{detection}`."):
+            struct = alerts[detection].combine_chunks()
+            arrays.append(pc.struct_field(struct, name))
+        else:
+            arrays.append(alerts[name])
+        names.append(name)
+    n = alerts.num_rows
+    names += ["topic", "partition", "offset", "kafka_time", "sent_time", "ingest_time"]
+    arrays += [
+        kafka["topic"],
+        kafka["partition"],
+        kafka["offset"],
+        kafka["timestamp"].cast(_TS),
+        _sent_times(kafka["headers"].combine_chunks()),
+        pa.array(np.full(n, ingest_us, dtype=np.int64)).cast(_TS),
+    ]
+    table = pa.table(dict(zip(names, arrays, strict=True)))
+    return table.append_column("night", _night(table, schema))
+
+
+def quarantine_table(kafka: pa.Table, reasons: list[str], now_us: int) -> pa.Table:
+    """Quarantine rows: the message bytes, why, where it was, when."""
+    return pa.table(
+        {
+            "value": kafka["value"],
+            "error": pa.array(reasons, pa.string()),
+            "topic": kafka["topic"],
+            "partition": kafka["partition"],
+            "offset": kafka["offset"],
+            "kafka_time": kafka["timestamp"].cast(_TS),
+            "quarantined_at": pa.array(np.full(kafka.num_rows, now_us, np.int64)).cast(_TS),
+        }
+    )
+
+
+def write_partitioned(table: pa.Table, folder: Path, name: str, compression: str) -> int:
+    """Write ``table`` under ``folder/night=X/name`` per night; returns the files written."""
+    written = 0
+    nights = pc.unique(table["night"]).to_pylist() if table.num_rows else []
+    for night in nights:
+        part = table.filter(pc.equal(table["night"], night)).drop_columns(["night"])
+        dest = folder / f"night={night}"
+        dest.mkdir(parents=True, exist_ok=True)
+        pq.write_table(part, dest / name, compression=compression, use_dictionary=False)
+        written += 1
+    return written
+
+
+def raw_task(plan: DecodePlan, staged: Path, quarantine: Path, compression: str = "none"):
+    """The ``mapInArrow`` function that writes one task's raw alerts and quarantine.
+
+    Files are named by the task's partition and its Arrow batch, so a retried
+    task overwrites what a failed attempt left instead of adding to it.
+    """
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        task = TaskContext.get()
+        part = task.partitionId() if task is not None else 0
+        decoder = _decoder(plan.schema)
+        rows = bad = 0
+        for k, batch in enumerate(batches):
+            kafka = pa.Table.from_batches([batch])
+            values = kafka["value"].to_pylist()
+            bodies = [body_of(v, plan) for v in values]
+            ok = [i for i, b in enumerate(bodies) if b is not None]
+            decoded = decoder.decode([bodies[i] for i in ok])
+            good = [ok[r] for r in decoded.rows]
+            reasons = {i: framing_reason(plan) for i, b in enumerate(bodies) if b is None}
+            reasons.update({ok[j]: why for j, why in decoded.failed.items()})
+            now = int(time.time() * 1e6)
+            name = f"part-{part:05d}-{k:05d}.parquet"
+            if good:
+                table = raw_table(decoded.table, kafka.take(good), plan.schema, now)
+                write_partitioned(table, staged, name, compression)
+            if reasons:
+                where = sorted(reasons)
+                q = quarantine_table(kafka.take(where), [reasons[i] for i in where], now)
+                quarantine.mkdir(parents=True, exist_ok=True)
+                pq.write_table(q, quarantine / name, compression=compression)
+            rows += len(good)
+            bad += len(reasons)
+        yield pa.RecordBatch.from_pydict(
+            {"rows": [rows], "quarantined": [bad]},
+            pa.schema([("rows", pa.int64()), ("quarantined", pa.int64())]),
+        )
+
+    return run
+
+
+def stage_raw_native(sink, df, batch_id: int, plan: DecodePlan, compression: str = "none") -> dict:
+    """Stage one micro-batch's raw alerts and quarantine in native code (not committed).
+
+    One Spark job: each task decodes and writes its share. Returns the
+    counts ``{"rows", "quarantined"}``.
+    """
+    staged = sink.staged(batch_id, "raw")
+    quarantine = sink.staged(batch_id, "quarantine")
+    counts = (
+        df.select(*KAFKA_INPUT)
+        .mapInArrow(raw_task(plan, staged, quarantine, compression), SUMMARY_SCHEMA)
+        .collect()
+    )
+    return {
+        "rows": sum(r["rows"] for r in counts),
+        "quarantined": sum(r["quarantined"] for r in counts),
+    }
