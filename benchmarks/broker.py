@@ -3,7 +3,9 @@
 On the same topic of real ZTF alerts it measures, each as a streaming query
 run to the end of the topic (``availableNow``) into Parquet:
 
-* alertbench's stream2raw (decoding with ``from_avro`` in the JVM);
+* alertbench's stream2raw on the native path (``broker.decoder = "native"``:
+  arrow-avro decoding and pyarrow Parquet inside Spark tasks);
+* alertbench's stream2raw on the JVM path (``from_avro`` and Spark's writer);
 * the common approach: a per-row ``fastavro`` UDF that returns the alert,
   then the same flattening and Parquet output;
 * the ceiling: a plain confluent-kafka consumer that only reads the messages;
@@ -21,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -208,6 +211,13 @@ def main() -> None:
         )
         show("alertbench stream2raw (JVM decode)", result["alertbench"])
 
+        native = dataclasses.replace(plan, engine="native")
+        result["alertbench_native"] = rates(
+            best("native", lambda out: raw_batch(out, native), args.runs),
+            count_rows(spark, work, "native", args.runs),
+        )
+        show("alertbench stream2raw (native decode)", result["alertbench_native"])
+
         from pyspark.sql import functions as F
 
         alert_type = decoded(spark.createDataFrame([], KAFKA_SCHEMA), plan).schema["alert"].dataType
@@ -234,12 +244,14 @@ def main() -> None:
         )
         print(f"plain consumer (ceiling), best: {result['ceiling_alerts_per_s']:,.0f} alerts/s")
         # Ratios of wall-clock rates (query start-up included), and of batch rates.
-        ours, udf = result["alertbench"], result["per_row_udf"]
-        for suffix, key in (("", "alerts_per_s"), ("_batches", "batch_alerts_per_s")):
-            result[f"ratio_vs_udf{suffix}"] = round(ours[key] / udf[key], 2)
-            result[f"ratio_vs_ceiling{suffix}"] = round(
-                ours[key] / result["ceiling_alerts_per_s"], 3
-            )
+        udf = result["per_row_udf"]
+        for name, tag in (("alertbench", ""), ("alertbench_native", "native_")):
+            ours = result[name]
+            for suffix, key in (("", "alerts_per_s"), ("_batches", "batch_alerts_per_s")):
+                result[f"{tag}ratio_vs_udf{suffix}"] = round(ours[key] / udf[key], 2)
+                result[f"{tag}ratio_vs_ceiling{suffix}"] = round(
+                    ours[key] / result["ceiling_alerts_per_s"], 3
+                )
         result["spark_read_vs_ceiling"] = round(
             result["spark_kafka_read"]["alerts_per_s"] / result["ceiling_alerts_per_s"], 3
         )
@@ -249,6 +261,12 @@ def main() -> None:
             f"alertbench / ceiling: {result['ratio_vs_ceiling']} wall, "
             f"{result['ratio_vs_ceiling_batches']} in batches (target >= 0.5); "
             f"Spark's Kafka source alone / ceiling: {result['spark_read_vs_ceiling']}"
+        )
+        print(
+            f"native / UDF: {result['native_ratio_vs_udf']} wall, "
+            f"{result['native_ratio_vs_udf_batches']} in batches; native / ceiling: "
+            f"{result['native_ratio_vs_ceiling']} wall, "
+            f"{result['native_ratio_vs_ceiling_batches']} in batches"
         )
         spark.stop()
     finally:

@@ -113,16 +113,20 @@ class ArrowDecoder:
         self._scratch = Path(tempfile.mkdtemp(prefix="alertbench-avro-", dir=scratch))
         self._empty: pa.Schema | None = None
 
-    def container(self, bodies: list[bytes]) -> bytes:
-        """An object container file of ``bodies``, one block each."""
+    def _parts(self, bodies: list[bytes]) -> list[bytes]:
         parts = [self.header]
         for body in bodies:
             parts += (zigzag(1), zigzag(len(body)), body, self.sync)
-        return b"".join(parts)
+        return parts
+
+    def container(self, bodies: list[bytes]) -> bytes:
+        """An object container file of ``bodies``, one block each."""
+        return b"".join(self._parts(bodies))
 
     def _read(self, bodies: list[bytes]) -> pa.Table:
         path = self._scratch / f"batch-{os.getpid()}.avro"
-        path.write_bytes(self.container(bodies))
+        with path.open("wb") as fh:
+            fh.writelines(self._parts(bodies))  # no joined copy of the whole batch
         try:
             return self._ctx.read_avro(str(path)).to_arrow_table()
         finally:

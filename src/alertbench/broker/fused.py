@@ -8,6 +8,7 @@ scalable, as Fink runs them; both write the same outputs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alertbench.broker.decode import DecodePlan, body_column
@@ -100,6 +101,167 @@ def process_batch(
     sink.commit(batch_id, ["raw", "quarantine", "science"])
 
 
+@dataclass
+class Routing:
+    """What a native fused task needs to distribute: the filters and the published tail schema.
+
+    Attributes
+    ----------
+    filters : list of Filter
+        SQL or Python filters, one topic each.
+    tail : dict
+        The Avro record schema of the broker's columns, as published.
+    servers : str
+        The Kafka cluster of the distribution topics.
+    """
+
+    filters: list[Filter]
+    tail: dict
+    servers: str
+
+
+_PREDICATES: list = []
+
+
+def _predicates():
+    from alertbench.broker.sql import Predicates
+
+    if not _PREDICATES:
+        _PREDICATES.append(Predicates())
+    return _PREDICATES[0]
+
+
+def science_table(raw, cuts: str, modules: list[ScienceModule]):
+    """The raw rows that pass ``cuts``, with every module's columns; and which rows they are.
+
+    Columns: the raw ones but ``night``, the modules', their times and
+    errors, then ``night`` (the order of the JVM path's science Parquet).
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    from alertbench.broker.science import run_modules
+
+    (mask,) = _predicates().masks(raw, [cuts])
+    kept_rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+    kept = raw.take(pa.array(kept_rows, pa.int64()))
+    if not kept.num_rows:
+        return None, kept_rows
+    night = kept["night"]
+    enriched = pa.Table.from_batches(
+        list(run_modules(modules, iter(kept.drop_columns(["night"]).to_batches())))
+    )
+    return enriched.append_column("night", night), kept_rows
+
+
+def route(science, bodies: list[bytes], routing: Routing, encoder) -> list[tuple]:
+    """``(topic, key, value, headers)`` of every alert each filter selects."""
+    import pyarrow as pa
+
+    from alertbench.broker.flatten import alert_id_column
+    from alertbench.broker.send import headers
+    from alertbench.broker.sql import flat_columns
+
+    sql = [f for f in routing.filters if f.function is None]
+    masks = dict(
+        zip((f.topic for f in sql), _predicates().masks(science, [f.sql for f in sql]), strict=True)
+    )
+    py = [f for f in routing.filters if f.function is not None]
+    if py:
+        frame = science.select(flat_columns(science.schema)).to_pandas()
+        for f in py:
+            try:
+                masks[f.topic] = pa.array(f.function(frame), pa.bool_(), from_pandas=True)
+            except Exception:  # a failing Python filter selects nothing; the stream goes on
+                masks[f.topic] = pa.nulls(science.num_rows, pa.bool_())
+    passes = {t: m.fill_null(False).to_numpy(zero_copy_only=False) for t, m in masks.items()}
+    chosen = [i for i in range(science.num_rows) if any(p[i] for p in passes.values())]
+    if not chosen:
+        return []
+    rows = science.take(pa.array(chosen, pa.int64()))
+    tails = encoder.encode(rows.select(encoder.fields).to_pylist())
+    key_col = "objectId" if "objectId" in rows.column_names else rows.column_names[0]
+    keys = [None if k is None else str(k).encode() for k in rows[key_col].to_pylist()]
+    id_col = alert_id_column(rows.column_names)
+    ids = rows[id_col].to_pylist() if id_col else [None] * len(chosen)
+    sent = (
+        rows["sent_time"].cast(pa.int64()).to_pylist()
+        if "sent_time" in rows.column_names
+        else [None] * len(chosen)
+    )
+    messages = []
+    for j, i in enumerate(chosen):
+        value = bodies[i] + tails[j]
+        hdrs = headers(sent[j], ids[j])
+        messages += [(t, keys[j], value, hdrs) for t, p in passes.items() if p[i]]
+    return messages
+
+
+def native_task(
+    plan: DecodePlan,
+    staging: Path,
+    *,
+    cuts: str,
+    modules: list[ScienceModule],
+    routing: Routing,
+    compression: str = "none",
+):
+    """The ``mapInArrow`` function of a native fused micro-batch: one task's whole share.
+
+    Decode and write raw (and quarantine), cut and enrich, send each selected
+    alert to its topics, then write science, all in the task, over Arrow.
+    """
+
+    def run(batches):
+        import pyarrow as pa
+
+        from alertbench.broker.raw import (
+            decode_batch,
+            summary,
+            task_file,
+            write_batch,
+            write_partitioned,
+        )
+        from alertbench.broker.send import TailEncoder, send
+
+        encoder = TailEncoder(routing.tail)
+        rows = bad = sent = 0
+        for k, batch in enumerate(batches):
+            decoded = decode_batch(pa.Table.from_batches([batch]), plan)
+            name = task_file(k)
+            write_batch(decoded, staging / "raw", staging / "quarantine", name, compression)
+            bad += decoded.quarantine.num_rows if decoded.quarantine is not None else 0
+            if decoded.raw is None:
+                continue
+            rows += decoded.raw.num_rows
+            science, kept = science_table(decoded.raw, cuts, modules)
+            if science is None:
+                continue
+            if routing.filters:
+                bodies = [decoded.bodies[i] for i in kept]
+                sent += send(routing.servers, route(science, bodies, routing, encoder))
+            write_partitioned(science, staging / "science", name, compression)
+        yield summary(rows=rows, quarantined=bad, sent=sent)
+
+    return run
+
+
+def process_batch_native(
+    df, batch_id: int, *, plan: DecodePlan, sink: BatchSink, task, compression: str
+) -> None:
+    """One native fused micro-batch: one Spark job, then the exactly-once commit."""
+    from alertbench.broker.raw import KAFKA_INPUT
+
+    if sink.done(batch_id):
+        return
+    sink.begin(batch_id)
+    staging = sink.staged(batch_id, "raw").parent
+    df.select(*KAFKA_INPUT).mapInArrow(
+        task(staging), "rows long, quarantined long, sent long"
+    ).collect()
+    sink.commit(batch_id, ["raw", "quarantine", "science"])
+
+
 def start(
     spark,
     plan: DecodePlan,
@@ -116,18 +278,35 @@ def start(
     min_offsets: int | None = None,
     max_trigger_delay_s: float | None = None,
     check_crcs: bool = False,
+    tail: dict | None = None,
 ):
     """Start the fused query.
+
+    Parameters
+    ----------
+    tail : dict, optional
+        The published schema of the broker's columns; the native path encodes them with it.
 
     Returns
     -------
     pyspark.sql.streaming.StreamingQuery
     """
     sink = BatchSink(out, "fused")
-    return start_kafka_query(
-        spark,
-        "fused",
-        lambda df, batch_id: process_batch(
+    if plan.engine == "native":
+        codec = spark.conf.get("spark.sql.parquet.compression.codec", "none")
+        compression = "none" if codec == "uncompressed" else codec
+        routing = Routing(filters, tail or {"fields": []}, servers)
+
+        def task(staging: Path):
+            return native_task(
+                plan, staging, cuts=cuts, modules=modules, routing=routing, compression=compression
+            )
+
+        handle = lambda df, batch_id: process_batch_native(  # noqa: E731
+            df, batch_id, plan=plan, sink=sink, task=task, compression=compression
+        )
+    else:
+        handle = lambda df, batch_id: process_batch(  # noqa: E731
             spark,
             df,
             batch_id,
@@ -139,7 +318,11 @@ def start(
             filters=filters,
             servers=servers,
             check_crcs=check_crcs,
-        ),
+        )
+    return start_kafka_query(
+        spark,
+        "fused",
+        handle,
         servers=servers,
         topics=topics,
         out=out,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -157,55 +158,96 @@ def write_partitioned(table: pa.Table, folder: Path, name: str, compression: str
     written = 0
     nights = pc.unique(table["night"]).to_pylist() if table.num_rows else []
     for night in nights:
-        part = table.filter(pc.equal(table["night"], night)).drop_columns(["night"])
+        # A visit is one night: copy the rows of a night only when there are several.
+        rows = table if len(nights) == 1 else table.filter(pc.equal(table["night"], night))
+        part = rows.drop_columns(["night"])
         dest = folder / f"night={night}"
         dest.mkdir(parents=True, exist_ok=True)
-        pq.write_table(part, dest / name, compression=compression, use_dictionary=False)
+        pq.write_table(
+            part, dest / name, compression=compression, use_dictionary=False, write_statistics=False
+        )
         written += 1
     return written
 
 
-def raw_task(plan: DecodePlan, staged: Path, quarantine: Path, compression: str = "none"):
-    """The ``mapInArrow`` function that writes one task's raw alerts and quarantine.
+@dataclass
+class RawBatch:
+    """One Arrow batch of Kafka records, decoded.
 
-    Files are named by the task's partition and its Arrow batch, so a retried
-    task overwrites what a failed attempt left instead of adding to it.
+    Attributes
+    ----------
+    raw : pyarrow.Table or None
+        The raw rows of the messages that decoded (None if none did).
+    bodies : list of bytes
+        The Avro body of each raw row, in order (what distribution sends on).
+    quarantine : pyarrow.Table or None
+        The messages that did not decode, with why (None if all did).
     """
 
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from pyspark import TaskContext
+    raw: pa.Table | None
+    bodies: list[bytes]
+    quarantine: pa.Table | None
 
-        task = TaskContext.get()
-        part = task.partitionId() if task is not None else 0
-        decoder = _decoder(plan.schema)
+
+def decode_batch(kafka: pa.Table, plan: DecodePlan) -> RawBatch:
+    """Strip the framing of a batch of Kafka records, decode them and flatten the alerts."""
+    bodies = [body_of(v, plan) for v in kafka["value"].to_pylist()]
+    ok = [i for i, b in enumerate(bodies) if b is not None]
+    decoded = _decoder(plan.schema).decode([bodies[i] for i in ok])
+    good = [ok[r] for r in decoded.rows]
+    reasons = {i: framing_reason(plan) for i, b in enumerate(bodies) if b is None}
+    reasons.update({ok[j]: why for j, why in decoded.failed.items()})
+    now = int(time.time() * 1e6)
+    raw = raw_table(decoded.table, kafka.take(good), plan.schema, now) if good else None
+    quarantine = None
+    if reasons:
+        where = sorted(reasons)
+        quarantine = quarantine_table(kafka.take(where), [reasons[i] for i in where], now)
+    return RawBatch(raw, [bodies[i] for i in good], quarantine)  # type: ignore[misc]
+
+
+def write_batch(
+    batch: RawBatch, staged: Path, quarantine: Path, name: str, compression: str
+) -> None:
+    """Write a decoded batch's raw rows (by night) and quarantine into the staging folders."""
+    if batch.raw is not None:
+        write_partitioned(batch.raw, staged, name, compression)
+    if batch.quarantine is not None:
+        quarantine.mkdir(parents=True, exist_ok=True)
+        pq.write_table(batch.quarantine, quarantine / name, compression=compression)
+
+
+def task_file(k: int) -> str:
+    """The name of the file a task writes for its ``k``-th Arrow batch.
+
+    Named by the task's partition, so a retried task overwrites what a
+    failed attempt left instead of adding to it.
+    """
+    from pyspark import TaskContext
+
+    task = TaskContext.get()
+    part = task.partitionId() if task is not None else 0
+    return f"part-{part:05d}-{k:05d}.parquet"
+
+
+def raw_task(plan: DecodePlan, staged: Path, quarantine: Path, compression: str = "none"):
+    """The ``mapInArrow`` function that writes one task's raw alerts and quarantine."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         rows = bad = 0
         for k, batch in enumerate(batches):
-            kafka = pa.Table.from_batches([batch])
-            values = kafka["value"].to_pylist()
-            bodies = [body_of(v, plan) for v in values]
-            ok = [i for i, b in enumerate(bodies) if b is not None]
-            decoded = decoder.decode([bodies[i] for i in ok])
-            good = [ok[r] for r in decoded.rows]
-            reasons = {i: framing_reason(plan) for i, b in enumerate(bodies) if b is None}
-            reasons.update({ok[j]: why for j, why in decoded.failed.items()})
-            now = int(time.time() * 1e6)
-            name = f"part-{part:05d}-{k:05d}.parquet"
-            if good:
-                table = raw_table(decoded.table, kafka.take(good), plan.schema, now)
-                write_partitioned(table, staged, name, compression)
-            if reasons:
-                where = sorted(reasons)
-                q = quarantine_table(kafka.take(where), [reasons[i] for i in where], now)
-                quarantine.mkdir(parents=True, exist_ok=True)
-                pq.write_table(q, quarantine / name, compression=compression)
-            rows += len(good)
-            bad += len(reasons)
-        yield pa.RecordBatch.from_pydict(
-            {"rows": [rows], "quarantined": [bad]},
-            pa.schema([("rows", pa.int64()), ("quarantined", pa.int64())]),
-        )
+            decoded = decode_batch(pa.Table.from_batches([batch]), plan)
+            write_batch(decoded, staged, quarantine, task_file(k), compression)
+            rows += len(decoded.bodies)
+            bad += decoded.quarantine.num_rows if decoded.quarantine is not None else 0
+        yield summary(rows=rows, quarantined=bad)
 
     return run
+
+
+def summary(**counts: int) -> pa.RecordBatch:
+    """A task's counts, the one row it returns to the driver."""
+    return pa.RecordBatch.from_pydict({k: pa.array([v], pa.int64()) for k, v in counts.items()})
 
 
 def stage_raw_native(sink, df, batch_id: int, plan: DecodePlan, compression: str = "none") -> dict:

@@ -10,7 +10,7 @@ from typing import Any
 
 from alertbench.broker import distribute, raw2science, stream2raw
 from alertbench.broker.decode import make_plan
-from alertbench.broker.science import resolve_modules
+from alertbench.broker.science import resolve_modules, usable
 from alertbench.broker.spark import build_session, resolve_master
 from alertbench.config import Settings
 from alertbench.errors import AlertbenchError, ConfigError
@@ -149,9 +149,11 @@ def run_broker(
             empty = spark.createDataFrame([], raw_schema)
             science_static, notes = raw2science.science_frame(empty, cuts, modules)
             result.notes += notes
-            distribute.publish_schema(
-                out, distribute.routed(spark, science_static, filters, plan.schema)[1], filters
-            )
+            published, tail = distribute.distribution_schema(spark, science_static, plan.schema)
+            distribute.publish_schema(out, published, filters)
+            if plan.engine == "native":
+                modules = usable(modules, raw_schema.fieldNames())[0]
+                check_native_predicates(raw_schema, science_static.schema, cuts, filters)
             queries.append(
                 fused_mode.start(
                     spark,
@@ -161,6 +163,7 @@ def run_broker(
                     cuts=cuts,
                     modules=modules,
                     filters=filters,
+                    tail=tail,
                 )
             )
             stages = []
@@ -205,6 +208,25 @@ def run_broker(
     result.rows = dict(listener.rows)
     result.batches = dict(listener.batches)
     return result
+
+
+def check_native_predicates(raw_schema, science_schema, cuts: str, filters) -> None:
+    """Refuse, before the stream starts, cuts or SQL filters that the native path cannot evaluate.
+
+    Raises
+    ------
+    ConfigError
+        Naming the predicate and why.
+    """
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from alertbench.broker.sql import check_predicates
+
+    check_predicates(to_arrow_schema(raw_schema, timezone="UTC"), {"broker.cuts": cuts})
+    check_predicates(
+        to_arrow_schema(science_schema, timezone="UTC"),
+        {f"filter {f.topic}": f.sql for f in filters if f.sql is not None},
+    )
 
 
 def _wait(

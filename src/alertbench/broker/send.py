@@ -1,0 +1,110 @@
+"""Send distributed alerts from a Spark task with confluent-kafka.
+
+A distributed alert is the survey's record followed by the broker's columns
+(:func:`alertbench.broker.distribute.distribution_schema`). Avro encodes a
+record as its fields in order, so the message is the alert's original body,
+as it came from Kafka, followed by fastavro's encoding of the added columns
+against the published tail schema: no whole alert is encoded again. Delivery
+is at least once: a task whose sends fail raises, and Spark runs it again.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import fastavro
+
+from alertbench.alerts.wire import ALERT_ID_HEADER, SENT_HEADER
+
+# The producer settings of Spark's Kafka writer before: 75 KB alerts, batched.
+PRODUCER_CONFIG = {
+    "message.max.bytes": 10 * 1024 * 1024,
+    "batch.size": 1024 * 1024,
+    "linger.ms": 10,
+    "queue.buffering.max.kbytes": 256 * 1024,
+    "socket.send.buffer.bytes": 4 * 1024 * 1024,
+    # Java's partitioner, as Spark's Kafka writer partitioned by key.
+    "partitioner": "murmur2_random",
+    "enable.idempotence": True,
+}
+_PRODUCERS: dict[str, Any] = {}
+
+
+class SendError(RuntimeError):
+    """Alerts that Kafka did not acknowledge (the task fails and Spark retries it)."""
+
+
+class TailEncoder:
+    """Encode the broker's columns of an alert against the published tail schema.
+
+    Parameters
+    ----------
+    tail : dict
+        The record schema of the added columns (``distribution_schema``'s second part).
+    """
+
+    def __init__(self, tail: dict[str, Any]) -> None:
+        self.schema = fastavro.parse_schema(json.loads(json.dumps(tail)))
+        self.fields = [f["name"] for f in tail["fields"]]
+
+    def encode(self, rows: Iterable[dict[str, Any]]) -> list[bytes]:
+        """The encoding of each row's added columns."""
+        out = []
+        for row in rows:
+            buf = io.BytesIO()
+            fastavro.schemaless_writer(buf, self.schema, row)
+            out.append(buf.getvalue())
+        return out
+
+
+def producer(servers: str):
+    """One producer per Kafka cluster per Python worker (Spark reuses its workers)."""
+    from confluent_kafka import Producer
+
+    found = _PRODUCERS.get(servers)
+    if found is None:
+        found = _PRODUCERS[servers] = Producer({"bootstrap.servers": servers, **PRODUCER_CONFIG})
+    return found
+
+
+def headers(sent_us: int | None, alert_id: Any) -> list[tuple[str, bytes]]:
+    """The send time and alert id headers a timing consumer reads from a distribution topic."""
+    sent = b"" if sent_us is None else str(sent_us).encode()
+    ident = b"" if alert_id is None else str(alert_id).encode()
+    return [(SENT_HEADER, sent), (ALERT_ID_HEADER, ident)]
+
+
+def send(servers: str, messages: Iterable[tuple[str, bytes, bytes, list]]) -> int:
+    """Produce ``(topic, key, value, headers)`` messages and wait until all are acknowledged.
+
+    Raises
+    ------
+    SendError
+        Naming how many failed and the first reason.
+    """
+    prod = producer(servers)
+    failures: list[str] = []
+
+    def delivered(err, msg) -> None:
+        if err is not None:
+            failures.append(f"{msg.topic()}: {err.str()}")
+
+    count = 0
+    for topic, key, value, hdrs in messages:
+        while True:
+            try:
+                prod.produce(topic, value, key, headers=hdrs, on_delivery=delivered)
+                break
+            except BufferError:
+                prod.poll(0.05)  # the local queue is full: let deliveries drain it
+        prod.poll(0)
+        count += 1
+    left = prod.flush(120)
+    if left:
+        failures.append(f"{left} message(s) still queued after 120 s")
+    if failures:
+        raise SendError(f"{len(failures)} alert(s) not delivered: {failures[0]}")
+    return count

@@ -1,0 +1,154 @@
+"""The native raw path's pure parts: wire framing, flattening and the night, on real alerts."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import fastavro
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from alertbench.alerts.files import SAMPLE_DIR, find_alert_files
+from alertbench.alerts.schema import Schema
+from alertbench.alerts.wire import SENT_HEADER, ZtfFormat
+from alertbench.broker.avro import ArrowDecoder
+from alertbench.broker.decode import DecodePlan, ztf_plan
+from alertbench.broker.flatten import alert_columns
+from alertbench.broker.raw import body_of, raw_table, raw_task
+
+FILES = find_alert_files([SAMPLE_DIR / "ztf"])
+
+
+def _records() -> tuple[Schema, list[dict]]:
+    records = []
+    for path in FILES:
+        with path.open("rb") as fh:
+            reader = fastavro.reader(fh)
+            records += list(reader)
+            schema = Schema(reader.writer_schema)
+    return schema, records
+
+
+def test_ztf_framing_is_stripped_to_the_exact_body() -> None:
+    schema, records = _records()
+    fmt = ZtfFormat()
+    messages = [fmt.frame(schema.encode(r), schema) for r in records]
+    plan = ztf_plan(messages[0])
+    for message, record in zip(messages, records, strict=True):
+        assert body_of(message, plan) == schema.encode(record)
+
+
+def test_messages_whose_framing_does_not_fit_have_no_body() -> None:
+    schema, records = _records()
+    message = ZtfFormat().frame(schema.encode(records[0]), schema)
+    plan = ztf_plan(message)
+    with io.BytesIO() as buf:
+        fastavro.writer(
+            buf,
+            {"type": "record", "name": "x", "fields": [{"name": "a", "type": "int"}]},
+            [{"a": 1}],
+        )
+        other_schema = buf.getvalue()
+    spoiled_sync = message[:-1] + bytes([message[-1] ^ 1])
+    for bad in (message[: len(message) // 2], other_schema, spoiled_sync, b"", None):
+        assert body_of(bad, plan) is None
+    body = schema.encode(records[0])
+    confluent = DecodePlan("confluent", schema, schema_id=900)
+    assert body_of(b"\x00\x00\x00\x03\x84" + body, confluent) == body
+    assert body_of(b"\x00\x00\x00\x03\x85" + body, confluent) is None
+    assert body_of(body, DecodePlan("schemaless", schema)) == body
+
+
+def test_raw_table_flattens_like_the_jvm_path() -> None:
+    schema, records = _records()
+    decoder = ArrowDecoder(schema)
+    try:
+        alerts = decoder.decode([schema.encode(r) for r in records]).table
+    finally:
+        decoder.close()
+    n = len(records)
+    ts = pa.timestamp("us", tz="UTC")
+    headers = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
+    kafka = pa.table(
+        {
+            "topic": ["t"] * n,
+            "partition": pa.array([1] * n, pa.int32()),
+            "offset": pa.array(range(n), pa.int64()),
+            "timestamp": pa.array([1_700_000_000_000_000] * n, ts),
+            "headers": pa.array(
+                [
+                    [{"key": SENT_HEADER, "value": str(1_700_000_000_000_000 + i).encode()}]
+                    for i in range(n)
+                ],
+                headers,
+            ),
+        }
+    )
+    table = raw_table(alerts, kafka, schema, 1_800_000_000_000_000)
+    expected = [name for name, _ in alert_columns(schema)]
+    assert table.column_names == [
+        *expected,
+        *("topic", "partition", "offset", "kafka_time", "sent_time", "ingest_time", "night"),
+    ]
+    assert table["candid"].to_pylist() == [r["candid"] for r in records]
+    assert table["magpsf"].to_pylist() == [r["candidate"]["magpsf"] for r in records]
+    assert table["prv_candidates"].to_pylist() == [r["prv_candidates"] for r in records]
+    sent = table["sent_time"].cast(pa.int64()).to_pylist()
+    assert sent == [1_700_000_000_000_000 + i for i in range(n)]
+    # JD 2460235.6... is 2023-10-18 UT; 2460236.1... is 2023-10-19 UT (JD days start at noon).
+    nights = {
+        r["candid"]: time.strftime(
+            "%Y%m%d", time.gmtime((r["candidate"]["jd"] - 2440587.5) * 86400)
+        )
+        for r in records
+    }
+    assert dict(zip(table["candid"].to_pylist(), table["night"].to_pylist(), strict=True)) == nights
+    assert set(nights.values()) == {"20231018", "20231019"}
+
+
+@pytest.mark.parametrize("spoil", [False, True])
+def test_a_task_writes_raw_per_night_and_quarantines_bad_messages(
+    tmp_path: Path, spoil: bool
+) -> None:
+    schema, records = _records()
+    fmt = ZtfFormat()
+    values = [fmt.frame(schema.encode(r), schema) for r in records]
+    if spoil:
+        values[4] = values[4][:1000]
+    n = len(values)
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "value": pa.array(values, pa.binary()),
+            "topic": ["t"] * n,
+            "partition": pa.array([0] * n, pa.int32()),
+            "offset": pa.array(range(n), pa.int64()),
+            "timestamp": pa.array([0] * n, pa.timestamp("us", tz="UTC")),
+            "headers": pa.array(
+                [[]] * n, pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
+            ),
+        }
+    )
+    run = raw_task(ztf_plan(values[0]), tmp_path / "raw", tmp_path / "quarantine")
+    (summary,) = list(run(iter([batch])))
+    bad = 1 if spoil else 0
+    assert summary.to_pydict() == {"rows": [n - bad], "quarantined": [bad]}
+    written = pq.read_table(tmp_path / "raw", partitioning="hive")
+    assert sorted(written["candid"].to_pylist()) == sorted(
+        r["candid"] for i, r in enumerate(records) if not (spoil and i == 4)
+    )
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [
+        "night=20231018",
+        "night=20231019",
+    ]
+    if spoil:
+        q = pq.read_table(tmp_path / "quarantine")
+        assert q["offset"].to_pylist() == [4]
+        assert q["value"].to_pylist() == [values[4]]
+        assert q["error"].to_pylist() == [
+            "not a whole container file with the stream's schema header"
+        ]
+    else:
+        assert not (tmp_path / "quarantine").exists()
