@@ -191,7 +191,7 @@ def route(science, bodies: list[bytes], routing: Routing, encoder) -> list[tuple
     )
     messages = []
     for j, i in enumerate(chosen):
-        value = bodies[i] + tails[j]
+        value = b"".join((bodies[i], tails[j]))  # a body may be a view of the Arrow batch
         hdrs = headers(sent[j], ids[j])
         messages += [(t, keys[j], value, hdrs) for t, p in passes.items() if p[i]]
     return messages

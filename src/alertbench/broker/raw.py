@@ -42,27 +42,47 @@ def framing_reason(plan: DecodePlan) -> str:
     return f"not Confluent-framed with schema id {plan.schema_id}"
 
 
-def body_of(value: bytes | None, plan: DecodePlan) -> bytes | None:
-    """The Avro body of one message, or None when its framing does not fit the stream."""
+def body_of(value: bytes | memoryview | None, plan: DecodePlan) -> bytes | memoryview | None:
+    """The Avro body of one message, or None when its framing does not fit the stream.
+
+    Given a memoryview, the body is a view of the same memory: nothing is copied.
+    """
     if value is None:
         return None
     if plan.format == "schemaless":
         return value
     if plan.format == "confluent":
         prefix = b"\x00" + plan.schema_id.to_bytes(4, "big")
-        return value[5:] if value[:5] == prefix else None
+        return value[5:] if bytes(value[:5]) == prefix else None
     h = plan.header_len
     # The stream's header, then one block (a count of 1, the body size, the
     # body), then the sync marker the header ends with.
-    if len(value) <= h + 17 or not value.startswith(plan.header_prefix):
+    # bytes(): a memoryview compares element by element, 30x slower than a copy and memcmp.
+    if len(value) <= h + 17 or bytes(value[: h - 16]) != plan.header_prefix:
         return None
-    if value[h - 16 : h] != value[-16:] or value[h : h + 1] != zigzag(1):
+    if bytes(value[h - 16 : h]) != bytes(value[-16:]) or bytes(value[h : h + 1]) != zigzag(1):
         return None
     for size_len in range(1, 6):
         size = len(value) - h - 17 - size_len
-        if size >= 0 and zigzag(size) == value[h + 1 : h + 1 + size_len]:
+        if size >= 0 and zigzag(size) == bytes(value[h + 1 : h + 1 + size_len]):
             return value[h + 1 + size_len : -16]
     return None
+
+
+def _views(column: pa.ChunkedArray) -> list[memoryview | None]:
+    """Each value of a binary column as a view of Arrow's buffer (no copy of 75 KB alerts)."""
+    out: list[memoryview | None] = []
+    for chunk in column.chunks:
+        offsets_type = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+        _, offsets_buf, data_buf = chunk.buffers()
+        offsets = np.frombuffer(offsets_buf, offsets_type)[
+            chunk.offset : chunk.offset + len(chunk) + 1
+        ]
+        # As unsigned bytes: pyarrow exports signed ones, which compare unequal to bytes.
+        data = memoryview(data_buf).cast("B") if data_buf is not None else memoryview(b"")
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+        out += [data[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(chunk))]
+    return out
 
 
 def _decoder(schema: Schema):
@@ -191,7 +211,7 @@ class RawBatch:
 
 def decode_batch(kafka: pa.Table, plan: DecodePlan) -> RawBatch:
     """Strip the framing of a batch of Kafka records, decode them and flatten the alerts."""
-    bodies = [body_of(v, plan) for v in kafka["value"].to_pylist()]
+    bodies = [body_of(v, plan) for v in _views(kafka["value"])]
     ok = [i for i, b in enumerate(bodies) if b is not None]
     decoded = _decoder(plan.schema).decode([bodies[i] for i in ok])
     good = [ok[r] for r in decoded.rows]

@@ -1,0 +1,155 @@
+"""How long one fused micro-batch takes, small and visit-sized, for each decoder.
+
+On an embedded Kafka node and ``local[2]``, the fused broker (every stage in
+one query) reads topics of real ZTF alerts: several batches of 10 alerts (the
+fixed cost of a batch) and one batch of a whole visit (10,000 by default).
+Each micro-batch's duration comes from Spark's query progress. The first
+batch of a query, which pays for the Spark job's set-up, is reported apart.
+Both decoders are measured in one run, side by side. It writes JSON and
+never asserts.
+
+Usage::
+
+    ALERTBENCH_ALERTS=/path/to/ztf/alerts python benchmarks/fused_batch.py [--visit 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from alertbench.alerts.files import find_alert_files
+from alertbench.alerts.reader import AlertReader
+from alertbench.broker.run import run_broker
+from alertbench.config import load_settings
+from alertbench.kafka import local
+from alertbench.kafka.admin import create_topic
+from alertbench.simulator.run import SimulationOptions, simulate
+from alertbench.simulator.schedule import Schedule
+
+
+def send(servers: str, topic: str, alerts, count: int, first_clone: int) -> None:
+    """Send ``count`` unique clones of the real alerts to ``topic``, flat out."""
+    simulate(
+        SimulationOptions(
+            servers=servers,
+            topic=topic,
+            schedule=Schedule(mode="max"),
+            count=count,
+            synthesize=True,
+            first_clone=first_clone,
+            partitions=2,
+        ),
+        alerts=alerts,
+        report=AlertReader().report,
+    )
+
+
+def batches(progress: Path) -> list[dict]:
+    """``{rows, batch_ms, duration_ms}`` of every micro-batch that read rows."""
+    out = []
+    for line in progress.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line being written
+        if record.get("query") == "fused" and record.get("rows"):
+            out.append(
+                {
+                    "rows": record["rows"],
+                    "batch_ms": record["batch_ms"],
+                    "ms": record["duration_ms"],
+                }
+            )
+    return out
+
+
+def measure(servers: str, work: Path, alerts, decoder: str, small: int, visit: int) -> dict:
+    """Run the fused broker on two topics' worth of batches; the batch durations."""
+    out: dict = {}
+    for name, size, repeats in (("small", small, 6), ("visit", visit, 3)):
+        topic = f"fused-{decoder}-{name}"
+        create_topic(servers, topic, partitions=2)
+        settings = load_settings(
+            run_dir=work / decoder / name,
+            broker={
+                "master": "local[2]",
+                "topics": [topic],
+                "trigger": "1 second",
+                "decoder": decoder,
+                "min_offsets_per_trigger": size,
+                "max_trigger_delay_s": 30,
+                "filters": {f"{topic}-all": "true"},
+            },
+        )
+        progress = work / decoder / name / "broker" / "progress.jsonl"
+
+        def sender(t=topic, s=size, r=repeats, progress=progress) -> None:
+            # One batch at a time: the next load is sent once the broker has read the last.
+            for k in range(r):
+                send(servers, t, alerts, s, first_clone=(k + 1) * 100_000)
+                deadline = time.monotonic() + 300
+                while time.monotonic() < deadline:
+                    done = progress.exists() and sum(b["rows"] for b in batches(progress))
+                    if done and done >= (k + 1) * s:
+                        break
+                    time.sleep(0.2)
+                time.sleep(2)
+
+        thread = threading.Thread(target=sender, daemon=True)
+        thread.start()
+        result = run_broker(settings, servers=servers, fused=True, until_idle=30, timeout=900)
+        thread.join()
+        found = batches(result.out / "progress.jsonl")
+        out[name] = {
+            "first": found[0] if found else None,
+            "later": found[1:],
+            "later_batch_ms": sorted(b["batch_ms"] for b in found[1:]),
+        }
+        print(decoder, name, [b["rows"] for b in found], [b["batch_ms"] for b in found])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=10)
+    parser.add_argument("--visit", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    sources = os.environ.get("ALERTBENCH_ALERTS")
+    if not sources:
+        raise SystemExit("set ALERTBENCH_ALERTS to a folder of real ZTF alerts")
+    alerts = AlertReader().read(find_alert_files([sources]))
+    work = Path(tempfile.mkdtemp(prefix="alertbench-fused-bench-"))
+    settings = load_settings(run_dir=work, kafka={"base_port": 0, "heap": "1g"})
+    servers = local.up(settings).state.bootstrap_servers
+    result: dict = {
+        "benchmark": "fused-micro-batch",
+        "master": "local[2]",
+        "machine": {
+            "cores": psutil.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(),
+        },
+    }
+    try:
+        for decoder in ("native", "jvm"):
+            result[decoder] = measure(servers, work, alerts, decoder, args.small, args.visit)
+    finally:
+        local.down(settings, purge=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"fused-batch-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
