@@ -1,13 +1,18 @@
-"""stream2raw throughput: JVM decoding against a per-row Python UDF and a plain consumer.
+"""stream2raw throughput: native and JVM decoding against a per-row UDF, Fink's ingest, a consumer.
 
 On the same topic of real ZTF alerts it measures, each as a streaming query
 run to the end of the topic (``availableNow``) into Parquet:
 
 * alertbench's stream2raw on the native path (``broker.decoder = "native"``:
   arrow-avro decoding and pyarrow Parquet inside Spark tasks);
+* the same native work with each Spark task reading its Kafka offset range
+  itself with confluent-kafka (``broker.kafka_reader = "tasks"``);
 * alertbench's stream2raw on the JVM path (``from_avro`` and Spark's writer);
 * the common approach: a per-row ``fastavro`` UDF that returns the alert,
   then the same flattening and Parquet output;
+* Fink's Rubin ingest (2025), without Spark: confluent-kafka consumers in
+  processes (one per partition), each decoding with fastavro and writing the
+  flattened alerts with pyarrow in Parquet files of 4,000;
 * the ceiling: a plain confluent-kafka consumer that only reads the messages;
 * Spark's own Kafka source reading the messages and writing nothing: the
   bound of any Spark Structured Streaming broker on the same machine.
@@ -35,12 +40,14 @@ from pathlib import Path
 
 import fastavro
 import psutil
+import pyarrow.parquet as pq
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from alertbench.alerts.files import find_alert_files
 from alertbench.alerts.reader import AlertReader
 from alertbench.broker.decode import make_plan
 from alertbench.broker.flatten import flatten
+from alertbench.broker.fused import Routing, start_task_reader_query
 from alertbench.broker.sink import BatchSink
 from alertbench.broker.spark import build_session
 from alertbench.broker.stream2raw import KAFKA_SCHEMA, decoded, kafka_source, write_raw_batch
@@ -48,6 +55,65 @@ from alertbench.config import load_settings
 from alertbench.kafka import local
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
+
+
+def _fink_worker(servers: str, topic: str, partition: int, out: str, batch: int) -> None:
+    """One of Fink's ingest processes: its partition to its end, 4,000 alerts a file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": servers,
+            "group.id": f"fink-ingest-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        }
+    )
+    _, end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+    consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+    rows, files, seen = [], 0, 0
+
+    def flush() -> None:
+        nonlocal rows, files
+        if rows:
+            pq.write_table(pa.Table.from_pylist(rows), f"{out}/p{partition}-{files:05d}.parquet")
+            files += 1
+            rows = []
+
+    while seen < end:
+        for m in consumer.consume(1000, timeout=1.0):
+            if m.error() is not None:
+                continue
+            seen = m.offset() + 1
+            record = next(fastavro.reader(io.BytesIO(m.value())))
+            flat = {k: v for k, v in record.items() if k != "candidate"}
+            flat.update(record["candidate"])
+            flat.update(topic=m.topic(), partition=m.partition(), offset=m.offset())
+            rows.append(flat)
+            if len(rows) >= batch:
+                flush()
+    flush()
+    consumer.close()
+
+
+def fink_ingest(servers: str, topic: str, partitions: int, out: Path, batch: int = 4000) -> float:
+    """Seconds for Fink's Rubin ingest (a process per partition) to write the whole topic."""
+    import multiprocessing
+
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_fink_worker, args=(servers, topic, p, str(out), batch))
+        for p in range(partitions)
+    ]
+    start = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return time.perf_counter() - start
 
 
 def ceiling(servers: str, topic: str, count: int, repeats: int = 3) -> float:
@@ -218,6 +284,45 @@ def main() -> None:
         )
         show("alertbench stream2raw (native decode)", result["alertbench_native"])
 
+        def tasks_read(out: Path) -> dict:
+            """The native raw work with each task reading its offset range itself."""
+            start = time.perf_counter()
+            query = start_task_reader_query(
+                spark,
+                plan=native,
+                sink=BatchSink(out, "fused"),
+                servers=servers,
+                topics=[topic],
+                out=out,
+                trigger="1 second",
+                work_options={
+                    "cuts": "false",  # raw and quarantine only, as stream2raw
+                    "modules": [],
+                    "routing": Routing([], {"fields": []}, servers),
+                    "compression": "none",
+                },
+                max_offsets=args.max_offsets,
+                min_offsets=None,
+                max_trigger_delay_s=None,
+                available_now=True,
+            )
+            query.awaitTermination()
+            wall = time.perf_counter() - start
+            batches = [p for p in query.recentProgress if p["numInputRows"]]
+            return {
+                "seconds": round(wall, 2),
+                "batch_seconds": round(
+                    sum(p["durationMs"]["triggerExecution"] for p in batches) / 1e3, 2
+                ),
+                "batches": len(batches),
+            }
+
+        timings = [tasks_read(work / f"tasks-{i}") for i in range(args.runs)]
+        result["alertbench_native_tasks"] = rates(
+            min(timings, key=lambda t: t["seconds"]), count_rows(spark, work, "tasks", args.runs)
+        )
+        show("alertbench raw, native, tasks read Kafka", result["alertbench_native_tasks"])
+
         from pyspark.sql import functions as F
 
         alert_type = decoded(spark.createDataFrame([], KAFKA_SCHEMA), plan).schema["alert"].dataType
@@ -239,13 +344,29 @@ def main() -> None:
             best("udf", udf_batch, args.runs), count_rows(spark, work, "udf", args.runs)
         )
         show("per-row fastavro UDF", result["per_row_udf"])
+        fink = []
+        for i in range(args.runs):
+            out = work / f"fink-{i}"
+            seconds = fink_ingest(servers, topic, args.partitions, out)
+            rows = pq.read_table(out, columns=["candid"]).num_rows
+            fink.append({"seconds": round(seconds, 3), "rows": rows})
+        best_fink = min(fink, key=lambda r: r["seconds"])
+        result["fink_rubin_ingest"] = {
+            "alerts_per_s": round(best_fink["rows"] / best_fink["seconds"], 1),
+            "runs": fink,
+        }
+        print(f"Fink's Rubin ingest: {result['fink_rubin_ingest']['alerts_per_s']:,.0f} alerts/s")
         result["ceiling_alerts_per_s"] = round(
             max(first_ceiling, ceiling(servers, topic, args.alerts)), 1
         )
         print(f"plain consumer (ceiling), best: {result['ceiling_alerts_per_s']:,.0f} alerts/s")
         # Ratios of wall-clock rates (query start-up included), and of batch rates.
         udf = result["per_row_udf"]
-        for name, tag in (("alertbench", ""), ("alertbench_native", "native_")):
+        for name, tag in (
+            ("alertbench", ""),
+            ("alertbench_native", "native_"),
+            ("alertbench_native_tasks", "tasks_"),
+        ):
             ours = result[name]
             for suffix, key in (("", "alerts_per_s"), ("_batches", "batch_alerts_per_s")):
                 result[f"{tag}ratio_vs_udf{suffix}"] = round(ours[key] / udf[key], 2)
@@ -262,11 +383,19 @@ def main() -> None:
             f"{result['ratio_vs_ceiling_batches']} in batches (target >= 0.5); "
             f"Spark's Kafka source alone / ceiling: {result['spark_read_vs_ceiling']}"
         )
+        fink_rate = result["fink_rubin_ingest"]["alerts_per_s"]
+        for tag, name in (("native", "alertbench_native"), ("tasks", "alertbench_native_tasks")):
+            result[f"{tag}_ratio_vs_fink"] = round(result[name]["alerts_per_s"] / fink_rate, 2)
         print(
+            f"native / Fink's ingest: {result['native_ratio_vs_fink']} (target >= 3); "
             f"native / UDF: {result['native_ratio_vs_udf']} wall, "
             f"{result['native_ratio_vs_udf_batches']} in batches; native / ceiling: "
             f"{result['native_ratio_vs_ceiling']} wall, "
             f"{result['native_ratio_vs_ceiling_batches']} in batches"
+        )
+        print(
+            f"tasks reading Kafka / UDF: {result['tasks_ratio_vs_udf']}, / Fink's ingest: "
+            f"{result['tasks_ratio_vs_fink']}, / ceiling: {result['tasks_ratio_vs_ceiling']}"
         )
         spark.stop()
     finally:

@@ -5,7 +5,8 @@ one query) reads topics of real ZTF alerts: several batches of 10 alerts (the
 fixed cost of a batch) and one batch of a whole visit (10,000 by default).
 Each micro-batch's duration comes from Spark's query progress. The first
 batch of a query, which pays for the Spark job's set-up, is reported apart.
-Both decoders are measured in one run, side by side. It writes JSON and
+Both decoders, and on the native path both Kafka readers, are measured in
+one run, side by side. It writes JSON and
 never asserts.
 
 Usage::
@@ -72,25 +73,31 @@ def batches(progress: Path) -> list[dict]:
     return out
 
 
-def measure(servers: str, work: Path, alerts, decoder: str, small: int, visit: int) -> dict:
-    """Run the fused broker on two topics' worth of batches; the batch durations."""
+def measure(servers: str, work: Path, alerts, variant: str, small: int, visit: int) -> dict:
+    """Run the fused broker on two topics' worth of batches; the batch durations.
+
+    ``variant``: ``native`` (Spark's Kafka source feeds the tasks), ``native-tasks``
+    (each task reads its offset range) or ``jvm``.
+    """
+    decoder, _, reader = variant.partition("-")
     out: dict = {}
     for name, size, repeats in (("small", small, 6), ("visit", visit, 3)):
-        topic = f"fused-{decoder}-{name}"
+        topic = f"fused-{variant}-{name}"
         create_topic(servers, topic, partitions=2)
         settings = load_settings(
-            run_dir=work / decoder / name,
+            run_dir=work / variant / name,
             broker={
                 "master": "local[2]",
                 "topics": [topic],
                 "trigger": "1 second",
                 "decoder": decoder,
+                "kafka_reader": reader or "spark",
                 "min_offsets_per_trigger": size,
                 "max_trigger_delay_s": 30,
                 "filters": {f"{topic}-all": "true"},
             },
         )
-        progress = work / decoder / name / "broker" / "progress.jsonl"
+        progress = work / variant / name / "broker" / "progress.jsonl"
 
         def sender(t=topic, s=size, r=repeats, progress=progress) -> None:
             # One batch at a time: the next load is sent once the broker has read the last.
@@ -114,7 +121,7 @@ def measure(servers: str, work: Path, alerts, decoder: str, small: int, visit: i
             "later": found[1:],
             "later_batch_ms": sorted(b["batch_ms"] for b in found[1:]),
         }
-        print(decoder, name, [b["rows"] for b in found], [b["batch_ms"] for b in found])
+        print(variant, name, [b["rows"] for b in found], [b["batch_ms"] for b in found])
     return out
 
 
@@ -122,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=10)
     parser.add_argument("--visit", type=int, default=10_000)
+    parser.add_argument("--variants", default="native,native-tasks,jvm")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     sources = os.environ.get("ALERTBENCH_ALERTS")
@@ -141,8 +149,8 @@ def main() -> None:
         },
     }
     try:
-        for decoder in ("native", "jvm"):
-            result[decoder] = measure(servers, work, alerts, decoder, args.small, args.visit)
+        for variant in args.variants.split(","):
+            result[variant] = measure(servers, work, alerts, variant, args.small, args.visit)
     finally:
         local.down(settings, purge=True)
     args.out.mkdir(parents=True, exist_ok=True)

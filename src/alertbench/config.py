@@ -128,6 +128,12 @@ class BrokerSettings(BaseModel):
         description="How alerts are decoded into raw Parquet: native (arrow-avro and pyarrow "
         "inside Spark tasks, 1.6x faster) or jvm (Spark's from_avro and Parquet writer).",
     )
+    kafka_reader: Literal["spark", "tasks"] = Field(
+        "spark",
+        description="Native fused mode: who reads Kafka: spark (Spark's Kafka source, records "
+        "handed to tasks as Arrow) or tasks (each task reads its offset range with "
+        "confluent-kafka).",
+    )
     check_crcs: bool = Field(
         False,
         description="Let the Kafka consumer verify record CRCs (costs ~25% of read speed; "

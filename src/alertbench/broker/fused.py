@@ -197,6 +197,46 @@ def route(science, bodies: list[bytes], routing: Routing, encoder) -> list[tuple
     return messages
 
 
+def process_tables(
+    tables,
+    plan: DecodePlan,
+    staging: Path,
+    *,
+    cuts: str,
+    modules: list[ScienceModule],
+    routing: Routing,
+    compression: str,
+    file_name,
+) -> dict[str, int]:
+    """The whole per-alert work of a fused micro-batch on a task's Arrow tables of Kafka records.
+
+    Decode and write raw (and quarantine), cut and enrich, send each selected
+    alert to its topics, then write science. ``file_name(k)`` names the files
+    of the ``k``-th table, the same whenever the task runs again.
+    """
+    from alertbench.broker.raw import decode_batch, write_batch, write_partitioned
+    from alertbench.broker.send import TailEncoder, send
+
+    encoder = TailEncoder(routing.tail)
+    rows = bad = sent = 0
+    for k, table in enumerate(tables):
+        decoded = decode_batch(table, plan)
+        name = file_name(k)
+        write_batch(decoded, staging / "raw", staging / "quarantine", name, compression)
+        bad += decoded.quarantine.num_rows if decoded.quarantine is not None else 0
+        if decoded.raw is None:
+            continue
+        rows += decoded.raw.num_rows
+        science, kept = science_table(decoded.raw, cuts, modules)
+        if science is None:
+            continue
+        if routing.filters:
+            bodies = [decoded.bodies[i] for i in kept]
+            sent += send(routing.servers, route(science, bodies, routing, encoder))
+        write_partitioned(science, staging / "science", name, compression)
+    return {"rows": rows, "quarantined": bad, "sent": sent}
+
+
 def native_task(
     plan: DecodePlan,
     staging: Path,
@@ -206,42 +246,24 @@ def native_task(
     routing: Routing,
     compression: str = "none",
 ):
-    """The ``mapInArrow`` function of a native fused micro-batch: one task's whole share.
-
-    Decode and write raw (and quarantine), cut and enrich, send each selected
-    alert to its topics, then write science, all in the task, over Arrow.
-    """
+    """The ``mapInArrow`` function of a native fused micro-batch: one task's whole share."""
 
     def run(batches):
         import pyarrow as pa
 
-        from alertbench.broker.raw import (
-            decode_batch,
-            summary,
-            task_file,
-            write_batch,
-            write_partitioned,
-        )
-        from alertbench.broker.send import TailEncoder, send
+        from alertbench.broker.raw import summary, task_file
 
-        encoder = TailEncoder(routing.tail)
-        rows = bad = sent = 0
-        for k, batch in enumerate(batches):
-            decoded = decode_batch(pa.Table.from_batches([batch]), plan)
-            name = task_file(k)
-            write_batch(decoded, staging / "raw", staging / "quarantine", name, compression)
-            bad += decoded.quarantine.num_rows if decoded.quarantine is not None else 0
-            if decoded.raw is None:
-                continue
-            rows += decoded.raw.num_rows
-            science, kept = science_table(decoded.raw, cuts, modules)
-            if science is None:
-                continue
-            if routing.filters:
-                bodies = [decoded.bodies[i] for i in kept]
-                sent += send(routing.servers, route(science, bodies, routing, encoder))
-            write_partitioned(science, staging / "science", name, compression)
-        yield summary(rows=rows, quarantined=bad, sent=sent)
+        counts = process_tables(
+            (pa.Table.from_batches([b]) for b in batches),
+            plan,
+            staging,
+            cuts=cuts,
+            modules=modules,
+            routing=routing,
+            compression=compression,
+            file_name=task_file,
+        )
+        yield summary(**counts)
 
     return run
 
@@ -262,6 +284,72 @@ def process_batch_native(
     sink.commit(batch_id, ["raw", "quarantine", "science"])
 
 
+def start_task_reader_query(
+    spark,
+    *,
+    plan: DecodePlan,
+    sink: BatchSink,
+    servers: str,
+    topics: list[str],
+    out: Path,
+    trigger: str,
+    work_options: dict,
+    max_offsets: int | None,
+    min_offsets: int | None,
+    max_trigger_delay_s: float | None,
+    available_now: bool = False,
+):
+    """The fused query on the task reader: each task reads its offset range with confluent-kafka.
+
+    ``available_now`` reads what the topics hold at the start, then stops (benchmarks).
+
+    The micro-batch's staging folder is named by its offsets (the tasks know
+    them, not the batch id); the driver commits it under the batch id, once.
+    """
+    import json as _json
+
+    from alertbench.broker.source import kafka_alert_source
+
+    staging_root = sink.staging
+
+    def work(r, tables) -> None:
+        staging = staging_root / r.staging
+        process_tables(
+            tables,
+            plan,
+            staging,
+            file_name=lambda k, r=r: f"{r.topic}-{r.partition}-{r.start}-{k:05d}.parquet",
+            **work_options,
+        )
+
+    source = kafka_alert_source(work, "alertbench_kafka")
+    spark.dataSource.register(source)
+
+    def handle(df, batch_id: int) -> None:
+        if sink.done(batch_id):
+            return
+        keys = {row["staging"] for row in df.select("staging").collect()}
+        stage = staging_root / keys.pop() if keys else None
+        sink.commit(batch_id, ["raw", "quarantine", "science"], stage)
+
+    reader = (
+        spark.readStream.format("alertbench_kafka")
+        .option("servers", servers)
+        .option("topics", _json.dumps(topics))
+        .option("min_offsets", str(min_offsets or 0))
+        .option("max_offsets", str(max_offsets or 0))
+        .option("max_trigger_delay_s", str(max_trigger_delay_s or 10.0))
+        .load()
+    )
+    return (
+        reader.writeStream.queryName("fused")
+        .foreachBatch(handle)
+        .option("checkpointLocation", str(out.resolve() / "checkpoints" / "fused"))
+        .trigger(**({"availableNow": True} if available_now else {"processingTime": trigger}))
+        .start()
+    )
+
+
 def start(
     spark,
     plan: DecodePlan,
@@ -279,6 +367,7 @@ def start(
     max_trigger_delay_s: float | None = None,
     check_crcs: bool = False,
     tail: dict | None = None,
+    reader: str = "spark",
 ):
     """Start the fused query.
 
@@ -286,12 +375,36 @@ def start(
     ----------
     tail : dict, optional
         The published schema of the broker's columns; the native path encodes them with it.
+    reader : str
+        On the native path, who reads Kafka: ``spark`` (Spark's Kafka source hands
+        each task its records as Arrow) or ``tasks`` (each task reads its offset
+        range with confluent-kafka, :mod:`alertbench.broker.source`).
 
     Returns
     -------
     pyspark.sql.streaming.StreamingQuery
     """
     sink = BatchSink(out, "fused")
+    if plan.engine == "native" and reader == "tasks":
+        codec = spark.conf.get("spark.sql.parquet.compression.codec", "none")
+        return start_task_reader_query(
+            spark,
+            plan=plan,
+            sink=sink,
+            servers=servers,
+            topics=topics,
+            out=out,
+            trigger=trigger,
+            work_options={
+                "cuts": cuts,
+                "modules": modules,
+                "routing": Routing(filters, tail or {"fields": []}, servers),
+                "compression": "none" if codec == "uncompressed" else codec,
+            },
+            max_offsets=max_offsets,
+            min_offsets=min_offsets,
+            max_trigger_delay_s=max_trigger_delay_s,
+        )
     if plan.engine == "native":
         codec = spark.conf.get("spark.sql.parquet.compression.codec", "none")
         compression = "none" if codec == "uncompressed" else codec

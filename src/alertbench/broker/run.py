@@ -164,6 +164,7 @@ def run_broker(
                     modules=modules,
                     filters=filters,
                     tail=tail,
+                    reader=b.kafka_reader,
                 )
             )
             stages = []

@@ -29,6 +29,8 @@ PRODUCER_CONFIG = {
     # Java's partitioner, as Spark's Kafka writer partitioned by key.
     "partitioner": "murmur2_random",
     "enable.idempotence": True,
+    # A worker's cached producer outlives test clusters; failed sends raise anyway.
+    "log_level": 2,
 }
 _PRODUCERS: dict[str, Any] = {}
 

@@ -69,9 +69,15 @@ class BatchSink:
             writer = writer.partitionBy(*partitions)
         writer.parquet(str(self.staged(batch_id, out)))
 
-    def commit(self, batch_id: int, outputs: list[str]) -> dict[str, int]:
-        """Move the staged files of ``outputs`` into place and mark ``batch_id`` done."""
-        stage = self.staging / str(batch_id)
+    def commit(
+        self, batch_id: int, outputs: list[str], stage: Path | None = None
+    ) -> dict[str, int]:
+        """Move the staged files of ``outputs`` into place and mark ``batch_id`` done.
+
+        ``stage`` is the staging folder, when the tasks named it themselves
+        (by the batch's offsets) rather than by ``batch_id``.
+        """
+        stage = stage or self.staging / str(batch_id)
         moved = {}
         prefix = f"b{batch_id:09d}-"
         moving = self.commits / f"{batch_id}.moving"

@@ -1,0 +1,289 @@
+"""Kafka read by the tasks themselves: a Spark Python streaming data source over offset ranges.
+
+Spark keeps what it is good at: the offsets of each micro-batch in its
+checkpoint, the trigger, the scheduling of tasks. Each partition of a
+micro-batch is one Kafka partition's offset range, and the task that reads
+it consumes the range with confluent-kafka and does the whole per-alert work
+on it (the ``work`` function: decode, raw, science, send), so the 75 KB
+alerts never cross from the JVM to Python. The task returns one small row per
+alert (its Kafka coordinates), so Spark's progress counts alerts.
+
+Offsets are ``{topic: {partition: next offset}}``, as Spark's Kafka source
+writes them. A micro-batch waits for ``min_offsets`` new records for at most
+``max_trigger_delay_s`` (the first one never waits) and takes at most
+``max_offsets`` (shared among partitions by their backlog).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+#: The rows a task returns: one per alert read.
+ROWS_SCHEMA = "topic string, partition int, offset long, staging string"
+_HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
+
+
+@dataclass
+class OffsetRange:
+    """One task's share of a micro-batch: ``[start, end)`` of one Kafka partition."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+    staging: str
+
+
+def batch_key(start: dict, end: dict) -> str:
+    """A name for a micro-batch's staging folder, the same whenever Spark replays it."""
+    return hashlib.sha256(json.dumps([start, end], sort_keys=True).encode()).hexdigest()[:20]
+
+
+def consumer_config(servers: str, group: str = "alertbench-ranges") -> dict[str, Any]:
+    """confluent-kafka settings for reading offset ranges (assigned, never committed)."""
+    return {
+        "bootstrap.servers": servers,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        "fetch.wait.max.ms": 10,
+        "socket.receive.buffer.bytes": 8 * 1024 * 1024,
+        "check.crcs": False,
+        "log_level": 3,
+    }
+
+
+def read_range(servers: str, r: OffsetRange, chunk: int = 1000) -> Iterator[pa.Table]:
+    """The records of ``r``, as tables of at most ``chunk`` rows in the Kafka source's columns.
+
+    Columns: ``value, topic, partition, offset, timestamp, headers``.
+    """
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer(consumer_config(servers))
+    try:
+        consumer.assign([TopicPartition(r.topic, r.partition, r.start)])
+        rows: dict[str, list] = {k: [] for k in ("value", "offset", "timestamp", "headers")}
+        nxt = r.start
+        deadline = time.monotonic() + 300
+        while nxt < r.end:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{r.topic}[{r.partition}]: offset {nxt} of {r.end} in 300 s")
+            for m in consumer.consume(1000, timeout=1.0):
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise RuntimeError(f"reading {r.topic}[{r.partition}]: {err.str()}")
+                if m.offset() >= r.end:
+                    nxt = r.end
+                    break
+                nxt = m.offset() + 1
+                rows["value"].append(m.value())
+                rows["offset"].append(m.offset())
+                rows["timestamp"].append(m.timestamp()[1] * 1000)
+                rows["headers"].append([{"key": k, "value": v} for k, v in m.headers() or []])
+                if len(rows["value"]) >= chunk:
+                    yield _table(r, rows)
+                    rows = {k: [] for k in rows}
+        if rows["value"]:
+            yield _table(r, rows)
+    finally:
+        consumer.close()
+
+
+def _table(r: OffsetRange, rows: dict[str, list]) -> pa.Table:
+    n = len(rows["value"])
+    return pa.table(
+        {
+            "value": pa.array(rows["value"], pa.binary()),
+            "topic": pa.array([r.topic] * n, pa.string()),
+            "partition": pa.array([r.partition] * n, pa.int32()),
+            "offset": pa.array(rows["offset"], pa.int64()),
+            "timestamp": pa.array(rows["timestamp"], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "headers": pa.array(rows["headers"], _HEADERS),
+        }
+    )
+
+
+class OffsetPlanner:
+    """The driver side: which offsets the next micro-batch reads.
+
+    Parameters
+    ----------
+    servers, topics
+        The Kafka cluster and the topics to read.
+    min_offsets, max_offsets, max_trigger_delay_s
+        The size of a micro-batch (see the module's docstring).
+    """
+
+    def __init__(
+        self,
+        servers: str,
+        topics: list[str],
+        *,
+        min_offsets: int | None = None,
+        max_offsets: int | None = None,
+        max_trigger_delay_s: float = 10.0,
+    ) -> None:
+        self.servers = servers
+        self.topics = topics
+        self.min_offsets = min_offsets
+        self.max_offsets = max_offsets
+        self.delay = max_trigger_delay_s
+        self.last_batch: float | None = None
+        self.stop_at: dict | None = None
+        self._consumer = None
+
+    def _watermarks(self) -> dict[str, dict[str, tuple[int, int]]]:
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._consumer is None:
+            self._consumer = Consumer(consumer_config(self.servers, "alertbench-planner"))
+        md = self._consumer.list_topics(timeout=10)
+        out: dict[str, dict[str, tuple[int, int]]] = {}
+        for t in self.topics:
+            topic = md.topics.get(t)
+            if topic is None or topic.error is not None:
+                continue
+            out[t] = {
+                str(p): self._consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+                for p in topic.partitions
+            }
+        return out
+
+    def initial(self) -> dict:
+        """The earliest offsets kept of every partition."""
+        return {t: {p: low for p, (low, _) in ps.items()} for t, ps in self._watermarks().items()}
+
+    def latest(self, start: dict) -> dict:
+        """The end of the next micro-batch: ``start`` itself when it should wait."""
+        marks = self._watermarks()
+        # A partition unknown to ``start`` starts at its earliest offset; one whose
+        # records expired starts where its records start.
+        begin = {
+            t: {p: max(start.get(t, {}).get(p, low), low) for p, (low, _) in ps.items()}
+            for t, ps in marks.items()
+        }
+        end = {t: {p: high for p, (_, high) in ps.items()} for t, ps in marks.items()}
+        if self.stop_at is not None:
+            end = {
+                t: {p: min(v, self.stop_at.get(t, {}).get(p, v)) for p, v in ps.items()}
+                for t, ps in end.items()
+            }
+        new = {t: {p: max(end[t][p] - begin[t][p], 0) for p in ps} for t, ps in begin.items()}
+        total = sum(v for ps in new.values() for v in ps.values())
+        now = time.monotonic()
+        waited = self.last_batch is not None and now - self.last_batch < self.delay
+        if total == 0 or (self.min_offsets and total < self.min_offsets and waited):
+            return start
+        if self.max_offsets and total > self.max_offsets:
+            # Shared by backlog: each partition gets its part of the cap, rounded down.
+            end = {
+                t: {p: begin[t][p] + new[t][p] * self.max_offsets // total for p in ps}
+                for t, ps in begin.items()
+            }
+        self.last_batch = now
+        return end
+
+    def ranges(self, start: dict, end: dict) -> list[OffsetRange]:
+        """One range per partition that has records between ``start`` and ``end``."""
+        key = batch_key(start, end)
+        return [
+            OffsetRange(t, int(p), start.get(t, {}).get(p, 0), e, key)
+            for t, ps in end.items()
+            for p, e in ps.items()
+            if e > start.get(t, {}).get(p, 0)
+        ]
+
+
+def kafka_alert_source(work: Callable[[OffsetRange, Iterator[pa.Table]], None], name: str):
+    """A Spark Python data source class whose tasks read offset ranges and run ``work`` on them.
+
+    Parameters
+    ----------
+    work : callable
+        ``work(offset_range, tables)``: the per-alert work on a range's records
+        (decode, write, send); it must consume ``tables``.
+    name : str
+        The format name to register.
+    """
+    from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+    from pyspark.sql.streaming.datasource import SupportsTriggerAvailableNow
+
+    class RangePartition(InputPartition):
+        def __init__(self, r: OffsetRange) -> None:
+            super().__init__(r)
+            self.range = r
+
+    class Reader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+        def __init__(self, options) -> None:
+            self.servers = options["servers"]
+            self.planner = OffsetPlanner(
+                options["servers"],
+                json.loads(options["topics"]),
+                min_offsets=int(options.get("min_offsets") or 0) or None,
+                max_offsets=int(options.get("max_offsets") or 0) or None,
+                max_trigger_delay_s=float(options.get("max_trigger_delay_s") or 10.0),
+            )
+
+        def initialOffset(self) -> dict:  # noqa: N802 (Spark's name)
+            return self.planner.initial()
+
+        def latestOffset(self, start: dict, limit) -> dict:  # noqa: N802
+            return self.planner.latest(start)
+
+        def prepareForTriggerAvailableNow(self) -> None:  # noqa: N802
+            marks = self.planner._watermarks()
+            self.planner.stop_at = {
+                t: {p: h for p, (_, h) in ps.items()} for t, ps in marks.items()
+            }
+            self.planner.min_offsets = None
+
+        def partitions(self, start: dict, end: dict):
+            return [RangePartition(r) for r in self.planner.ranges(start, end)]
+
+        def read(self, partition):
+            r = partition.range
+            offsets: list[int] = []
+
+            def tables() -> Iterator[pa.Table]:
+                for table in read_range(self.servers, r):
+                    offsets.extend(table["offset"].to_pylist())
+                    yield table
+
+            work(r, tables())
+            n = len(offsets)
+            yield pa.RecordBatch.from_pydict(
+                {
+                    "topic": pa.array([r.topic] * n, pa.string()),
+                    "partition": pa.array([r.partition] * n, pa.int32()),
+                    "offset": pa.array(offsets, pa.int64()),
+                    "staging": pa.array([r.staging] * n, pa.string()),
+                }
+            )
+
+        def commit(self, end: dict) -> None:
+            pass
+
+    class Source(DataSource):
+        @classmethod
+        def name(cls) -> str:
+            return name
+
+        def schema(self) -> str:
+            return ROWS_SCHEMA
+
+        def streamReader(self, schema):  # noqa: N802
+            return Reader(self.options)
+
+    return Source
