@@ -83,3 +83,7 @@ def test_the_tail_is_the_avro_encoding_of_the_added_columns() -> None:
         ("alertbench.alert_id", b"42"),
     ]
     assert headers(None, None) == [("alertbench.sent_us", b""), ("alertbench.alert_id", b"")]
+
+
+def test_no_added_columns_encode_to_nothing() -> None:
+    assert TailEncoder({"fields": []}).encode([{}, {}]) == [b"", b""]

@@ -218,7 +218,11 @@ def decode_batch(kafka: pa.Table, plan: DecodePlan) -> RawBatch:
     reasons = {i: framing_reason(plan) for i, b in enumerate(bodies) if b is None}
     reasons.update({ok[j]: why for j, why in decoded.failed.items()})
     now = int(time.time() * 1e6)
-    raw = raw_table(decoded.table, kafka.take(good), plan.schema, now) if good else None
+    # The Kafka columns of the good rows, without copying their 75 KB values.
+    coords = kafka.select(["topic", "partition", "offset", "timestamp", "headers"])
+    if len(good) != kafka.num_rows:
+        coords = coords.take(good)
+    raw = raw_table(decoded.table, coords, plan.schema, now) if good else None
     quarantine = None
     if reasons:
         where = sorted(reasons)

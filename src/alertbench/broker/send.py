@@ -49,11 +49,14 @@ class TailEncoder:
     """
 
     def __init__(self, tail: dict[str, Any]) -> None:
-        self.schema = fastavro.parse_schema(json.loads(json.dumps(tail)))
-        self.fields = [f["name"] for f in tail["fields"]]
+        self.fields = [f["name"] for f in tail.get("fields") or []]
+        # No added columns (no filters to send to): nothing to encode.
+        self.schema = fastavro.parse_schema(json.loads(json.dumps(tail))) if self.fields else None
 
     def encode(self, rows: Iterable[dict[str, Any]]) -> list[bytes]:
         """The encoding of each row's added columns."""
+        if self.schema is None:
+            return [b"" for _ in rows]
         out = []
         for row in rows:
             buf = io.BytesIO()
