@@ -24,6 +24,7 @@ from alertbench.kafka.client import produce
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
 from conftest import read_messages
+from corrupt import bad_messages
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
 
@@ -205,14 +206,7 @@ def test_corrupt_messages_are_quarantined_and_the_rest_flow(
     topic = f"e2e-corrupt-{int(fused)}"
     create_topic(single_kafka.bootstrap, topic, partitions=1)
     good = [p.read_bytes() for p in alert_files[:20]]
-    with io.BytesIO() as buf:
-        fastavro.writer(
-            buf,
-            {"type": "record", "name": "x", "fields": [{"name": "a", "type": "int"}]},
-            [{"a": 1}],
-        )
-        other_schema = buf.getvalue()
-    bad = [b"\x00garbage" * 50, good[0][: len(good[0]) // 2], other_schema]
+    bad = bad_messages(good[0])
     messages = [(None, v) for v in good[:10] + bad + good[10:]]
     assert produce(single_kafka.bootstrap, topic, messages).failed == []
 

@@ -8,11 +8,9 @@ mode on the native path must distribute every good alert.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-import fastavro
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -26,6 +24,7 @@ from alertbench.kafka.client import produce
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
 from conftest import read_messages
+from corrupt import bad_messages
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
 
@@ -52,15 +51,7 @@ def topic_with_bad_messages(single_kafka, alert_files) -> tuple[str, list[bytes]
             schedule=Schedule(mode="max"),
         )
     )
-    good = files[0].read_bytes()
-    with io.BytesIO() as buf:
-        fastavro.writer(
-            buf,
-            {"type": "record", "name": "x", "fields": [{"name": "a", "type": "int"}]},
-            [{"a": 1}],
-        )
-        other_schema = buf.getvalue()
-    bad = [b"\x00garbage" * 50, good[: len(good) // 2], other_schema]
+    bad = bad_messages(files[0].read_bytes())
     assert produce(single_kafka.bootstrap, topic, [(b"k", v) for v in bad]).failed == []
     return topic, bad, files
 

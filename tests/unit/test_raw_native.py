@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from alertbench.broker.avro import ArrowDecoder
 from alertbench.broker.decode import DecodePlan, ztf_plan
 from alertbench.broker.flatten import alert_columns
 from alertbench.broker.raw import body_of, raw_table, raw_task
+from corrupt import bad_messages
 
 FILES = find_alert_files([SAMPLE_DIR / "ztf"])
 
@@ -45,15 +45,8 @@ def test_messages_whose_framing_does_not_fit_have_no_body() -> None:
     schema, records = _records()
     message = ZtfFormat().frame(schema.encode(records[0]), schema)
     plan = ztf_plan(message)
-    with io.BytesIO() as buf:
-        fastavro.writer(
-            buf,
-            {"type": "record", "name": "x", "fields": [{"name": "a", "type": "int"}]},
-            [{"a": 1}],
-        )
-        other_schema = buf.getvalue()
     spoiled_sync = message[:-1] + bytes([message[-1] ^ 1])
-    for bad in (message[: len(message) // 2], other_schema, spoiled_sync, b"", None):
+    for bad in (*bad_messages(message), spoiled_sync, b"", None):
         assert body_of(bad, plan) is None
     body = schema.encode(records[0])
     confluent = DecodePlan("confluent", schema, schema_id=900)
