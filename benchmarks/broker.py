@@ -33,6 +33,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import tempfile
 import time
 import uuid
@@ -400,6 +401,7 @@ def main() -> None:
         spark.stop()
     finally:
         local.down(settings, purge=True)
+        shutil.rmtree(work, ignore_errors=True)  # gigabytes of Parquet and checkpoints
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"broker-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")

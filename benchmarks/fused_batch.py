@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import tempfile
 import threading
 import time
@@ -153,6 +154,7 @@ def main() -> None:
             result[variant] = measure(servers, work, alerts, variant, args.small, args.visit)
     finally:
         local.down(settings, purge=True)
+        shutil.rmtree(work, ignore_errors=True)  # gigabytes of Parquet and checkpoints
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"fused-batch-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")

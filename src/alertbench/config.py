@@ -162,6 +162,12 @@ class BrokerSettings(BaseModel):
         "so the default spends no CPU compressing them again.",
     )
     driver_memory: str = Field("2g", description="Spark driver heap.")
+    arrow_batch_rows: int = Field(
+        1000,
+        ge=10,
+        description="Alerts per Arrow batch handed to a task's Python code (memory per "
+        "task grows with it: 1,000 ZTF alerts are 75 MB).",
+    )
     executor_memory: str = Field("2g", description="Spark executor heap (cluster mode).")
     shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions.")
     spark_version: str = Field(

@@ -48,6 +48,7 @@ INHERITED_BROKER_SETTINGS = {
     "check_crcs",
     "parquet_compression",
     "driver_memory",
+    "arrow_batch_rows",
     "executor_memory",
     "driver_host",
     "shuffle_partitions",

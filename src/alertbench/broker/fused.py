@@ -339,6 +339,7 @@ def start_task_reader_query(
         .option("min_offsets", str(min_offsets or 0))
         .option("max_offsets", str(max_offsets or 0))
         .option("max_trigger_delay_s", str(max_trigger_delay_s or 10.0))
+        .option("chunk", spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "1000"))
         .load()
     )
     return (

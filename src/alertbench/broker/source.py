@@ -232,6 +232,7 @@ def kafka_alert_source(work: Callable[[OffsetRange, Iterator[pa.Table]], None], 
     class Reader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         def __init__(self, options) -> None:
             self.servers = options["servers"]
+            self.chunk = int(options.get("chunk") or 1000)
             self.planner = OffsetPlanner(
                 options["servers"],
                 json.loads(options["topics"]),
@@ -261,7 +262,7 @@ def kafka_alert_source(work: Callable[[OffsetRange, Iterator[pa.Table]], None], 
             offsets: list[int] = []
 
             def tables() -> Iterator[pa.Table]:
-                for table in read_range(self.servers, r):
+                for table in read_range(self.servers, r, self.chunk):
                     offsets.extend(table["offset"].to_pylist())
                     yield table
 

@@ -214,7 +214,9 @@ def build_session(
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
         # Alerts are 50-150 KB: smaller Arrow batches keep Python memory flat.
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "1000")
+        .config(
+            "spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.broker.arrow_batch_rows)
+        )
         .config("spark.executorEnv.PYSPARK_PYTHON", sys.executable)
     )
     if master.startswith("local"):
