@@ -48,7 +48,8 @@ from alertbench.alerts.files import find_alert_files
 from alertbench.alerts.reader import AlertReader
 from alertbench.broker.decode import make_plan
 from alertbench.broker.flatten import flatten
-from alertbench.broker.fused import Routing, start_task_reader_query
+from alertbench.broker.fused import start_task_reader_query
+from alertbench.broker.route import Routing
 from alertbench.broker.sink import BatchSink
 from alertbench.broker.spark import build_session
 from alertbench.broker.stream2raw import KAFKA_SCHEMA, decoded, kafka_source, write_raw_batch

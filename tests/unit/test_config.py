@@ -215,3 +215,11 @@ def test_paths_from_env_and_flags_are_relative_to_the_working_directory(
     assert s.java_home == tmp_path / "jdk"
     assert s.broker.schema_registry == "http://registry:8081"  # a URL is not a path
     assert all(p.is_absolute() for p in (s.cache_dir, s.data_dir, s.kafka_state_dir))
+
+
+def test_driver_memory_follows_the_decoder_unless_set() -> None:
+    from alertbench.broker.spark import driver_memory
+
+    assert driver_memory(load_settings()) == "1g"
+    assert driver_memory(load_settings(broker={"decoder": "jvm"})) == "2g"
+    assert driver_memory(load_settings(broker={"decoder": "jvm", "driver_memory": "3g"})) == "3g"

@@ -8,12 +8,13 @@ scalable, as Fink runs them; both write the same outputs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from alertbench.broker.decode import DecodePlan, body_column
 from alertbench.broker.distribute import BODY, Filter, send_batch
+from alertbench.broker.raw import parquet_codec
 from alertbench.broker.raw2science import ROW_KEY, science_columns, with_science
+from alertbench.broker.route import Routing, route, science_table
 from alertbench.broker.science import ScienceModule
 from alertbench.broker.sink import BatchSink
 from alertbench.broker.stream2raw import kafka_range, stage_raw, start_kafka_query
@@ -101,102 +102,6 @@ def process_batch(
     sink.commit(batch_id, ["raw", "quarantine", "science"])
 
 
-@dataclass
-class Routing:
-    """What a native fused task needs to distribute: the filters and the published tail schema.
-
-    Attributes
-    ----------
-    filters : list of Filter
-        SQL or Python filters, one topic each.
-    tail : dict
-        The Avro record schema of the broker's columns, as published.
-    servers : str
-        The Kafka cluster of the distribution topics.
-    """
-
-    filters: list[Filter]
-    tail: dict
-    servers: str
-
-
-_PREDICATES: list = []
-
-
-def _predicates():
-    from alertbench.broker.sql import Predicates
-
-    if not _PREDICATES:
-        _PREDICATES.append(Predicates())
-    return _PREDICATES[0]
-
-
-def science_table(raw, cuts: str, modules: list[ScienceModule]):
-    """The raw rows that pass ``cuts``, with every module's columns; and which rows they are.
-
-    Columns: the raw ones but ``night``, the modules', their times and
-    errors, then ``night`` (the order of the JVM path's science Parquet).
-    """
-    import numpy as np
-    import pyarrow as pa
-
-    from alertbench.broker.science import run_modules
-
-    (mask,) = _predicates().masks(raw, [cuts])
-    kept_rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-    kept = raw.take(pa.array(kept_rows, pa.int64()))
-    if not kept.num_rows:
-        return None, kept_rows
-    night = kept["night"]
-    enriched = pa.Table.from_batches(
-        list(run_modules(modules, iter(kept.drop_columns(["night"]).to_batches())))
-    )
-    return enriched.append_column("night", night), kept_rows
-
-
-def route(science, bodies: list[bytes], routing: Routing, encoder) -> list[tuple]:
-    """``(topic, key, value, headers)`` of every alert each filter selects."""
-    import pyarrow as pa
-
-    from alertbench.broker.flatten import alert_id_column
-    from alertbench.broker.send import headers
-    from alertbench.broker.sql import flat_columns
-
-    sql = [f for f in routing.filters if f.function is None]
-    masks = dict(
-        zip((f.topic for f in sql), _predicates().masks(science, [f.sql for f in sql]), strict=True)
-    )
-    py = [f for f in routing.filters if f.function is not None]
-    if py:
-        frame = science.select(flat_columns(science.schema)).to_pandas()
-        for f in py:
-            try:
-                masks[f.topic] = pa.array(f.function(frame), pa.bool_(), from_pandas=True)
-            except Exception:  # a failing Python filter selects nothing; the stream goes on
-                masks[f.topic] = pa.nulls(science.num_rows, pa.bool_())
-    passes = {t: m.fill_null(False).to_numpy(zero_copy_only=False) for t, m in masks.items()}
-    chosen = [i for i in range(science.num_rows) if any(p[i] for p in passes.values())]
-    if not chosen:
-        return []
-    rows = science.take(pa.array(chosen, pa.int64()))
-    tails = encoder.encode(rows.select(encoder.fields).to_pylist())
-    key_col = "objectId" if "objectId" in rows.column_names else rows.column_names[0]
-    keys = [None if k is None else str(k).encode() for k in rows[key_col].to_pylist()]
-    id_col = alert_id_column(rows.column_names)
-    ids = rows[id_col].to_pylist() if id_col else [None] * len(chosen)
-    sent = (
-        rows["sent_time"].cast(pa.int64()).to_pylist()
-        if "sent_time" in rows.column_names
-        else [None] * len(chosen)
-    )
-    messages = []
-    for j, i in enumerate(chosen):
-        value = b"".join((bodies[i], tails[j]))  # a body may be a view of the Arrow batch
-        hdrs = headers(sent[j], ids[j])
-        messages += [(t, keys[j], value, hdrs) for t, p in passes.items() if p[i]]
-    return messages
-
-
 def process_tables(
     tables,
     plan: DecodePlan,
@@ -237,40 +142,24 @@ def process_tables(
     return {"rows": rows, "quarantined": bad, "sent": sent}
 
 
-def native_task(
-    plan: DecodePlan,
-    staging: Path,
-    *,
-    cuts: str,
-    modules: list[ScienceModule],
-    routing: Routing,
-    compression: str = "none",
-):
-    """The ``mapInArrow`` function of a native fused micro-batch: one task's whole share."""
+def native_task(plan: DecodePlan, staging: Path, work: dict):
+    """The ``mapInArrow`` function of a native fused micro-batch: one task's whole share.
+
+    ``work`` holds :func:`process_tables`'s cuts, modules, routing and compression.
+    """
 
     def run(batches):
         import pyarrow as pa
 
         from alertbench.broker.raw import summary, task_file
 
-        counts = process_tables(
-            (pa.Table.from_batches([b]) for b in batches),
-            plan,
-            staging,
-            cuts=cuts,
-            modules=modules,
-            routing=routing,
-            compression=compression,
-            file_name=task_file,
-        )
-        yield summary(**counts)
+        tables = (pa.Table.from_batches([b]) for b in batches)
+        yield summary(**process_tables(tables, plan, staging, file_name=task_file, **work))
 
     return run
 
 
-def process_batch_native(
-    df, batch_id: int, *, plan: DecodePlan, sink: BatchSink, task, compression: str
-) -> None:
+def process_batch_native(df, batch_id: int, *, plan: DecodePlan, sink: BatchSink, work: dict):
     """One native fused micro-batch: one Spark job, then the exactly-once commit."""
     from alertbench.broker.raw import KAFKA_INPUT
 
@@ -279,7 +168,7 @@ def process_batch_native(
     sink.begin(batch_id)
     staging = sink.staged(batch_id, "raw").parent
     df.select(*KAFKA_INPUT).mapInArrow(
-        task(staging), "rows long, quarantined long, sent long"
+        native_task(plan, staging, work), "rows long, quarantined long, sent long"
     ).collect()
     sink.commit(batch_id, ["raw", "quarantine", "science"])
 
@@ -386,38 +275,29 @@ def start(
     pyspark.sql.streaming.StreamingQuery
     """
     sink = BatchSink(out, "fused")
-    if plan.engine == "native" and reader == "tasks":
-        codec = spark.conf.get("spark.sql.parquet.compression.codec", "none")
-        return start_task_reader_query(
-            spark,
-            plan=plan,
-            sink=sink,
-            servers=servers,
-            topics=topics,
-            out=out,
-            trigger=trigger,
-            work_options={
-                "cuts": cuts,
-                "modules": modules,
-                "routing": Routing(filters, tail or {"fields": []}, servers),
-                "compression": "none" if codec == "uncompressed" else codec,
-            },
-            max_offsets=max_offsets,
-            min_offsets=min_offsets,
-            max_trigger_delay_s=max_trigger_delay_s,
-        )
     if plan.engine == "native":
-        codec = spark.conf.get("spark.sql.parquet.compression.codec", "none")
-        compression = "none" if codec == "uncompressed" else codec
-        routing = Routing(filters, tail or {"fields": []}, servers)
-
-        def task(staging: Path):
-            return native_task(
-                plan, staging, cuts=cuts, modules=modules, routing=routing, compression=compression
+        work = {
+            "cuts": cuts,
+            "modules": modules,
+            "routing": Routing(filters, tail or {"fields": []}, servers),
+            "compression": parquet_codec(spark),
+        }
+        if reader == "tasks":
+            return start_task_reader_query(
+                spark,
+                plan=plan,
+                sink=sink,
+                servers=servers,
+                topics=topics,
+                out=out,
+                trigger=trigger,
+                work_options=work,
+                max_offsets=max_offsets,
+                min_offsets=min_offsets,
+                max_trigger_delay_s=max_trigger_delay_s,
             )
-
         handle = lambda df, batch_id: process_batch_native(  # noqa: E731
-            df, batch_id, plan=plan, sink=sink, task=task, compression=compression
+            df, batch_id, plan=plan, sink=sink, work=work
         )
     else:
         handle = lambda df, batch_id: process_batch(  # noqa: E731

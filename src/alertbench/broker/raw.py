@@ -274,6 +274,12 @@ def summary(**counts: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict({k: pa.array([v], pa.int64()) for k, v in counts.items()})
 
 
+def parquet_codec(spark) -> str:
+    """The session's Parquet codec, in pyarrow's words (Spark says ``uncompressed``)."""
+    codec = spark.conf.get("spark.sql.parquet.compression.codec", "none")
+    return "none" if codec == "uncompressed" else codec
+
+
 def stage_raw_native(sink, df, batch_id: int, plan: DecodePlan, compression: str = "none") -> dict:
     """Stage one micro-batch's raw alerts and quarantine in native code (not committed).
 

@@ -24,7 +24,8 @@ PRODUCER_CONFIG = {
     "message.max.bytes": 10 * 1024 * 1024,
     "batch.size": 1024 * 1024,
     "linger.ms": 10,
-    "queue.buffering.max.kbytes": 256 * 1024,
+    # Bounded: a task flushes at its end; a larger queue only adds to each worker's memory.
+    "queue.buffering.max.kbytes": 64 * 1024,
     "socket.send.buffer.bytes": 4 * 1024 * 1024,
     # Java's partitioner, as Spark's Kafka writer partitioned by key.
     "partitioner": "murmur2_random",

@@ -157,6 +157,18 @@ def _is_local_address(address: str) -> bool:
         return False
 
 
+def driver_memory(settings: Settings) -> str:
+    """The driver's heap: as configured, else what the decoder needs.
+
+    On the native path the JVM reads Kafka and hands Arrow batches over: 1 GB
+    held a 10,000-alert visit (broker RSS 3.2 GB against 3.5 GB with 2 GB). The
+    JVM path builds the rows itself, and its visits need the 2 GB.
+    """
+    if settings.broker.driver_memory:
+        return settings.broker.driver_memory
+    return "2g" if settings.broker.decoder == "jvm" else "1g"
+
+
 def build_session(
     settings: Settings, *, app_name: str = "alertbench-broker", master: str | None = None
 ) -> SparkSession:
@@ -196,7 +208,7 @@ def build_session(
     builder = (
         SparkSession.builder.appName(app_name)
         .master(master)
-        .config("spark.driver.memory", settings.broker.driver_memory)
+        .config("spark.driver.memory", driver_memory(settings))
         .config("spark.executor.memory", settings.broker.executor_memory)
         .config("spark.sql.shuffle.partitions", str(settings.broker.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")

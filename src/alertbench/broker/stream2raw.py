@@ -195,10 +195,9 @@ def stage_raw(sink: BatchSink, df, batch_id: int, plan: DecodePlan) -> None:
     from pyspark.sql import functions as F
 
     if plan.engine == "native":
-        from alertbench.broker.raw import stage_raw_native
+        from alertbench.broker.raw import parquet_codec, stage_raw_native
 
-        codec = df.sparkSession.conf.get("spark.sql.parquet.compression.codec", "none")
-        stage_raw_native(sink, df, batch_id, plan, "none" if codec == "uncompressed" else codec)
+        stage_raw_native(sink, df, batch_id, plan, parquet_codec(df.sparkSession))
         return
     # One task per core, not per Kafka partition: every task sets up Parquet
     # writers for ~600 nested columns. With 4 partitions on 2 cores, a fused

@@ -1,0 +1,112 @@
+"""Cut, enrich and route a batch of alerts to the distribution topics, in the task holding it.
+
+The quality cuts and every SQL filter are evaluated with DataFusion
+(:mod:`alertbench.broker.sql`), each filter once over the batch; Python
+filters get the alerts' flat columns as pandas. Each alert goes out once
+per topic whose filter it passes, as its original body followed by the
+broker's columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alertbench.broker.distribute import Filter
+from alertbench.broker.science import ScienceModule
+
+
+@dataclass
+class Routing:
+    """What a native fused task needs to distribute: the filters and the published tail schema.
+
+    Attributes
+    ----------
+    filters : list of Filter
+        SQL or Python filters, one topic each.
+    tail : dict
+        The Avro record schema of the broker's columns, as published.
+    servers : str
+        The Kafka cluster of the distribution topics.
+    """
+
+    filters: list[Filter]
+    tail: dict
+    servers: str
+
+
+_PREDICATES: list = []
+
+
+def predicates():
+    """One DataFusion predicate engine per Python worker (Spark reuses its workers)."""
+    from alertbench.broker.sql import Predicates
+
+    if not _PREDICATES:
+        _PREDICATES.append(Predicates())
+    return _PREDICATES[0]
+
+
+def science_table(raw, cuts: str, modules: list[ScienceModule]):
+    """The raw rows that pass ``cuts``, with every module's columns; and which rows they are.
+
+    Columns: the raw ones but ``night``, the modules', their times and
+    errors, then ``night`` (the order of the JVM path's science Parquet).
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    from alertbench.broker.science import run_modules
+
+    (mask,) = predicates().masks(raw, [cuts])
+    kept_rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+    kept = raw.take(pa.array(kept_rows, pa.int64()))
+    if not kept.num_rows:
+        return None, kept_rows
+    night = kept["night"]
+    enriched = pa.Table.from_batches(
+        list(run_modules(modules, iter(kept.drop_columns(["night"]).to_batches())))
+    )
+    return enriched.append_column("night", night), kept_rows
+
+
+def route(science, bodies: list[bytes], routing: Routing, encoder) -> list[tuple]:
+    """``(topic, key, value, headers)`` of every alert each filter selects."""
+    import pyarrow as pa
+
+    from alertbench.broker.flatten import alert_id_column
+    from alertbench.broker.send import headers
+    from alertbench.broker.sql import flat_columns
+
+    sql = [f for f in routing.filters if f.function is None]
+    masks = dict(
+        zip((f.topic for f in sql), predicates().masks(science, [f.sql for f in sql]), strict=True)
+    )
+    py = [f for f in routing.filters if f.function is not None]
+    if py:
+        frame = science.select(flat_columns(science.schema)).to_pandas()
+        for f in py:
+            try:
+                masks[f.topic] = pa.array(f.function(frame), pa.bool_(), from_pandas=True)
+            except Exception:  # a failing Python filter selects nothing; the stream goes on
+                masks[f.topic] = pa.nulls(science.num_rows, pa.bool_())
+    passes = {t: m.fill_null(False).to_numpy(zero_copy_only=False) for t, m in masks.items()}
+    chosen = [i for i in range(science.num_rows) if any(p[i] for p in passes.values())]
+    if not chosen:
+        return []
+    rows = science.take(pa.array(chosen, pa.int64()))
+    tails = encoder.encode(rows.select(encoder.fields).to_pylist())
+    key_col = "objectId" if "objectId" in rows.column_names else rows.column_names[0]
+    keys = [None if k is None else str(k).encode() for k in rows[key_col].to_pylist()]
+    id_col = alert_id_column(rows.column_names)
+    ids = rows[id_col].to_pylist() if id_col else [None] * len(chosen)
+    sent = (
+        rows["sent_time"].cast(pa.int64()).to_pylist()
+        if "sent_time" in rows.column_names
+        else [None] * len(chosen)
+    )
+    messages = []
+    for j, i in enumerate(chosen):
+        value = b"".join((bodies[i], tails[j]))  # a body may be a view of the Arrow batch
+        hdrs = headers(sent[j], ids[j])
+        messages += [(t, keys[j], value, hdrs) for t, p in passes.items() if p[i]]
+    return messages
