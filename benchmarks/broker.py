@@ -30,9 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
-import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -40,7 +38,6 @@ import uuid
 from pathlib import Path
 
 import fastavro
-import psutil
 import pyarrow.parquet as pq
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -57,6 +54,7 @@ from alertbench.config import load_settings
 from alertbench.kafka import local
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
+from output import machine, write_result
 
 
 def _fink_worker(servers: str, topic: str, partition: int, out: str, batch: int) -> None:
@@ -220,11 +218,7 @@ def main() -> None:
         "alerts": args.alerts,
         "partitions": args.partitions,
         "master": "local[2]",
-        "machine": {
-            "cores": psutil.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
     }
     try:
         simulate(
@@ -403,10 +397,7 @@ def main() -> None:
     finally:
         local.down(settings, purge=True)
         shutil.rmtree(work, ignore_errors=True)  # gigabytes of Parquet and checkpoints
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"broker-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result(args.out, "broker", result)
 
 
 if __name__ == "__main__":

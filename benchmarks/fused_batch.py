@@ -19,14 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import tempfile
 import threading
 import time
 from pathlib import Path
-
-import psutil
 
 from alertbench.alerts.files import find_alert_files
 from alertbench.alerts.reader import AlertReader
@@ -36,6 +33,7 @@ from alertbench.kafka import local
 from alertbench.kafka.admin import create_topic
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
+from output import machine, write_result
 
 
 def send(servers: str, topic: str, alerts, count: int, first_clone: int) -> None:
@@ -143,11 +141,7 @@ def main() -> None:
     result: dict = {
         "benchmark": "fused-micro-batch",
         "master": "local[2]",
-        "machine": {
-            "cores": psutil.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
     }
     try:
         for variant in args.variants.split(","):
@@ -155,10 +149,7 @@ def main() -> None:
     finally:
         local.down(settings, purge=True)
         shutil.rmtree(work, ignore_errors=True)  # gigabytes of Parquet and checkpoints
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"fused-batch-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result(args.out, "fused-batch", result)
 
 
 if __name__ == "__main__":

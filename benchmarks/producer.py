@@ -20,16 +20,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import re
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-
-import psutil
 
 from alertbench.alerts.files import find_alert_files
 from alertbench.alerts.reader import AlertReader
@@ -40,6 +36,7 @@ from alertbench.kafka.admin import create_topic
 from alertbench.kafka.fetch import resolve_kafka
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
+from output import machine, write_result
 
 JAVA_LINE = re.compile(
     r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency"
@@ -118,12 +115,7 @@ def main() -> None:
         "acks": args.acks,
         "kafka": install.release.version,
         "embedded_kafka": started_here,
-        "machine": {
-            "cores": psutil.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version(),
-            "java": find_java().version,
-        },
+        "machine": machine(java=find_java().version),
     }
     try:
         # Twice, best kept: the first run also warms the broker up for everyone after it.
@@ -199,10 +191,7 @@ def main() -> None:
     finally:
         if started_here:
             local.down(settings, purge=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"producer-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result(args.out, "producer", result)
 
 
 if __name__ == "__main__":
