@@ -1,4 +1,8 @@
-"""Decode alert messages in the JVM, as Spark Column expressions.
+"""The decode plan of a stream, and the JVM path's decoding as Spark Column expressions.
+
+:class:`DecodePlan` (a stream's wire format and writer schema, learnt from
+its first message) serves both paths; the native path decodes with
+:mod:`alertbench.broker.avro` instead of the expressions below.
 
 Fink decodes each alert with a per-row Python UDF. Here every wire format
 becomes a ``from_avro`` over a slice of the message, so decoding runs in

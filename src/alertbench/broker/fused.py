@@ -4,6 +4,13 @@ Each batch is decoded once and written to raw Parquet, enriched and routed
 to the distribution topics (the lowest latency from Kafka to Kafka), then
 written to science Parquet. The staged mode keeps the stages independently
 scalable, as Fink runs them; both write the same outputs.
+
+On the native path (the default) a batch is one Spark job: each task does
+its share of the per-alert work (:func:`process_tables`) over Arrow, fed by
+Spark's Kafka source or reading its offset range itself
+(:mod:`alertbench.broker.source`), and the driver commits the staged files.
+On the JVM path (``broker.decoder = "jvm"``) Spark's row engine does it in
+about ten jobs (:func:`process_batch`).
 """
 
 from __future__ import annotations
