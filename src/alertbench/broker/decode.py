@@ -245,13 +245,18 @@ def decode_columns(plan: DecodePlan, value: str = "value"):
     options = {"mode": "PERMISSIVE"}
     body, fits = _framing(plan, value)
     alert = F.when(fits, from_avro(body, plan.schema_json, options))
-    reason = {
-        "ztf": "not a whole container file with the stream's schema header",
-        "confluent": f"not Confluent-framed with schema id {plan.schema_id}",
-    }.get(plan.format)
+    reason = framing_reason(plan)
     if reason is None:
         return alert, F.lit(None).cast("string")
     return alert, F.when(~fits | fits.isNull(), F.lit(reason))
+
+
+def framing_reason(plan: DecodePlan) -> str | None:
+    """Why a message's framing does not fit the stream (None: ``schemaless`` has no framing)."""
+    return {
+        "ztf": "not a whole container file with the stream's schema header",
+        "confluent": f"not Confluent-framed with schema id {plan.schema_id}",
+    }.get(plan.format)
 
 
 DECODE_FAILED = "Avro body does not decode"

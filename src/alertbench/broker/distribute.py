@@ -221,8 +221,7 @@ def routed(spark, frame, filters: list[Filter], schema: Schema, bodies=None):
     published, tail = distribution_schema(spark, frame, schema)
     added = added_columns(frame.columns, schema)
     chosen = _chosen(frame, filters)
-    key_col = "objectId" if "objectId" in frame.columns else frame.columns[0]
-    key = F.col(key_col).cast("string").cast("binary").alias("key")
+    key = F.col(key_column(frame.columns)).cast("string").cast("binary").alias("key")
     # The send time travels on as a header, so a timing consumer of the
     # distribution topics measures send -> distribution latency.
     sent_us = (
@@ -267,6 +266,11 @@ def routed(spark, frame, filters: list[Filter], schema: Schema, bodies=None):
             "key", F.concat(BODY, "_tail").alias("value"), "headers", "_topics"
         )
     return rows.withColumn("topic", F.explode("_topics")).drop("_topics"), published
+
+
+def key_column(columns: list[str]) -> str:
+    """The column whose value keys a distributed alert's message: ``objectId``, else the first."""
+    return "objectId" if "objectId" in columns else columns[0]
 
 
 def send_batch(spark, science, filters: list[Filter], servers: str, schema: Schema, bodies=None):

@@ -54,15 +54,27 @@ def alert_id_column(columns: list[str]) -> str | None:
     return next((c for c in ALERT_ID_COLUMNS if c in columns), None)
 
 
-def observation_jd_expr(schema: Schema) -> str:
-    """SQL giving an alert's observation Julian Date from the flattened columns."""
+def observation_jd_source(schema: Schema) -> tuple[str, float] | None:
+    """``(column, offset)``: an alert's observation Julian Date is ``column + offset``.
+
+    ZTF gives ``jd``; Rubin a Modified Julian Date. None when the schema has neither.
+    """
     names = {name for name, _ in alert_columns(schema)}
     if "jd" in names:
-        return "jd"
+        return "jd", 0.0
     for f in ("midpointMjdTai", "midPointTai"):
         if f in names:
-            return f"{f} + 2400000.5"
-    return "CAST(NULL AS DOUBLE)"
+            return f, 2400000.5
+    return None
+
+
+def observation_jd_expr(schema: Schema) -> str:
+    """SQL giving an alert's observation Julian Date from the flattened columns."""
+    source = observation_jd_source(schema)
+    if source is None:
+        return "CAST(NULL AS DOUBLE)"
+    column, offset = source
+    return f"{column} + {offset}" if offset else column
 
 
 def flatten(df, schema: Schema):

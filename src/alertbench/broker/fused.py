@@ -135,7 +135,7 @@ def process_tables(
         decoded = decode_batch(table, plan)
         name = file_name(k)
         write_batch(decoded, staging / "raw", staging / "quarantine", name, compression)
-        bad += decoded.quarantine.num_rows if decoded.quarantine is not None else 0
+        bad += decoded.quarantined
         if decoded.raw is None:
             continue
         rows += decoded.raw.num_rows

@@ -25,21 +25,19 @@ import pyarrow.parquet as pq
 
 from alertbench.alerts.schema import Schema, zigzag
 from alertbench.alerts.wire import SENT_HEADER
-from alertbench.broker.decode import DecodePlan
-from alertbench.broker.flatten import DETECTION_FIELD, alert_columns, observation_jd_expr
+from alertbench.broker.decode import DecodePlan, framing_reason
+from alertbench.broker.flatten import (
+    DETECTION_FIELD,
+    KAFKA_COLUMNS,
+    alert_columns,
+    observation_jd_source,
+)
 
 #: The Kafka columns a task reads from Spark's source.
 KAFKA_INPUT = ["value", "topic", "partition", "offset", "timestamp", "headers"]
 SUMMARY_SCHEMA = "rows long, quarantined long"
 _TS = pa.timestamp("us", tz="UTC")
 _DECODERS: dict[str, object] = {}
-
-
-def framing_reason(plan: DecodePlan) -> str:
-    """Why a message's framing does not fit the stream (the JVM path's words)."""
-    if plan.format == "ztf":
-        return "not a whole container file with the stream's schema header"
-    return f"not Confluent-framed with schema id {plan.schema_id}"
 
 
 def body_of(value: bytes | memoryview | None, plan: DecodePlan) -> bytes | memoryview | None:
@@ -109,14 +107,12 @@ def _sent_times(headers: pa.Array) -> pa.Array:
 
 def _night(table: pa.Table, schema: Schema) -> pa.Array:
     """``yyyyMMdd`` (UTC) of each alert's observation, ``unknown`` without one."""
-    expr = observation_jd_expr(schema)
-    if expr == "jd":
-        jd = table["jd"]
-    elif expr.endswith("+ 2400000.5"):
-        jd = pc.add(table[expr.split(" ")[0]].cast(pa.float64()), 2400000.5)
-    else:
+    source = observation_jd_source(schema)
+    if source is None:
         return pa.array(["unknown"] * table.num_rows)
-    micros = pc.multiply(pc.subtract(jd.cast(pa.float64()), 2440587.5), 86400e6)
+    column, offset = source
+    jd = pc.add(table[column].cast(pa.float64()), offset)
+    micros = pc.multiply(pc.subtract(jd, 2440587.5), 86400e6)
     ts = pc.cast(pc.floor(micros), pa.int64()).cast(_TS)
     return pc.fill_null(pc.strftime(ts, format="%Y%m%d"), "unknown")
 
@@ -145,7 +141,7 @@ def raw_table(alerts: pa.Table, kafka: pa.Table, schema: Schema, ingest_us: int)
             arrays.append(alerts[name])
         names.append(name)
     n = alerts.num_rows
-    names += ["topic", "partition", "offset", "kafka_time", "sent_time", "ingest_time"]
+    names += KAFKA_COLUMNS
     arrays += [
         kafka["topic"],
         kafka["partition"],
@@ -173,9 +169,8 @@ def quarantine_table(kafka: pa.Table, reasons: list[str], now_us: int) -> pa.Tab
     )
 
 
-def write_partitioned(table: pa.Table, folder: Path, name: str, compression: str) -> int:
-    """Write ``table`` under ``folder/night=X/name`` per night; returns the files written."""
-    written = 0
+def write_partitioned(table: pa.Table, folder: Path, name: str, compression: str) -> None:
+    """Write ``table`` under ``folder/night=X/name``, one file per night."""
     nights = pc.unique(table["night"]).to_pylist() if table.num_rows else []
     for night in nights:
         # A visit is one night: copy the rows of a night only when there are several.
@@ -186,8 +181,6 @@ def write_partitioned(table: pa.Table, folder: Path, name: str, compression: str
         pq.write_table(
             part, dest / name, compression=compression, use_dictionary=False, write_statistics=False
         )
-        written += 1
-    return written
 
 
 @dataclass
@@ -208,6 +201,11 @@ class RawBatch:
     bodies: list[bytes]
     quarantine: pa.Table | None
 
+    @property
+    def quarantined(self) -> int:
+        """How many messages went to the quarantine."""
+        return self.quarantine.num_rows if self.quarantine is not None else 0
+
 
 def decode_batch(kafka: pa.Table, plan: DecodePlan) -> RawBatch:
     """Strip the framing of a batch of Kafka records, decode them and flatten the alerts."""
@@ -219,7 +217,7 @@ def decode_batch(kafka: pa.Table, plan: DecodePlan) -> RawBatch:
     reasons.update({ok[j]: why for j, why in decoded.failed.items()})
     now = int(time.time() * 1e6)
     # The Kafka columns of the good rows, without copying their 75 KB values.
-    coords = kafka.select(["topic", "partition", "offset", "timestamp", "headers"])
+    coords = kafka.select([c for c in KAFKA_INPUT if c != "value"])
     if len(good) != kafka.num_rows:
         coords = coords.take(good)
     raw = raw_table(decoded.table, coords, plan.schema, now) if good else None
@@ -263,7 +261,7 @@ def raw_task(plan: DecodePlan, staged: Path, quarantine: Path, compression: str 
             decoded = decode_batch(pa.Table.from_batches([batch]), plan)
             write_batch(decoded, staged, quarantine, task_file(k), compression)
             rows += len(decoded.bodies)
-            bad += decoded.quarantine.num_rows if decoded.quarantine is not None else 0
+            bad += decoded.quarantined
         yield summary(rows=rows, quarantined=bad)
 
     return run
@@ -280,20 +278,12 @@ def parquet_codec(spark) -> str:
     return "none" if codec == "uncompressed" else codec
 
 
-def stage_raw_native(sink, df, batch_id: int, plan: DecodePlan, compression: str = "none") -> dict:
+def stage_raw_native(sink, df, batch_id: int, plan: DecodePlan, compression: str = "none"):
     """Stage one micro-batch's raw alerts and quarantine in native code (not committed).
 
-    One Spark job: each task decodes and writes its share. Returns the
-    counts ``{"rows", "quarantined"}``.
+    One Spark job: each task decodes and writes its share.
     """
     staged = sink.staged(batch_id, "raw")
     quarantine = sink.staged(batch_id, "quarantine")
-    counts = (
-        df.select(*KAFKA_INPUT)
-        .mapInArrow(raw_task(plan, staged, quarantine, compression), SUMMARY_SCHEMA)
-        .collect()
-    )
-    return {
-        "rows": sum(r["rows"] for r in counts),
-        "quarantined": sum(r["quarantined"] for r in counts),
-    }
+    task = raw_task(plan, staged, quarantine, compression)
+    df.select(*KAFKA_INPUT).mapInArrow(task, SUMMARY_SCHEMA).collect()

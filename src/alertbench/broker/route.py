@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alertbench.broker.distribute import Filter
+from alertbench.broker.distribute import Filter, key_column
 from alertbench.broker.science import ScienceModule
 
 
@@ -95,8 +95,10 @@ def route(science, bodies: list[bytes], routing: Routing, encoder) -> list[tuple
         return []
     rows = science.take(pa.array(chosen, pa.int64()))
     tails = encoder.encode(rows.select(encoder.fields).to_pylist())
-    key_col = "objectId" if "objectId" in rows.column_names else rows.column_names[0]
-    keys = [None if k is None else str(k).encode() for k in rows[key_col].to_pylist()]
+    keys = [
+        None if k is None else str(k).encode()
+        for k in rows[key_column(rows.column_names)].to_pylist()
+    ]
     id_col = alert_id_column(rows.column_names)
     ids = rows[id_col].to_pylist() if id_col else [None] * len(chosen)
     sent = (
