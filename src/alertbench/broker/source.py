@@ -165,6 +165,12 @@ class OffsetPlanner:
             }
         return out
 
+    def close(self) -> None:
+        """Close the consumer that asks for watermarks."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
     def initial(self) -> dict:
         """The earliest offsets kept of every partition."""
         return {t: {p: low for p, (low, _) in ps.items()} for t, ps in self._watermarks().items()}
@@ -279,6 +285,9 @@ def kafka_alert_source(work: Callable[[OffsetRange, Iterator[pa.Table]], None], 
 
         def commit(self, end: dict) -> None:
             pass
+
+        def stop(self) -> None:
+            self.planner.close()
 
     class Source(DataSource):
         @classmethod
