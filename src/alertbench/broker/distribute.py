@@ -304,41 +304,65 @@ def create_topics(servers: str, filters: list[Filter], *, partitions: int, reten
         )
 
 
-def start(
-    spark,
-    *,
-    science_schema,
-    schema: Schema,
-    filters: list[Filter],
-    servers: str,
-    out: Path,
-    trigger: str,
-):
-    """Start the distribute query over ``out/science``; publishes the schema.
+def distribute_work(routing, schema: Schema):
+    """The work of a distribute task: its share of science files -> filters -> topics.
 
-    Each micro-batch is routed and written with Spark's batch Kafka writer
-    (Spark 4.2's streaming Kafka sink fails plan validation on this plan).
-    Like the Kafka sink, delivery is at least once.
+    The selected alerts' bodies are encoded again from their columns
+    (:func:`~alertbench.broker.send.alert_bodies`): a science file does not
+    keep the Kafka message it came from.
+    """
+
+    def work(share) -> int:
+        import pyarrow.parquet as pq
+
+        from alertbench.broker.route import route
+        from alertbench.broker.send import TailEncoder, alert_bodies, send
+
+        encoder = TailEncoder(routing.tail)
+        rows = 0
+        for f in share.files:
+            science = pq.read_table(f)
+            rows += science.num_rows
+
+            def bodies(chosen, science=science):
+                return alert_bodies(science.take(chosen), schema)
+
+            send(routing.servers, route(science, bodies, routing, encoder))
+        return rows
+
+    return work
+
+
+def start(spark, *, routing, schema: Schema, out: Path, trigger: str):
+    """Start the distribute query over the science files raw2science committed in ``out/science``.
+
+    One Spark job per micro-batch: each task evaluates the filters on its
+    share of the new science files and sends what they select with
+    confluent-kafka (:func:`distribute_work`). Delivery is at least once: a
+    batch that fails before its commit is sent again.
+
+    Parameters
+    ----------
+    routing : Routing
+        The filters, the published tail schema and the Kafka cluster.
 
     Returns
     -------
     pyspark.sql.streaming.StreamingQuery
     """
-    out = out.resolve()
-    (out / "science").mkdir(parents=True, exist_ok=True)
-    science = spark.readStream.schema(science_schema).parquet(str(out / "science"))
-    empty = spark.createDataFrame([], science_schema)
-    publish_schema(out, routed(spark, empty, filters, schema)[1], filters)
+    from alertbench.broker.sink import BatchSink
+    from alertbench.broker.source import start_files_query
 
-    def send(batch, batch_id: int) -> None:
-        send_batch(spark, batch, filters, servers, schema)
-
-    return (
-        science.writeStream.queryName("distribute")
-        .foreachBatch(send)
-        .option("checkpointLocation", str(out / "checkpoints" / "distribute"))
-        .trigger(processingTime=trigger)
-        .start()
+    sink = BatchSink(out, "distribute")
+    return start_files_query(
+        spark,
+        "distribute",
+        distribute_work(routing, schema),
+        sink=sink,
+        upstream="raw2science",
+        output="science",
+        outputs=[],
+        trigger=trigger,
     )
 
 

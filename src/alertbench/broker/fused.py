@@ -143,7 +143,10 @@ def process_tables(
         if science is None:
             continue
         if routing.filters:
-            bodies = [decoded.bodies[i] for i in kept]
+
+            def bodies(rows, decoded=decoded, kept=kept):
+                return [decoded.bodies[kept[i]] for i in rows]
+
             sent += send(routing.servers, route(science, bodies, routing, encoder))
         write_partitioned(science, staging / "science", name, compression)
     return {"rows": rows, "quarantined": bad, "sent": sent}
@@ -204,7 +207,7 @@ def start_task_reader_query(
     """
     import json as _json
 
-    from alertbench.broker.source import kafka_alert_source
+    from alertbench.broker.source import commit_staged, kafka_alert_source
 
     staging_root = sink.staging
 
@@ -221,13 +224,6 @@ def start_task_reader_query(
     source = kafka_alert_source(work, "alertbench_kafka")
     spark.dataSource.register(source)
 
-    def handle(df, batch_id: int) -> None:
-        if sink.done(batch_id):
-            return
-        keys = {row["staging"] for row in df.select("staging").collect()}
-        stage = staging_root / keys.pop() if keys else None
-        sink.commit(batch_id, ["raw", "quarantine", "science"], stage)
-
     reader = (
         spark.readStream.format("alertbench_kafka")
         .option("servers", servers)
@@ -240,7 +236,7 @@ def start_task_reader_query(
     )
     return (
         reader.writeStream.queryName("fused")
-        .foreachBatch(handle)
+        .foreachBatch(commit_staged(sink, ["raw", "quarantine", "science"]))
         .option("checkpointLocation", str(out.resolve() / "checkpoints" / "fused"))
         .trigger(**({"availableNow": True} if available_now else {"processingTime": trigger}))
         .start()

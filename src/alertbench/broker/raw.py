@@ -183,6 +183,16 @@ def write_partitioned(table: pa.Table, folder: Path, name: str, compression: str
         )
 
 
+def read_partitioned(path: str | Path) -> pa.Table:
+    """One Parquet file of a night-partitioned folder, with its ``night`` column back."""
+    path = Path(path)
+    table = pq.read_table(path)
+    key, _, night = path.parent.name.partition("=")
+    if key == "night":
+        table = table.append_column("night", pa.array([night] * table.num_rows, pa.string()))
+    return table
+
+
 @dataclass
 class RawBatch:
     """One Arrow batch of Kafka records, decoded.

@@ -69,44 +69,54 @@ def science_frame(raw, cuts: str, modules: list[ScienceModule]):
     return with_science(raw, added), notes
 
 
-def write_science_batch(sink: BatchSink, df, batch_id: int, cuts: str, modules) -> None:
-    """Cut, enrich and write one micro-batch of raw rows, exactly once."""
-    if sink.done(batch_id):
-        return
-    sink.write(batch_id, {"science": (science_frame(df, cuts, modules)[0], ["night"])})
+def science_work(staging: Path, *, cuts: str, modules: list[ScienceModule], compression: str):
+    """The work of a raw2science task: its share of raw files -> cuts and modules -> science.
+
+    Each raw file is one Arrow batch of a stream2raw task; its science rows
+    go into the micro-batch's staging folder under the same name, by night.
+    """
+
+    def work(share) -> int:
+        from alertbench.broker.raw import read_partitioned, write_partitioned
+        from alertbench.broker.route import science_table
+
+        rows = 0
+        for f in share.files:
+            raw = read_partitioned(f)
+            rows += raw.num_rows
+            science, _ = science_table(raw, cuts, modules)
+            if science is not None:
+                write_partitioned(
+                    science, staging / share.staging / "science", Path(f).name, compression
+                )
+        return rows
+
+    return work
 
 
-def start(
-    spark,
-    *,
-    raw_schema,
-    cuts: str,
-    modules: list[ScienceModule],
-    out: Path,
-    trigger: str,
-):
-    """Start the raw2science query over ``out/raw``.
+def start(spark, *, cuts: str, modules: list[ScienceModule], out: Path, trigger: str):
+    """Start the raw2science query over the raw files stream2raw committed in ``out/raw``.
+
+    One Spark job per micro-batch: each task cuts and enriches its share of
+    the new raw files with pyarrow and DataFusion (:func:`science_work`),
+    and the driver commits the staged science files exactly once.
 
     Returns
     -------
-    tuple
-        The StreamingQuery and notes about skipped modules.
+    pyspark.sql.streaming.StreamingQuery
     """
-    from pyspark.sql.types import StringType, StructField, StructType
+    from alertbench.broker.raw import parquet_codec
+    from alertbench.broker.source import start_files_query
 
-    out = out.resolve()
-    (out / "raw").mkdir(parents=True, exist_ok=True)
-    schema = StructType([*raw_schema.fields])
-    if "night" not in schema.fieldNames():
-        schema = StructType([*schema.fields, StructField("night", StringType())])
-    raw = spark.readStream.schema(schema).option("maxFilesPerTrigger", 64).parquet(str(out / "raw"))
-    _, notes = science_frame(spark.createDataFrame([], schema), cuts, modules)
     sink = BatchSink(out, "raw2science")
-    query = (
-        raw.writeStream.queryName("raw2science")
-        .foreachBatch(lambda df, batch_id: write_science_batch(sink, df, batch_id, cuts, modules))
-        .option("checkpointLocation", str(out / "checkpoints" / "raw2science"))
-        .trigger(processingTime=trigger)
-        .start()
+    work = science_work(sink.staging, cuts=cuts, modules=modules, compression=parquet_codec(spark))
+    return start_files_query(
+        spark,
+        "raw2science",
+        work,
+        sink=sink,
+        upstream="stream2raw",
+        output="raw",
+        outputs=["science"],
+        trigger=trigger,
     )
-    return query, notes

@@ -69,8 +69,12 @@ def science_table(raw, cuts: str, modules: list[ScienceModule]):
     return enriched.append_column("night", night), kept_rows
 
 
-def route(science, bodies: list[bytes], routing: Routing, encoder) -> list[tuple]:
-    """``(topic, key, value, headers)`` of every alert each filter selects."""
+def route(science, bodies, routing: Routing, encoder) -> list[tuple]:
+    """``(topic, key, value, headers)`` of every alert each filter selects.
+
+    ``bodies(rows)`` gives the Avro bodies of the science rows at positions
+    ``rows`` (those some filter selects), in order.
+    """
     import pyarrow as pa
 
     from alertbench.broker.flatten import alert_id_column
@@ -94,6 +98,7 @@ def route(science, bodies: list[bytes], routing: Routing, encoder) -> list[tuple
     if not chosen:
         return []
     rows = science.take(pa.array(chosen, pa.int64()))
+    chosen_bodies = bodies(chosen)
     tails = encoder.encode(rows.select(encoder.fields).to_pylist())
     keys = [
         None if k is None else str(k).encode()
@@ -108,7 +113,7 @@ def route(science, bodies: list[bytes], routing: Routing, encoder) -> list[tuple
     )
     messages = []
     for j, i in enumerate(chosen):
-        value = b"".join((bodies[i], tails[j]))  # a body may be a view of the Arrow batch
+        value = b"".join((chosen_bodies[j], tails[j]))  # a body may be a view of the Arrow batch
         hdrs = headers(sent[j], ids[j])
         messages += [(t, keys[j], value, hdrs) for t, p in passes.items() if p[i]]
     return messages

@@ -10,6 +10,7 @@ from typing import Any
 
 from alertbench.broker import distribute, raw2science, stream2raw
 from alertbench.broker.decode import make_plan
+from alertbench.broker.route import Routing
 from alertbench.broker.science import resolve_modules, usable
 from alertbench.broker.spark import build_session, resolve_master
 from alertbench.config import Settings
@@ -137,23 +138,28 @@ def run_broker(
     if fused:
         result.stages = ["fused"]
     try:
-        if fused:
-            from alertbench.broker import fused as fused_mode
-
+        empty = spark.createDataFrame([], raw_schema)
+        science_static, notes = raw2science.science_frame(empty, cuts, modules)
+        result.notes += notes
+        published, tail = distribute.distribution_schema(spark, science_static, plan.schema)
+        routing = Routing(filters, tail, servers)
+        distributes = fused or "distribute" in stages
+        if distributes:
             distribute.create_topics(
                 servers,
                 filters,
                 partitions=b.distribution_partitions,
                 retention_ms=b.distribution_retention_ms,
             )
-            empty = spark.createDataFrame([], raw_schema)
-            science_static, notes = raw2science.science_frame(empty, cuts, modules)
-            result.notes += notes
-            published, tail = distribute.distribution_schema(spark, science_static, plan.schema)
             distribute.publish_schema(out, published, filters)
-            if plan.engine == "native":
-                modules = usable(modules, raw_schema.fieldNames())[0]
-                check_native_predicates(raw_schema, science_static.schema, cuts, filters)
+        if plan.engine == "native":
+            modules = usable(modules, raw_schema.fieldNames())[0]
+            check_native_predicates(
+                raw_schema, science_static.schema, cuts, filters if distributes else []
+            )
+        if fused:
+            from alertbench.broker import fused as fused_mode
+
             queries.append(
                 fused_mode.start(
                     spark,
@@ -170,31 +176,14 @@ def run_broker(
             stages = []
         if "stream2raw" in stages:
             queries.append(stream2raw.start(spark, plan, **kafka_query))
-        if stages:
-            empty_raw = spark.createDataFrame([], raw_schema)
-            science_static, notes = raw2science.science_frame(empty_raw, cuts, modules)
-            result.notes += notes
         if "raw2science" in stages:
-            query, _ = raw2science.start(
-                spark, raw_schema=raw_schema, cuts=cuts, modules=modules, out=out, trigger=b.trigger
+            queries.append(
+                raw2science.start(spark, cuts=cuts, modules=modules, out=out, trigger=b.trigger)
             )
-            queries.append(query)
         if "distribute" in stages and filters:
-            distribute.create_topics(
-                servers,
-                filters,
-                partitions=b.distribution_partitions,
-                retention_ms=b.distribution_retention_ms,
-            )
             queries.append(
                 distribute.start(
-                    spark,
-                    science_schema=science_static.schema,
-                    schema=plan.schema,
-                    filters=filters,
-                    servers=servers,
-                    out=out,
-                    trigger=b.trigger,
+                    spark, routing=routing, schema=plan.schema, out=out, trigger=b.trigger
                 )
             )
         say(f"running {', '.join(q.name for q in queries)}; output in {out}")

@@ -66,6 +66,36 @@ class TailEncoder:
         return out
 
 
+def alert_bodies(table, schema) -> list[bytes]:
+    """Each row's survey record encoded again from its flattened columns (the staged path's bodies).
+
+    The inverse of :func:`alertbench.broker.flatten.alert_columns`: the
+    detection record is rebuilt from its top-level columns. Only the staged
+    distribute stage needs it, for the few alerts the filters select; fused
+    mode sends the bodies it read from Kafka.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Raw or science rows.
+    schema : Schema
+        The survey's alert schema.
+    """
+    from alertbench.broker.flatten import DETECTION_FIELD, detection_fields
+
+    detection = DETECTION_FIELD.get(schema.survey.survey)
+    inner = detection_fields(schema)
+    top = [n for n in schema.field_names if n != detection]
+    rows = table.select(list(dict.fromkeys([*top, *inner]))).to_pylist()
+    out = []
+    for row in rows:
+        record = {name: row[name] for name in top}
+        if detection is not None:
+            record[detection] = {name: row[name] for name in inner}
+        out.append(schema.encode(record))
+    return out
+
+
 def producer(servers: str):
     """One producer per Kafka cluster per Python worker (Spark reuses its workers)."""
     from confluent_kafka import Producer

@@ -301,3 +301,180 @@ def kafka_alert_source(work: Callable[[OffsetRange, Iterator[pa.Table]], None], 
             return Reader(self.options)
 
     return Source
+
+
+@dataclass
+class FileShare:
+    """One task's share of a staged micro-batch: files an upstream stage committed."""
+
+    files: list[str]
+    staging: str
+
+
+def committed_files(folder, first: int, last: int) -> list[str]:
+    """The Parquet files of ``folder`` that batches ``first`` to ``last`` of its writer committed.
+
+    :class:`~alertbench.broker.sink.BatchSink` names every file it moves into
+    place after its batch (``b000000042-...``), so a batch's files are known
+    by name, without a listing log of their own.
+    """
+    from pathlib import Path
+
+    wanted = {f"b{k:09d}" for k in range(first, last + 1)}
+    found = [p for p in Path(folder).rglob("b*.parquet") if p.name[:10] in wanted]
+    return sorted(str(p) for p in found)
+
+
+class CommitPlanner:
+    """The driver side of a staged stage: which upstream batches the next micro-batch takes.
+
+    Offsets are ``{"batch": n}``, the newest upstream batch taken. Only
+    batches whose commit mark exists are taken, in order, so a downstream
+    stage never reads a file an upstream attempt may still move or remove.
+
+    Parameters
+    ----------
+    root : Path
+        The broker's output root.
+    upstream : str
+        The stage that writes the files (``stream2raw``, ``raw2science``).
+    output : str
+        Its output folder (``raw``, ``science``).
+    tasks : int
+        How many tasks share a micro-batch's files.
+    """
+
+    def __init__(self, root, upstream: str, output: str, tasks: int) -> None:
+        from pathlib import Path
+
+        self.commits = Path(root) / "_commits" / upstream
+        self.folder = Path(root) / output
+        self.tasks = max(tasks, 1)
+
+    def latest(self, start: dict) -> dict:
+        """The newest upstream batch committed with every one before it."""
+        done = {p.name for p in self.commits.iterdir()} if self.commits.is_dir() else set()
+        n = start["batch"]
+        while str(n + 1) in done:
+            n += 1
+        return {"batch": n}
+
+    def shares(self, start: dict, end: dict) -> list[FileShare]:
+        """The files of the upstream batches after ``start`` up to ``end``, shared by size."""
+        import os
+
+        files = committed_files(self.folder, start["batch"] + 1, end["batch"])
+        key = batch_key(start, end)
+        shares: list[list[str]] = [[] for _ in range(min(self.tasks, len(files)))]
+        sizes = [0] * len(shares)
+        # Largest first, each to the least loaded task.
+        for f in sorted(files, key=os.path.getsize, reverse=True):
+            i = sizes.index(min(sizes))
+            shares[i].append(f)
+            sizes[i] += os.path.getsize(f)
+        return [FileShare(sorted(s), key) for s in shares]
+
+
+def committed_files_source(work: Callable[[FileShare], int], name: str):
+    """A Spark Python data source whose tasks run ``work`` on an upstream stage's committed files.
+
+    Parameters
+    ----------
+    work : callable
+        ``work(share) -> rows``: the per-alert work on a share's files; it
+        returns how many alerts it read.
+    name : str
+        The format name to register. Options: ``root``, ``upstream``,
+        ``output`` and ``tasks`` (see :class:`CommitPlanner`).
+    """
+    from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+
+    class SharePartition(InputPartition):
+        def __init__(self, share: FileShare) -> None:
+            super().__init__(share)
+            self.share = share
+
+    class Reader(DataSourceStreamReader):
+        def __init__(self, options) -> None:
+            self.planner = CommitPlanner(
+                options["root"], options["upstream"], options["output"], int(options["tasks"])
+            )
+
+        def initialOffset(self) -> dict:  # noqa: N802 (Spark's name)
+            return {"batch": -1}
+
+        def latestOffset(self, start: dict, limit) -> dict:  # noqa: N802
+            return self.planner.latest(start)
+
+        def partitions(self, start: dict, end: dict):
+            return [SharePartition(s) for s in self.planner.shares(start, end)]
+
+        def read(self, partition):
+            share = partition.share
+            n = work(share)
+            # One row per alert read, so Spark's progress counts alerts.
+            yield pa.RecordBatch.from_pydict(
+                {"staging": pa.array([share.staging] * n, pa.string())}
+            )
+
+        def commit(self, end: dict) -> None:
+            pass
+
+    class Source(DataSource):
+        @classmethod
+        def name(cls) -> str:
+            return name
+
+        def schema(self) -> str:
+            return "staging string"
+
+        def streamReader(self, schema):  # noqa: N802
+            return Reader(self.options)
+
+    return Source
+
+
+def commit_staged(sink, outputs: list[str]):
+    """The ``foreachBatch`` of a query whose tasks staged the outputs themselves.
+
+    The tasks name the staging folder by the batch's offsets (they do not
+    know the batch id) and return it in every row; the driver commits it
+    under the batch id, once.
+    """
+
+    def handle(df, batch_id: int) -> None:
+        if sink.done(batch_id):
+            return
+        keys = {row["staging"] for row in df.select("staging").collect()}
+        stage = sink.staging / keys.pop() if keys else None
+        sink.commit(batch_id, outputs, stage)
+
+    return handle
+
+
+def start_files_query(
+    spark, name: str, work, *, sink, upstream: str, output: str, outputs: list[str], trigger: str
+):
+    """Start query ``name`` over the files stage ``upstream`` committed into ``output``.
+
+    Each task runs ``work`` on its share of a micro-batch's files (see
+    :func:`committed_files_source`) and stages ``outputs``; the driver commits them.
+
+    Returns
+    -------
+    pyspark.sql.streaming.StreamingQuery
+    """
+    spark.dataSource.register(committed_files_source(work, f"alertbench_{name}"))
+    return (
+        spark.readStream.format(f"alertbench_{name}")
+        .option("root", str(sink.root))
+        .option("upstream", upstream)
+        .option("output", output)
+        .option("tasks", str(spark.sparkContext.defaultParallelism))
+        .load()
+        .writeStream.queryName(name)
+        .foreachBatch(commit_staged(sink, outputs))
+        .option("checkpointLocation", str(sink.root / "checkpoints" / name))
+        .trigger(processingTime=trigger)
+        .start()
+    )
