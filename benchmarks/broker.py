@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import os
 import shutil
@@ -44,16 +43,17 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from alertbench.alerts.files import find_alert_files
 from alertbench.alerts.reader import AlertReader
 from alertbench.broker.decode import make_plan
-from alertbench.broker.flatten import flatten
 from alertbench.broker.fused import start_task_reader_query
 from alertbench.broker.route import Routing
 from alertbench.broker.sink import BatchSink
 from alertbench.broker.spark import build_session
-from alertbench.broker.stream2raw import KAFKA_SCHEMA, decoded, kafka_source, write_raw_batch
+from alertbench.broker.stream2raw import kafka_source, write_raw_batch
 from alertbench.config import load_settings
 from alertbench.kafka import local
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
+from jvm_path import KAFKA_SCHEMA, decoded, flatten
+from jvm_path import write_raw_batch as write_raw_batch_jvm
 from output import machine, write_result
 
 
@@ -183,10 +183,10 @@ def show(name: str, r: dict) -> None:
     )
 
 
-def raw_batch(out: Path, plan):
-    """alertbench's stream2raw batch function, writing under ``out``."""
+def raw_batch(out: Path, plan, write=write_raw_batch):
+    """A stream2raw batch function (alertbench's, or ``write``), writing under ``out``."""
     sink = BatchSink(out, "stream2raw")
-    return lambda df, batch_id: write_raw_batch(sink, df, batch_id, plan)
+    return lambda df, batch_id: write(sink, df, batch_id, plan)
 
 
 def count_rows(spark, work: Path, name: str, runs: int) -> int:
@@ -268,12 +268,12 @@ def main() -> None:
         show("Spark Kafka source, reading only", result["spark_kafka_read"])
 
         result["alertbench"] = rates(
-            best("alertbench", lambda out: raw_batch(out, plan), args.runs),
+            best("alertbench", lambda out: raw_batch(out, plan, write_raw_batch_jvm), args.runs),
             count_rows(spark, work, "alertbench", args.runs),
         )
-        show("alertbench stream2raw (JVM decode)", result["alertbench"])
+        show("former stream2raw (JVM decode, benchmarks/jvm_path.py)", result["alertbench"])
 
-        native = dataclasses.replace(plan, engine="native")
+        native = plan
         result["alertbench_native"] = rates(
             best("native", lambda out: raw_batch(out, native), args.runs),
             count_rows(spark, work, "native", args.runs),

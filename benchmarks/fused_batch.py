@@ -1,13 +1,13 @@
-"""How long one fused micro-batch takes, small and visit-sized, for each decoder.
+"""How long one fused micro-batch takes, small and visit-sized, for each Kafka reader.
 
 On an embedded Kafka node and ``local[2]``, the fused broker (every stage in
 one query) reads topics of real ZTF alerts: several batches of 10 alerts (the
 fixed cost of a batch) and one batch of a whole visit (10,000 by default).
 Each micro-batch's duration comes from Spark's query progress. The first
 batch of a query, which pays for the Spark job's set-up, is reported apart.
-Both decoders, and on the native path both Kafka readers, are measured in
-one run, side by side. It writes JSON and
-never asserts.
+Both Kafka readers (Spark's source feeding the tasks, or the tasks reading
+their offset ranges) are measured in one run, side by side. It writes JSON
+and never asserts.
 
 Usage::
 
@@ -75,10 +75,9 @@ def batches(progress: Path) -> list[dict]:
 def measure(servers: str, work: Path, alerts, variant: str, small: int, visit: int) -> dict:
     """Run the fused broker on two topics' worth of batches; the batch durations.
 
-    ``variant``: ``native`` (Spark's Kafka source feeds the tasks), ``native-tasks``
-    (each task reads its offset range) or ``jvm``.
+    ``variant``: ``spark`` (Spark's Kafka source feeds the tasks) or ``tasks``
+    (each task reads its offset range).
     """
-    decoder, _, reader = variant.partition("-")
     out: dict = {}
     for name, size, repeats in (("small", small, 6), ("visit", visit, 3)):
         topic = f"fused-{variant}-{name}"
@@ -89,8 +88,7 @@ def measure(servers: str, work: Path, alerts, variant: str, small: int, visit: i
                 "master": "local[2]",
                 "topics": [topic],
                 "trigger": "1 second",
-                "decoder": decoder,
-                "kafka_reader": reader or "spark",
+                "kafka_reader": variant,
                 "min_offsets_per_trigger": size,
                 "max_trigger_delay_s": 30,
                 "filters": {f"{topic}-all": "true"},
@@ -128,7 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=10)
     parser.add_argument("--visit", type=int, default=10_000)
-    parser.add_argument("--variants", default="native,native-tasks,jvm")
+    parser.add_argument("--variants", default="spark,tasks")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     sources = os.environ.get("ALERTBENCH_ALERTS")

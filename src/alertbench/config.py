@@ -123,14 +123,9 @@ class BrokerSettings(BaseModel):
     )
     min_offsets_per_trigger: MinOffsetsPerTrigger
     max_trigger_delay_s: MaxTriggerDelay
-    decoder: Literal["native", "jvm"] = Field(
-        "native",
-        description="How alerts are decoded into raw Parquet: native (arrow-avro and pyarrow "
-        "inside Spark tasks, 1.6x faster) or jvm (Spark's from_avro and Parquet writer).",
-    )
     kafka_reader: Literal["spark", "tasks"] = Field(
         "spark",
-        description="Native fused mode: who reads Kafka: spark (Spark's Kafka source, records "
+        description="Fused mode: who reads Kafka: spark (Spark's Kafka source, records "
         "handed to tasks as Arrow) or tasks (each task reads its offset range with "
         "confluent-kafka).",
     )
@@ -161,10 +156,10 @@ class BrokerSettings(BaseModel):
         description="Parquet codec of broker outputs; cutouts are gzipped FITS already, "
         "so the default spends no CPU compressing them again.",
     )
-    driver_memory: str | None = Field(
-        None,
-        description="Spark driver heap; default 1g on the native path (the JVM only reads "
-        "Kafka and hands over Arrow), 2g on the JVM path.",
+    driver_memory: str = Field(
+        "1g",
+        description="Spark driver heap. The JVM only reads Kafka and hands Arrow batches to "
+        "the tasks: 1g holds a 10,000-alert visit.",
     )
     arrow_batch_rows: int = Field(
         500,

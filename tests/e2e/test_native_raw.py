@@ -1,18 +1,21 @@
-"""The native raw path (arrow-avro and pyarrow in Spark tasks) against the JVM path.
+"""The raw path (arrow-avro and pyarrow in Spark tasks) against fastavro, and fused mode.
 
-The same Kafka topic, holding real alerts and bad messages between them, goes
-through stream2raw twice, once per decoder. The raw Parquet must be the same
-table (ingest times aside), the quarantine the same messages, and the fused
-mode on the native path must distribute every good alert.
+A Kafka topic holds real alerts and bad messages between them. Each raw row
+must be its message as fastavro reads it, flattened, with the message's
+Kafka coordinates and times; the bad messages must be quarantined with their
+bytes and reasons; the fused mode must distribute every good alert.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import fastavro
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
@@ -23,16 +26,20 @@ from alertbench.kafka.admin import create_topic
 from alertbench.kafka.client import produce
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
+from compare import same
 from conftest import read_messages
 from corrupt import bad_messages
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
 
 N = 60
+KAFKA = ["topic", "partition", "offset", "kafka_time", "sent_time", "ingest_time"]
 
 
 def _table(folder: Path):
-    table = ds.dataset(str(folder), format="parquet", partitioning="hive").to_table()
+    # The night is a string, as the broker writes it: not the integer a reader would guess.
+    nights = ds.partitioning(pa.schema([("night", pa.string())]), flavor="hive")
+    table = ds.dataset(str(folder), format="parquet", partitioning=nights).to_table()
     return table.sort_by(
         [("topic", "ascending"), ("partition", "ascending"), ("offset", "ascending")]
     )
@@ -56,14 +63,13 @@ def topic_with_bad_messages(single_kafka, alert_files) -> tuple[str, list[bytes]
     return topic, bad, files
 
 
-def _run(single_kafka, tmp_path: Path, topic: str, decoder: str, fused: bool = False, **broker):
+def _run(single_kafka, tmp_path: Path, topic: str, name: str, fused: bool = False, **broker):
     settings = load_settings(
-        run_dir=tmp_path / decoder,
+        run_dir=tmp_path / name,
         broker={
             "master": "local[2]",
             "topics": [topic],
             "trigger": "1 second",
-            "decoder": decoder,
             "cuts": "true",
             **broker,
         },
@@ -78,35 +84,51 @@ def _run(single_kafka, tmp_path: Path, topic: str, decoder: str, fused: bool = F
     )
 
 
-def test_native_raw_equals_the_jvm_raw(single_kafka, topic_with_bad_messages, tmp_path) -> None:
-    topic, bad, files = topic_with_bad_messages
-    jvm = _run(single_kafka, tmp_path, topic, "jvm")
-    native = _run(single_kafka, tmp_path, topic, "native")
-    a = _table(jvm.out / "raw").drop_columns(["ingest_time"])
-    b = _table(native.out / "raw").drop_columns(["ingest_time"])
-    assert a.num_rows == b.num_rows == N
-    assert a.column_names == b.column_names
-    sources = {x.record["candid"]: x.record for x in AlertReader().read(files)}
-    assert sorted(b["candid"].to_pylist()) == sorted(sources)
-    for name in a.column_names:
-        x, y = a[name], b[name]
-        if pa.types.is_timestamp(x.type):
-            # Spark writes INT96 (UTC, no zone); pyarrow timestamp[us, UTC]: compare instants.
-            x, y = (pc.cast(c, pa.timestamp("us")).cast(pa.int64()) for c in (x, y))
-        assert x.to_pylist() == y.to_pylist(), name
-    # Whole alerts: each raw row's history and cutouts are the source's.
-    for row in b.select(["candid", "prv_candidates", "cutoutTemplate"]).to_pylist():
-        src = sources[row["candid"]]
-        assert row["prv_candidates"] == src["prv_candidates"]
-        assert row["cutoutTemplate"] == src["cutoutTemplate"]
-    qa, qb = _table(jvm.out / "quarantine"), _table(native.out / "quarantine")
-    assert qb["offset"].to_pylist() == qa["offset"].to_pylist()
-    assert [bytes(v) for v in qb["value"].to_pylist()] == bad
-    assert qb["error"].to_pylist()[0] == qa["error"].to_pylist()[0]  # framing: same words
-    assert all(
-        e.startswith("Avro body does not decode") or "container" in e
-        for e in qb["error"].to_pylist()
+def test_raw_equals_fastavros_records_of_the_messages(
+    single_kafka, topic_with_bad_messages, tmp_path
+) -> None:
+    """Each raw row is its message as fastavro reads it, flattened; the bad ones are quarantined."""
+    topic, bad, _ = topic_with_bad_messages
+    result = _run(single_kafka, tmp_path, topic, "raw")
+    raw = _table(result.out / "raw")
+    messages = read_messages(single_kafka.bootstrap, topic, count=N + len(bad))
+    good = {(m.partition(), m.offset()): m for m in messages if m.value() not in bad}
+    assert raw.num_rows == len(good) == N
+    detection = None
+    for row in raw.to_pylist():
+        m = good.pop((row["partition"], row["offset"]))
+        reader = fastavro.reader(io.BytesIO(m.value()))
+        (record,) = list(reader)
+        detection = record["candidate"]
+        # Flattened independently: the candidate's fields at the top, its candid once.
+        expected = {k: v for k, v in record.items() if k != "candidate"}
+        expected.update({k: v for k, v in detection.items() if k not in expected})
+        got = {k: row[k] for k in expected}
+        assert list(got) == list(expected)
+        assert [k for k in row if k not in expected] == [*KAFKA, "night"]
+        for k in expected:
+            assert same(got[k], expected[k]), (k, got[k], expected[k])
+        assert row["topic"] == topic
+        assert row["kafka_time"] == datetime.fromtimestamp(m.timestamp()[1] / 1e3, UTC)
+        sent_us = int(dict(m.headers())["alertbench.sent_us"])
+        assert row["sent_time"] == datetime.fromtimestamp(0, UTC) + timedelta(microseconds=sent_us)
+        assert row["ingest_time"] >= row["sent_time"]
+        assert row["night"] == time.strftime(
+            "%Y%m%d", time.gmtime((detection["jd"] - 2440587.5) * 86400)
+        )
+    assert not good
+    quarantine = _table(result.out / "quarantine")
+    where = sorted((m.partition(), m.offset()) for m in messages if m.value() in bad)
+    assert (
+        list(
+            zip(quarantine["partition"].to_pylist(), quarantine["offset"].to_pylist(), strict=True)
+        )
+        == where
     )
+    assert [bytes(v) for v in quarantine["value"].to_pylist()] == bad
+    errors = quarantine["error"].to_pylist()
+    assert errors[0] == "not a whole container file with the stream's schema header"
+    assert all(e.startswith("Avro body does not decode") or "container" in e for e in errors)
 
 
 def test_fused_on_the_native_path_distributes_every_good_alert(
@@ -114,7 +136,7 @@ def test_fused_on_the_native_path_distributes_every_good_alert(
 ) -> None:
     topic, bad, files = topic_with_bad_messages
     everything = f"{topic}-all"
-    result = _run(single_kafka, tmp_path, topic, "native", fused=True, filters={everything: "true"})
+    result = _run(single_kafka, tmp_path, topic, "fused", fused=True, filters={everything: "true"})
     raw = _table(result.out / "raw")
     science = _table(result.out / "science")
     quarantine = _table(result.out / "quarantine")
@@ -137,7 +159,7 @@ def test_fused_with_tasks_reading_kafka_distributes_every_good_alert(
         single_kafka,
         tmp_path,
         topic,
-        "native",
+        "tasks",
         fused=True,
         filters={everything: "true"},
         kafka_reader="tasks",

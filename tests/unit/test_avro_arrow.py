@@ -8,7 +8,6 @@ messages. Whole records are compared, cutouts included.
 from __future__ import annotations
 
 import io
-import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -18,19 +17,7 @@ import pytest
 from alertbench.alerts.files import SAMPLE_DIR, find_alert_files
 from alertbench.alerts.schema import Schema
 from alertbench.broker.avro import ArrowDecoder, split_names
-
-
-def same(a: object, b: object) -> bool:
-    """Equal values of equal types, recursively; NaN equals NaN (Avro floats may be NaN)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)  # type: ignore[union-attr]
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
-    if isinstance(a, float) and math.isnan(a):
-        return math.isnan(b)  # type: ignore[arg-type]
-    return a == b
+from compare import same
 
 
 def _by_schema(files: list[Path]) -> dict[Schema, list[dict]]:

@@ -29,8 +29,8 @@ from pyspark.sql.types import (
 
 from alertbench.alerts.schema import Schema
 from alertbench.broker.decode import ztf_plan
-from alertbench.broker.distribute import BODY, Filter, _nullable, added_columns, parse_filters
-from alertbench.broker.flatten import alert_columns, observation_jd_expr
+from alertbench.broker.distribute import Filter, _nullable, added_columns, parse_filters
+from alertbench.broker.flatten import alert_columns, observation_jd_source
 from alertbench.broker.raw2science import default_cuts
 from alertbench.broker.run import DEFAULT_FILTERS, broker_output
 from alertbench.broker.science import builtin_modules
@@ -275,7 +275,7 @@ def test_ztf_body_slice_decodes_like_fastavro(alert_files: list[Path]) -> None:
 
 
 def test_spark_size_length_is_unique_for_every_body_size() -> None:
-    # The coalesce over s = 1..5 in decode_columns relies on exactly one s fitting.
+    # body_of tries s = 1..5 and relies on exactly one s fitting.
     header_len = 1000
     for size in [0, 1, 63, 64, 65, 8191, 8192, 8193, 1 << 20, (1 << 20) - 1, (1 << 27) + 5]:
         s = len(encode_long(size))
@@ -335,7 +335,7 @@ def test_added_columns_are_what_the_broker_adds_to_the_alert(ztf_schema: Schema)
     flat = [name for name, _ in alert_columns(ztf_schema)]
     kafka = ["topic", "partition", "offset", "kafka_time", "sent_time", "ingest_time"]
     science = ["sso_candidate", "early_sn_score", "science_start", "science_errors"]
-    columns = [*flat, *kafka, *science, "night", BODY]
+    columns = [*flat, *kafka, *science, "night"]
     # In order, without the alert's own fields (candidate's among them), Kafka's
     # coordinates, the partition column or a carried body.
     assert added_columns(columns, ztf_schema) == [
@@ -347,9 +347,9 @@ def test_added_columns_are_what_the_broker_adds_to_the_alert(ztf_schema: Schema)
     assert added_columns(flat, ztf_schema) == []
 
 
-def test_observation_jd_expr(ztf_schema: Schema, rubin_schema: Schema) -> None:
-    assert observation_jd_expr(ztf_schema) == "jd"
-    assert observation_jd_expr(rubin_schema) == "midpointMjdTai + 2400000.5"
+def test_observation_jd_source(ztf_schema: Schema, rubin_schema: Schema) -> None:
+    assert observation_jd_source(ztf_schema) == ("jd", 0.0)
+    assert observation_jd_source(rubin_schema) == ("midpointMjdTai", 2400000.5)
 
 
 def test_flatten_unknown_survey() -> None:
@@ -361,7 +361,7 @@ def test_flatten_unknown_survey() -> None:
         }
     )
     assert alert_columns(schema) == [("a", "alert.`a`"), ("b", "alert.`b`")]
-    assert observation_jd_expr(schema) == "CAST(NULL AS DOUBLE)"
+    assert observation_jd_source(schema) is None
 
 
 # --- raw2science and run ----------------------------------------------------------------------
@@ -407,39 +407,3 @@ def test_broker_output_absolute(clean_config: Path) -> None:
     elsewhere = clean_config / "elsewhere" / "broker"
     s = _settings(run_dir=clean_config / "run", broker={"output": str(elsewhere)})
     assert broker_output(s) == elsewhere
-
-
-def test_offset_spans_of_staged_raw_files(tmp_path: Path) -> None:
-    """The Kafka offsets a fused batch re-reads: per topic and partition, first to last + 1."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from alertbench.broker.fused import offset_spans
-
-    rows = [("ztf", 0, 17), ("ztf", 0, 12), ("ztf", 3, 5), ("rubin", 1, 40)]
-    # Hive-partitioned by night as the broker stages them, with Spark's marker file.
-    for night, part in (("20231018", rows[:2]), ("20231019", rows[2:])):
-        folder = tmp_path / f"night={night}"
-        folder.mkdir()
-        table = pa.table(
-            {
-                "topic": [r[0] for r in part],
-                "partition": pa.array([r[1] for r in part], pa.int32()),
-                "offset": pa.array([r[2] for r in part], pa.int64()),
-                "candid": pa.array(range(len(part)), pa.int64()),
-            }
-        )
-        pq.write_table(table, folder / "part-0.parquet")
-    (tmp_path / "_SUCCESS").touch()
-    assert offset_spans(tmp_path) == {"ztf": {0: (12, 18), 3: (5, 6)}, "rubin": {1: (40, 41)}}
-
-
-def test_offset_spans_of_an_empty_batch(tmp_path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from alertbench.broker.fused import offset_spans
-
-    schema = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64())])
-    pq.write_table(schema.empty_table(), tmp_path / "part-0.parquet")
-    assert offset_spans(tmp_path) == {}

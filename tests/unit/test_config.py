@@ -217,9 +217,6 @@ def test_paths_from_env_and_flags_are_relative_to_the_working_directory(
     assert all(p.is_absolute() for p in (s.cache_dir, s.data_dir, s.kafka_state_dir))
 
 
-def test_driver_memory_follows_the_decoder_unless_set() -> None:
-    from alertbench.broker.spark import driver_memory
-
-    assert driver_memory(load_settings()) == "1g"
-    assert driver_memory(load_settings(broker={"decoder": "jvm"})) == "2g"
-    assert driver_memory(load_settings(broker={"decoder": "jvm", "driver_memory": "3g"})) == "3g"
+def test_driver_memory_defaults_to_1g_unless_set() -> None:
+    assert load_settings().broker.driver_memory == "1g"
+    assert load_settings(broker={"driver_memory": "3g"}).broker.driver_memory == "3g"

@@ -63,3 +63,53 @@ def test_ranges_cover_each_partition_with_records_and_name_the_batch() -> None:
     assert {r.staging for r in ranges} == {batch_key(start, end)}
     assert batch_key(start, end) == batch_key({"t": {"1": 7, "0": 3}}, end)
     assert batch_key(start, end) != batch_key(start, {"t": {"0": 9, "1": 8}})
+
+
+# --- CommitPlanner: the staged stages' micro-batches over an upstream stage's commits ---------
+
+
+def _commit(root, stage: str, output: str, batch: int, files: dict[str, int]) -> list[str]:
+    """Files as BatchSink moves them into place (``b<id>-...``, by night), and the batch's mark."""
+    paths = []
+    for name, size in files.items():
+        path = root / output / "night=20231018" / f"b{batch:09d}-{name}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+        paths.append(str(path))
+    (root / "_commits" / stage).mkdir(parents=True, exist_ok=True)
+    (root / "_commits" / stage / str(batch)).touch()
+    return paths
+
+
+def test_a_staged_batch_takes_only_committed_upstream_batches_in_order(tmp_path) -> None:
+    from alertbench.broker.source import CommitPlanner, committed_files
+
+    planner = CommitPlanner(tmp_path, "stream2raw", "raw", tasks=2)
+    assert planner.latest({"batch": -1}) == {"batch": -1}  # nothing committed yet
+    first = _commit(tmp_path, "stream2raw", "raw", 0, {"part-0.parquet": 10})
+    second = _commit(tmp_path, "stream2raw", "raw", 1, {"part-0.parquet": 10})
+    # Batch 3 committed but not 2: the next micro-batch stops before the gap.
+    _commit(tmp_path, "stream2raw", "raw", 3, {"part-0.parquet": 10})
+    (tmp_path / "_commits" / "stream2raw" / "2.moving").touch()
+    assert planner.latest({"batch": -1}) == {"batch": 1}
+    assert committed_files(tmp_path / "raw", 0, 1) == sorted(first + second)
+    assert committed_files(tmp_path / "raw", 1, 1) == second
+    (tmp_path / "_commits" / "stream2raw" / "2").touch()
+    assert planner.latest({"batch": 1}) == {"batch": 3}
+
+
+def test_a_staged_batch_shares_its_files_among_tasks_by_size(tmp_path) -> None:
+    from alertbench.broker.source import CommitPlanner, batch_key
+
+    sizes = {"a.parquet": 100, "b.parquet": 60, "c.parquet": 50, "d.parquet": 10}
+    paths = dict(zip(sizes, _commit(tmp_path, "raw2science", "science", 0, sizes), strict=True))
+    planner = CommitPlanner(tmp_path, "raw2science", "science", tasks=2)
+    start, end = {"batch": -1}, planner.latest({"batch": -1})
+    shares = planner.shares(start, end)
+    assert sorted(s.files for s in shares) == sorted(
+        [[paths["a.parquet"], paths["d.parquet"]], [paths["b.parquet"], paths["c.parquet"]]]
+    )
+    assert {s.staging for s in shares} == {batch_key(start, end)}
+    # Fewer files than tasks: no empty shares.
+    assert len(CommitPlanner(tmp_path, "raw2science", "science", tasks=8).shares(start, end)) == 4
+    assert CommitPlanner(tmp_path, "raw2science", "science", tasks=2).shares(end, end) == []

@@ -16,7 +16,15 @@ from alertbench.alerts.wire import SENT_HEADER, ZtfFormat
 from alertbench.broker.avro import ArrowDecoder
 from alertbench.broker.decode import DecodePlan, ztf_plan
 from alertbench.broker.flatten import alert_columns
-from alertbench.broker.raw import body_of, raw_table, raw_task
+from alertbench.broker.raw import (
+    body_of,
+    raw_schema,
+    raw_table,
+    raw_task,
+    read_partitioned,
+    write_partitioned,
+)
+from alertbench.broker.send import alert_bodies
 from corrupt import bad_messages
 
 FILES = find_alert_files([SAMPLE_DIR / "ztf"])
@@ -55,7 +63,7 @@ def test_messages_whose_framing_does_not_fit_have_no_body() -> None:
     assert body_of(body, DecodePlan("schemaless", schema)) == body
 
 
-def test_raw_table_flattens_like_the_jvm_path() -> None:
+def test_raw_table_flattens_the_detection_and_adds_kafka_columns_and_night() -> None:
     schema, records = _records()
     decoder = ArrowDecoder(schema)
     try:
@@ -145,3 +153,50 @@ def test_a_task_writes_raw_per_night_and_quarantines_bad_messages(
         ]
     else:
         assert not (tmp_path / "quarantine").exists()
+
+
+def _raw(schema: Schema, records: list[dict]) -> pa.Table:
+    """The raw rows of ``records`` as the broker builds them."""
+    decoder = ArrowDecoder(schema)
+    try:
+        alerts = decoder.decode([schema.encode(r) for r in records]).table
+    finally:
+        decoder.close()
+    n = len(records)
+    kafka = pa.table(
+        {
+            "topic": ["t"] * n,
+            "partition": pa.array([0] * n, pa.int32()),
+            "offset": pa.array(range(n), pa.int64()),
+            "timestamp": pa.array([0] * n, pa.timestamp("us", tz="UTC")),
+            "headers": pa.array(
+                [[]] * n, pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
+            ),
+        }
+    )
+    return raw_table(alerts, kafka, schema, 0)
+
+
+def test_raw_schema_is_the_schema_of_raw_rows() -> None:
+    schema, records = _records()
+    assert raw_schema(schema) == _raw(schema, records).schema
+
+
+def test_alert_bodies_encode_raw_rows_back_into_the_source_alerts() -> None:
+    """What the staged distribute sends: each alert's record rebuilt from its flat columns."""
+    schema, records = _records()
+    raw = _raw(schema, records)
+    picked = [3, 0, 17]
+    bodies = alert_bodies(raw.take(picked), schema)
+    assert [schema.decode(b) for b in bodies] == [records[i] for i in picked]
+    assert bodies == [schema.encode(records[i]) for i in picked]
+
+
+def test_a_partitioned_file_is_read_with_its_night(tmp_path: Path) -> None:
+    schema, records = _records()
+    raw = _raw(schema, records)
+    write_partitioned(raw, tmp_path, "part-0.parquet", "none")
+    back = pa.concat_tables(
+        read_partitioned(p) for p in sorted(tmp_path.rglob("*.parquet"))
+    ).sort_by("offset")
+    assert back.equals(raw)

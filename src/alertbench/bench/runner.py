@@ -251,8 +251,6 @@ def run_bench(
 
 def bench_info(bench: Bench, embedded: bool, settings: Settings) -> dict[str, Any]:
     """The run's identity and configuration, for results.json."""
-    from alertbench.broker.spark import driver_memory
-
     s = bench.scenario
     return {
         "run_id": bench.run.name,
@@ -277,7 +275,7 @@ def bench_info(bench: Bench, embedded: bool, settings: Settings) -> dict[str, An
                 "filters": bench.filters,
                 "modules": settings.broker.modules,
                 "cuts": settings.broker.cuts,
-                "driver_memory": driver_memory(settings),
+                "driver_memory": settings.broker.driver_memory,
             },
             "simulator": {
                 "schedule": s.schedule,

@@ -1,23 +1,17 @@
-"""The decode plan of a stream, and the JVM path's decoding as Spark Column expressions.
+"""The decode plan of a stream: its wire format and writer schema, learnt from its first message.
 
-:class:`DecodePlan` (a stream's wire format and writer schema, learnt from
-its first message) serves both paths; the native path decodes with
-:mod:`alertbench.broker.avro` instead of the expressions below.
+:class:`DecodePlan` says how each message of the stream is framed:
 
-Fink decodes each alert with a per-row Python UDF. Here every wire format
-becomes a ``from_avro`` over a slice of the message, so decoding runs in
-Spark's JVM at columnar speed:
-
-* ``confluent``: skip the 5-byte prefix;
+* ``confluent``: a 5-byte prefix (magic byte, schema id) before the body;
 * ``schemaless``: the value is the body;
 * ``ztf``: each message is an Avro container file. Its header (magic,
   metadata with the schema, sync marker) has the same length for every
   message of one writer and schema, and the single block's body follows a
-  count of 1 and a varint size. The body's offset and length are plain
-  arithmetic on the message length, so no Python touches the bytes.
+  count of 1 and a varint size, so the body is found by arithmetic on the
+  message length (:func:`alertbench.broker.raw.body_of`).
 
 Messages that do not fit (another header, another schema id, a corrupt
-body) get a null alert and an error text, and go to quarantine.
+body) go to quarantine with :func:`framing_reason` or the decoder's reason.
 """
 
 from __future__ import annotations
@@ -52,9 +46,6 @@ class DecodePlan:
         ``ztf``: the full header length, sync marker included.
     schema_id : int
         ``confluent``: the id of ``schema``.
-    engine : str
-        ``jvm``: Spark's ``from_avro`` and row engine; ``native``: arrow-avro and
-        pyarrow inside Spark tasks (:mod:`alertbench.broker.raw`).
     """
 
     format: str
@@ -62,12 +53,11 @@ class DecodePlan:
     header_prefix: bytes = b""
     header_len: int = 0
     schema_id: int = -1
-    engine: str = "jvm"
     notes: list[str] = field(default_factory=list)
 
     @property
     def schema_json(self) -> str:
-        """The writer schema as JSON text, for ``from_avro``."""
+        """The writer schema as JSON text."""
         return json.dumps(self.schema.definition)
 
 
@@ -181,82 +171,9 @@ def make_plan(
     raise ConfigError(f"unknown wire format {fmt!r}: ztf, schemaless or confluent.")
 
 
-def _framing(plan: DecodePlan, value: str = "value"):
-    """Spark columns ``(body, fits)``: the Avro body of each message, and whether its framing fits.
-
-    ``fits`` is computed on the bytes alone, without decoding; it is null or
-    false for a message whose header, schema id or sync marker is not the
-    stream's.
-    """
-    from pyspark.sql import functions as F
-
-    v = F.col(value)
-    if plan.format == "ztf":
-        h = plan.header_len
-        length = F.length(v)
-
-        def varint_len(x):
-            return (
-                F.when(x < 1 << 7, 1)
-                .when(x < 1 << 14, 2)
-                .when(x < 1 << 21, 3)
-                .when(x < 1 << 28, 4)
-                .otherwise(5)
-            )
-
-        # After the header: a count of 1 (one byte), the body size as a varint
-        # of s bytes, the body, the 16-byte sync. Only one s is consistent.
-        size_len = F.coalesce(
-            *[F.when(varint_len(2 * (length - h - 17 - s)) == s, F.lit(s)) for s in range(1, 6)]
-        )
-        body = v.substr(F.lit(h + 2) + size_len, length - h - 17 - size_len)
-        # The file ends with the sync marker its header ends with: a truncated
-        # or spliced message does not, even when its header is the stream's.
-        sync_ok = F.substring(v, h - 15, 16) == v.substr(length - 15, F.lit(16))
-        header_ok = F.substring(v, 1, h - 16) == F.lit(plan.header_prefix)
-        fits = header_ok & (length > h + 17) & sync_ok
-        return body, fits
-    if plan.format == "confluent":
-        prefix = F.lit(b"\x00" + struct.pack(">I", plan.schema_id))
-        return v.substr(F.lit(6), F.length(v) - 5), F.substring(v, 1, 5) == prefix
-    return v, F.lit(True)
-
-
-def body_column(plan: DecodePlan, value: str = "value"):
-    """The Avro body of each message (its framing stripped); null where the framing does not fit."""
-    from pyspark.sql import functions as F
-
-    body, fits = _framing(plan, value)
-    return F.when(fits, body)
-
-
-def decode_columns(plan: DecodePlan, value: str = "value"):
-    """Spark columns ``(alert, framing_error)`` for the message column ``value``.
-
-    ``alert`` is the decoded record as a struct (null when the message does
-    not fit). ``framing_error`` says why a message's framing (header, schema
-    id, sync marker) does not fit; it is computed on the bytes alone, without
-    decoding. A message with no framing error and a null ``alert`` has a body
-    that does not decode (:data:`DECODE_FAILED`).
-    """
-    from pyspark.sql import functions as F
-    from pyspark.sql.avro.functions import from_avro
-
-    options = {"mode": "PERMISSIVE"}
-    body, fits = _framing(plan, value)
-    alert = F.when(fits, from_avro(body, plan.schema_json, options))
-    reason = framing_reason(plan)
-    if reason is None:
-        return alert, F.lit(None).cast("string")
-    return alert, F.when(~fits | fits.isNull(), F.lit(reason))
-
-
 def framing_reason(plan: DecodePlan) -> str | None:
     """Why a message's framing does not fit the stream (None: ``schemaless`` has no framing)."""
     return {
         "ztf": "not a whole container file with the stream's schema header",
         "confluent": f"not Confluent-framed with schema id {plan.schema_id}",
     }.get(plan.format)
-
-
-DECODE_FAILED = "Avro body does not decode"

@@ -1,16 +1,16 @@
-"""Flatten decoded alerts into raw columns, in the style of Fink's raw data.
+"""The raw columns of decoded alerts, in the style of Fink's raw data.
 
 The detection record (ZTF ``candidate``, Rubin ``diaSource``) becomes
 top-level columns; the alert's other fields (ids, history, cutouts) stay as
 they are. Kafka's topic, partition, offset and timestamp, the simulator's
 send time and the broker's ingest time are added, and a ``night`` (UTC date
 of the observation, ``yyyyMMdd``) to partition by.
+:func:`alertbench.broker.raw.raw_table` builds them.
 """
 
 from __future__ import annotations
 
 from alertbench.alerts.schema import Schema
-from alertbench.alerts.wire import SENT_HEADER
 
 DETECTION_FIELD = {"ztf": "candidate", "lsst": "diaSource"}
 #: The column that identifies one alert, by survey schema (first present wins).
@@ -66,49 +66,3 @@ def observation_jd_source(schema: Schema) -> tuple[str, float] | None:
         if f in names:
             return f, 2400000.5
     return None
-
-
-def observation_jd_expr(schema: Schema) -> str:
-    """SQL giving an alert's observation Julian Date from the flattened columns."""
-    source = observation_jd_source(schema)
-    if source is None:
-        return "CAST(NULL AS DOUBLE)"
-    column, offset = source
-    return f"{column} + {offset}" if offset else column
-
-
-def flatten(df, schema: Schema):
-    """Raw alert rows from a frame with Kafka columns plus a decoded ``alert`` struct.
-
-    Parameters
-    ----------
-    df : pyspark.sql.DataFrame
-        Columns ``topic, partition, offset, timestamp, headers, alert``.
-    schema : Schema
-        The alerts' writer schema.
-
-    Returns
-    -------
-    pyspark.sql.DataFrame
-        The alert columns, the Kafka and timing columns, and ``night``.
-    """
-    # One selectExpr of SQL strings: a Column per field would cost two Py4J
-    # calls each, ~0.4 s per micro-batch for ZTF's 230 columns.
-    sent = (
-        f"timestamp_micros(CAST(CAST(filter(headers, h -> h.key = '{SENT_HEADER}')[0].value "
-        "AS STRING) AS BIGINT)) AS sent_time"
-    )
-    jd = observation_jd_expr(schema)
-    night = (
-        f"coalesce(date_format(timestamp_seconds(({jd} - 2440587.5) * 86400.0), 'yyyyMMdd'), "
-        "'unknown') AS night"
-    )
-    return df.selectExpr(
-        *(f"{path} AS `{name}`" for name, path in alert_columns(schema)),
-        "topic",
-        "partition",
-        "offset",
-        "timestamp AS kafka_time",
-        sent,
-        "current_timestamp() AS ingest_time",
-    ).selectExpr("*", night)

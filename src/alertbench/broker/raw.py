@@ -1,10 +1,9 @@
 """Raw alerts in native code: Kafka records -> bodies -> Arrow -> raw Parquet, inside Spark tasks.
 
-The native counterpart of :mod:`alertbench.broker.stream2raw`'s JVM path.
 Spark's Kafka source hands each task its records as Arrow batches
 (``mapInArrow``); the task strips the wire framing, decodes the bodies with
 :mod:`alertbench.broker.avro`, flattens them into the raw columns
-(:func:`alertbench.broker.flatten.alert_columns`, the same as the JVM path)
+(:func:`alertbench.broker.flatten.alert_columns`)
 and writes Parquet with pyarrow into the micro-batch's staging folder. Messages
 whose framing or body does not fit go to the quarantine with their bytes,
 reason and Kafka coordinates; every other alert of the batch is written. The
@@ -154,6 +153,21 @@ def raw_table(alerts: pa.Table, kafka: pa.Table, schema: Schema, ingest_us: int)
     return table.append_column("night", _night(table, schema))
 
 
+def raw_schema(schema: Schema) -> pa.Schema:
+    """The Arrow schema of the raw rows of a stream whose writer schema is ``schema``."""
+    alerts = _decoder(schema).arrow_schema().empty_table()
+    kafka = pa.schema(
+        [
+            ("topic", pa.string()),
+            ("partition", pa.int32()),
+            ("offset", pa.int64()),
+            ("timestamp", _TS),
+            ("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))),
+        ]
+    ).empty_table()
+    return raw_table(alerts, kafka, schema, 0).schema
+
+
 def quarantine_table(kafka: pa.Table, reasons: list[str], now_us: int) -> pa.Table:
     """Quarantine rows: the message bytes, why, where it was, when."""
     return pa.table(
@@ -286,14 +300,3 @@ def parquet_codec(spark) -> str:
     """The session's Parquet codec, in pyarrow's words (Spark says ``uncompressed``)."""
     codec = spark.conf.get("spark.sql.parquet.compression.codec", "none")
     return "none" if codec == "uncompressed" else codec
-
-
-def stage_raw_native(sink, df, batch_id: int, plan: DecodePlan, compression: str = "none"):
-    """Stage one micro-batch's raw alerts and quarantine in native code (not committed).
-
-    One Spark job: each task decodes and writes its share.
-    """
-    staged = sink.staged(batch_id, "raw")
-    quarantine = sink.staged(batch_id, "quarantine")
-    task = raw_task(plan, staged, quarantine, compression)
-    df.select(*KAFKA_INPUT).mapInArrow(task, SUMMARY_SCHEMA).collect()

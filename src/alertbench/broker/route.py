@@ -46,6 +46,17 @@ def predicates():
     return _PREDICATES[0]
 
 
+def science_schema(raw, modules: list[ScienceModule]):
+    """The Arrow schema of :func:`science_table`'s rows, given the raw rows' schema."""
+    import pyarrow as pa
+
+    from alertbench.broker.science import output_schema
+
+    night = raw.field("night")
+    enriched = output_schema(raw.remove(raw.get_field_index("night")), modules)
+    return pa.schema([*enriched, night])
+
+
 def science_table(raw, cuts: str, modules: list[ScienceModule]):
     """The raw rows that pass ``cuts``, with every module's columns; and which rows they are.
 

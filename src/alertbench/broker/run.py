@@ -10,7 +10,8 @@ from typing import Any
 
 from alertbench.broker import distribute, raw2science, stream2raw
 from alertbench.broker.decode import make_plan
-from alertbench.broker.route import Routing
+from alertbench.broker.raw import raw_schema
+from alertbench.broker.route import Routing, science_schema
 from alertbench.broker.science import resolve_modules, usable
 from alertbench.broker.spark import build_session, resolve_master
 from alertbench.config import Settings
@@ -111,15 +112,16 @@ def run_broker(
         schema_file=str(b.schema_file) if b.schema_file else None,
         registry=b.schema_registry,
     )
-    plan.engine = b.decoder
     survey = plan.schema.survey.survey
     say(f"stream: {plan.schema.name} ({plan.schema.survey})")
-    raw_schema = stream2raw.raw_schema(spark, plan)
+    raw = raw_schema(plan.schema)
     modules = resolve_modules(b.modules, catalogue=str(b.catalogue) if b.catalogue else None)
+    modules, notes = usable(modules, raw.names)
+    science = science_schema(raw, modules)
     cuts = b.cuts or raw2science.default_cuts(survey)
     filter_spec = b.filters or DEFAULT_FILTERS.get(survey, {})
     filters = distribute.parse_filters(filter_spec)
-    result = BrokerResult(out=out, stages=stages, filters=dict(filter_spec))
+    result = BrokerResult(out=out, stages=stages, filters=dict(filter_spec), notes=notes)
 
     listener = ProgressListener(out / "progress.jsonl", echo)
     spark.streams.addListener(listener)
@@ -138,12 +140,10 @@ def run_broker(
     if fused:
         result.stages = ["fused"]
     try:
-        empty = spark.createDataFrame([], raw_schema)
-        science_static, notes = raw2science.science_frame(empty, cuts, modules)
-        result.notes += notes
-        published, tail = distribute.distribution_schema(spark, science_static, plan.schema)
+        published, tail = distribute.distribution_schema(spark, science, plan.schema)
         routing = Routing(filters, tail, servers)
         distributes = fused or "distribute" in stages
+        check_predicates(raw, science, cuts, filters if distributes else [])
         if distributes:
             distribute.create_topics(
                 servers,
@@ -152,11 +152,6 @@ def run_broker(
                 retention_ms=b.distribution_retention_ms,
             )
             distribute.publish_schema(out, published, filters)
-        if plan.engine == "native":
-            modules = usable(modules, raw_schema.fieldNames())[0]
-            check_native_predicates(
-                raw_schema, science_static.schema, cuts, filters if distributes else []
-            )
         if fused:
             from alertbench.broker import fused as fused_mode
 
@@ -165,11 +160,9 @@ def run_broker(
                     spark,
                     plan,
                     **kafka_query,
-                    raw_schema=raw_schema,
                     cuts=cuts,
                     modules=modules,
-                    filters=filters,
-                    tail=tail,
+                    routing=routing,
                     reader=b.kafka_reader,
                 )
             )
@@ -200,23 +193,23 @@ def run_broker(
     return result
 
 
-def check_native_predicates(raw_schema, science_schema, cuts: str, filters) -> None:
-    """Refuse, before the stream starts, cuts or SQL filters that the native path cannot evaluate.
+def check_predicates(raw, science, cuts: str, filters) -> None:
+    """Refuse, before the stream starts, cuts or SQL filters that cannot be evaluated.
+
+    Parameters
+    ----------
+    raw, science : pyarrow.Schema
+        The columns the cuts and the filters see.
 
     Raises
     ------
     ConfigError
         Naming the predicate and why.
     """
-    from pyspark.sql.pandas.types import to_arrow_schema
+    from alertbench.broker.sql import check_predicates as check
 
-    from alertbench.broker.sql import check_predicates
-
-    check_predicates(to_arrow_schema(raw_schema, timezone="UTC"), {"broker.cuts": cuts})
-    check_predicates(
-        to_arrow_schema(science_schema, timezone="UTC"),
-        {f"filter {f.topic}": f.sql for f in filters if f.sql is not None},
-    )
+    check(raw, {"broker.cuts": cuts})
+    check(science, {f"filter {f.topic}": f.sql for f in filters if f.sql is not None})
 
 
 def _wait(

@@ -157,18 +157,6 @@ def _is_local_address(address: str) -> bool:
         return False
 
 
-def driver_memory(settings: Settings) -> str:
-    """The driver's heap: as configured, else what the decoder needs.
-
-    On the native path the JVM reads Kafka and hands Arrow batches over: 1 GB
-    held a 10,000-alert visit (broker RSS 3.2 GB against 3.5 GB with 2 GB). The
-    JVM path builds the rows itself, and its visits need the 2 GB.
-    """
-    if settings.broker.driver_memory:
-        return settings.broker.driver_memory
-    return "2g" if settings.broker.decoder == "jvm" else "1g"
-
-
 def build_session(
     settings: Settings, *, app_name: str = "alertbench-broker", master: str | None = None
 ) -> SparkSession:
@@ -208,7 +196,7 @@ def build_session(
     builder = (
         SparkSession.builder.appName(app_name)
         .master(master)
-        .config("spark.driver.memory", driver_memory(settings))
+        .config("spark.driver.memory", settings.broker.driver_memory)
         .config("spark.executor.memory", settings.broker.executor_memory)
         .config("spark.sql.shuffle.partitions", str(settings.broker.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
@@ -250,12 +238,6 @@ def build_session(
         ).config("spark.jars.ivy", str(ivy))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    # The broker's batch reads of Kafka set one consumer group on purpose (see
-    # stream2raw.kafka_range); Spark would warn about it at every micro-batch.
-    log4j = spark._jvm.org.apache.logging.log4j
-    log4j.core.config.Configurator.setLevel(
-        "org.apache.spark.sql.kafka010.KafkaSourceProvider", log4j.Level.ERROR
-    )
     if not jars:
         resolved = [
             j.removeprefix("file://").removeprefix("file:")

@@ -1,22 +1,18 @@
 """stream2raw: Kafka topics -> decoded, flattened alerts in Parquet, by night.
 
-Messages that do not decode go to ``quarantine/`` with their raw bytes, the
-reason and their Kafka coordinates; the stream goes on. Output is written
-exactly once per micro-batch (see :mod:`alertbench.broker.sink`).
+Spark's Kafka source hands each task its records as Arrow; the task decodes
+and writes them in native code (:mod:`alertbench.broker.raw`). Messages that
+do not decode go to ``quarantine/`` with their raw bytes, the reason and
+their Kafka coordinates; the stream goes on. Output is written exactly once
+per micro-batch (see :mod:`alertbench.broker.sink`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from alertbench.broker.decode import DECODE_FAILED, DecodePlan, decode_columns
-from alertbench.broker.flatten import flatten
+from alertbench.broker.decode import DecodePlan
 from alertbench.broker.sink import BatchSink
-
-KAFKA_SCHEMA = (
-    "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, "
-    "timestampType int, headers array<struct<key:string,value:binary>>"
-)
 
 
 def _consumer_options(servers: str, check_crcs: bool) -> dict[str, str]:
@@ -105,74 +101,6 @@ def kafka_source(
     )
 
 
-def kafka_range(
-    spark, servers: str, ranges: dict[str, dict[int, tuple[int, int]]], check_crcs: bool = False
-):
-    """A batch read of Kafka: ``{topic: {partition: (first offset, last offset + 1)}}``."""
-    import json
-
-    def offsets(i: int) -> str:
-        return json.dumps({t: {str(p): r[i] for p, r in ps.items()} for t, ps in ranges.items()})
-
-    return (
-        spark.read.format("kafka")
-        .options(**_consumer_options(servers, check_crcs))
-        .option("assign", json.dumps({t: sorted(parts) for t, parts in ranges.items()}))
-        # Spark pools executors' consumers and their fetched records by group
-        # id, for minutes. Its default, a new group per read, left every
-        # batch's records in the pool until the heap ran out; one group keeps
-        # one consumer per partition. It is never joined: partitions are
-        # assigned and nothing is committed.
-        .option("kafka.group.id", "alertbench-batch-read")
-        .option("startingOffsets", offsets(0))
-        .option("endingOffsets", offsets(1))
-        .load()
-    )
-
-
-def decoded(df, plan: DecodePlan):
-    """Kafka rows plus the decoded ``alert`` struct and its ``framing_error``."""
-    alert, framing = decode_columns(plan)
-    return df.withColumn("alert", alert).withColumn("framing_error", framing)
-
-
-def _quarantined(frame, error):
-    from pyspark.sql import functions as F
-
-    return frame.select(
-        "value",
-        error.alias("error"),
-        "topic",
-        "partition",
-        "offset",
-        F.col("timestamp").alias("kafka_time"),
-        F.current_timestamp().alias("quarantined_at"),
-    )
-
-
-def _decoded_ok():
-    """True for the rows of a decoded frame that hold an alert."""
-    from pyspark.sql import functions as F
-
-    return F.col("framing_error").isNull() & F.col("alert").isNotNull()
-
-
-def split(dec, plan: DecodePlan):
-    """(raw alerts, quarantined messages) of a decoded frame."""
-    from pyspark.sql import functions as F
-
-    ok = _decoded_ok()
-    good = flatten(dec.filter(ok), plan.schema)
-    error = F.coalesce(F.col("framing_error"), F.lit(DECODE_FAILED))
-    return good, _quarantined(dec.filter(~ok), error)
-
-
-def raw_schema(spark, plan: DecodePlan):
-    """The schema of the raw Parquet, for readers that start before any file exists."""
-    empty = spark.createDataFrame([], KAFKA_SCHEMA)
-    return split(decoded(empty, plan), plan)[0].schema
-
-
 def write_raw_batch(sink: BatchSink, df, batch_id: int, plan: DecodePlan) -> None:
     """Decode one micro-batch and write its alerts and its quarantine, exactly once."""
     if sink.done(batch_id):
@@ -185,29 +113,15 @@ def write_raw_batch(sink: BatchSink, df, batch_id: int, plan: DecodePlan) -> Non
 def stage_raw(sink: BatchSink, df, batch_id: int, plan: DecodePlan) -> None:
     """Stage the raw alerts and the quarantine of one micro-batch (not committed).
 
-    One pass reads Kafka, decodes every alert once and writes the raw
-    Parquet, while an observation counts the messages that did not decode.
-    Nothing is cached: holding a batch of 75 KB messages in Spark's cache
-    cost more than the rare second pass. Only a batch with a bad message
-    reads its Kafka offsets again, to quarantine those messages.
+    One Spark job: each task strips the framing of its share of the
+    records, decodes them and writes them (:func:`alertbench.broker.raw.raw_task`).
     """
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
+    from alertbench.broker.raw import KAFKA_INPUT, SUMMARY_SCHEMA, parquet_codec, raw_task
 
-    if plan.engine == "native":
-        from alertbench.broker.raw import parquet_codec, stage_raw_native
-
-        stage_raw_native(sink, df, batch_id, plan, parquet_codec(df.sparkSession))
-        return
-    # One task per core, not per Kafka partition: every task sets up Parquet
-    # writers for ~600 nested columns. With 4 partitions on 2 cores, a fused
-    # batch of 10 alerts took 3.3 s, 2.7 s coalesced; one of 5,000, 9.5 -> 9.2 s.
-    df = df.coalesce(df.sparkSession.sparkContext.defaultParallelism)
-    seen = Observation(f"decode-{batch_id}")
-    counted = decoded(df, plan).observe(seen, F.count_if(~_decoded_ok()).alias("bad"))
-    sink.stage(batch_id, "raw", flatten(counted.filter(_decoded_ok()), plan.schema), ["night"])
-    if seen.get.get("bad", 0):
-        sink.stage(batch_id, "quarantine", split(decoded(df, plan), plan)[1], [])
+    staged = sink.staged(batch_id, "raw")
+    quarantine = sink.staged(batch_id, "quarantine")
+    task = raw_task(plan, staged, quarantine, parquet_codec(df.sparkSession))
+    df.select(*KAFKA_INPUT).mapInArrow(task, SUMMARY_SCHEMA).collect()
 
 
 def start_kafka_query(

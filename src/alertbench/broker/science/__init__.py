@@ -4,7 +4,7 @@ A module declares the columns it reads and the columns (with Spark SQL
 types) it adds, and is a function of a batch of alerts: a pandas DataFrame of
 its ``reads`` (or a ``pyarrow.Table`` when ``arrow=True``) returning a
 mapping of its ``adds`` to arrays. Modules run in order on Arrow batches
-inside ``mapInArrow``, so a later module may read what an earlier one added.
+inside Spark tasks, so a later module may read what an earlier one added.
 A module that raises on a batch leaves nulls in its columns for that batch,
 and the batch's rows name it in ``science_errors``; the stream goes on.
 
@@ -131,25 +131,21 @@ def usable(modules: list[ScienceModule], columns: list[str]) -> tuple[list, list
 
 
 def output_schema(input_schema, modules: list[ScienceModule]):
-    """Spark schema of the science rows: the input, each module's columns, timing, errors."""
-    from pyspark.sql.types import (
-        ArrayType,
-        StringType,
-        StructField,
-        StructType,
-        TimestampType,
-        _parse_datatype_string,
-    )
+    """Arrow schema of the science rows: the input, each module's columns, timing, errors."""
+    import pyarrow as pa
 
-    fields = list(input_schema.fields)
+    from alertbench.broker.science.arrow import arrow_type
+
+    fields = list(input_schema)
     for m in modules:
-        fields += [StructField(c, _parse_datatype_string(t), True) for c, t in m.adds.items()]
+        fields += [pa.field(c, arrow_type(t)) for c, t in m.adds.items()]
+    ts = pa.timestamp("us", tz="UTC")
     fields += [
-        StructField("science_start", TimestampType(), True),
-        StructField("science_end", TimestampType(), True),
-        StructField("science_errors", ArrayType(StringType()), True),
+        pa.field("science_start", ts),
+        pa.field("science_end", ts),
+        pa.field("science_errors", pa.list_(pa.string())),
     ]
-    return StructType(fields)
+    return pa.schema(fields)
 
 
 def _column(values: Any, arrow_type: Any) -> Any:
