@@ -110,7 +110,8 @@ def measure(servers: str, work: Path, alerts, variant: str, small: int, visit: i
 
         thread = threading.Thread(target=sender, daemon=True)
         thread.start()
-        result = run_broker(settings, servers=servers, fused=True, until_idle=30, timeout=900)
+        # Idle for longer than a batch may wait for its minimum (max_trigger_delay_s).
+        result = run_broker(settings, servers=servers, fused=True, until_idle=45, timeout=900)
         thread.join()
         found = batches(result.out / "progress.jsonl")
         out[name] = {

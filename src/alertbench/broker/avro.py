@@ -38,6 +38,8 @@ import pyarrow as pa
 from alertbench.alerts.schema import OCF_MAGIC, Schema, zigzag
 
 NAMED = ("record", "enum", "fixed")
+# At most this many buffers per writev (Linux's IOV_MAX).
+_IOV_MAX = 1024
 
 
 def split_names(definition: Any) -> Any:
@@ -110,7 +112,18 @@ class ArrowDecoder:
         if scratch is None:
             shm = Path("/dev/shm")
             scratch = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-        self._scratch = Path(tempfile.mkdtemp(prefix="alertbench-avro-", dir=scratch))
+        # One file per decoder, unlinked at once and read through its descriptor:
+        # a worker that Spark kills leaves nothing behind. It is written over
+        # in place: in a VM, fresh pages for every batch cost more system time
+        # than the decoding (75 ms against 21 ms per 75 MB here).
+        folder = Path(scratch or tempfile.gettempdir())
+        name = folder / f"alertbench-avro-{os.getpid()}-{id(self):x}.avro"
+        self._fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        self._path = str(name)
+        self._named = not Path("/proc/self/fd").is_dir()  # no /proc: keep the name until close
+        if not self._named:
+            os.unlink(name)
+            self._path = f"/proc/self/fd/{self._fd}"
         self._empty: pa.Schema | None = None
 
     def _parts(self, bodies: list[bytes]) -> list[bytes]:
@@ -124,13 +137,18 @@ class ArrowDecoder:
         return b"".join(self._parts(bodies))
 
     def _read(self, bodies: list[bytes]) -> pa.Table:
-        path = self._scratch / f"batch-{os.getpid()}.avro"
-        with path.open("wb") as fh:
-            fh.writelines(self._parts(bodies))  # no joined copy of the whole batch
-        try:
-            return self._ctx.read_avro(str(path)).to_arrow_table()
-        finally:
-            path.unlink(missing_ok=True)
+        parts = self._parts(bodies)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        size = 0
+        for k in range(0, len(parts), _IOV_MAX):  # no joined copy of the whole batch
+            chunk = parts[k : k + _IOV_MAX]
+            written = os.writev(self._fd, chunk)
+            want = sum(len(p) for p in chunk)
+            if written < want:  # a short write: the rest, plainly
+                os.write(self._fd, b"".join(chunk)[written:])
+            size += want
+        os.ftruncate(self._fd, size)
+        return self._ctx.read_avro(self._path, file_extension="").to_arrow_table()
 
     def arrow_schema(self) -> pa.Schema:
         """The Arrow schema of decoded rows (read from one empty container, once)."""
@@ -176,10 +194,12 @@ class ArrowDecoder:
         return Decoded(table, rows, failed)
 
     def close(self) -> None:
-        """Remove the scratch folder."""
-        import shutil
-
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        """Close the scratch file (it has no name: closing frees it)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            if self._named:
+                Path(self._path).unlink(missing_ok=True)
 
 
 def _metadata(meta: dict[str, bytes]) -> bytes:

@@ -107,9 +107,8 @@ def distribution_schema(spark, science, schema: Schema) -> tuple[dict[str, Any],
     tuple of dict
         (the published schema, the record schema of the added columns).
     """
-    from pyspark.sql.pandas.types import from_arrow_schema
-
     import pyarrow as pa
+    from pyspark.sql.pandas.types import from_arrow_schema
 
     added = pa.schema([science.field(c) for c in added_columns(science.names, schema)])
     struct = _nullable(from_arrow_schema(added))

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 #: The rows a task returns: one per alert read.
 ROWS_SCHEMA = "topic string, partition int, offset long, staging string"
+_CONSUMERS: dict[str, Any] = {}
 _HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 
 
@@ -64,14 +65,28 @@ def consumer_config(servers: str, group: str = "alertbench-ranges") -> dict[str,
     }
 
 
+def _consumer(servers: str):
+    """One consumer per Kafka cluster per Python worker (Spark reuses its workers).
+
+    A new consumer costs a connection and a metadata round trip in every
+    task: about a quarter of a second, most of a small micro-batch.
+    """
+    from confluent_kafka import Consumer
+
+    found = _CONSUMERS.get(servers)
+    if found is None:
+        found = _CONSUMERS[servers] = Consumer(consumer_config(servers))
+    return found
+
+
 def read_range(servers: str, r: OffsetRange, chunk: int = 1000) -> Iterator[pa.Table]:
     """The records of ``r``, as tables of at most ``chunk`` rows in the Kafka source's columns.
 
     Columns: ``value, topic, partition, offset, timestamp, headers``.
     """
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import KafkaError, TopicPartition
 
-    consumer = Consumer(consumer_config(servers))
+    consumer = _consumer(servers)
     try:
         consumer.assign([TopicPartition(r.topic, r.partition, r.start)])
         rows: dict[str, list] = {k: [] for k in ("value", "offset", "timestamp", "headers")}
@@ -80,9 +95,10 @@ def read_range(servers: str, r: OffsetRange, chunk: int = 1000) -> Iterator[pa.T
         while nxt < r.end:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{r.topic}[{r.partition}]: offset {nxt} of {r.end} in 300 s")
-            # consume() waits for its count or the timeout: ask for what the
-            # prefetch queue holds, not more (1,000 alerts waited out every timeout).
-            for m in consumer.consume(200, timeout=0.5):
+            # consume() waits for its count or the timeout: ask for no more than
+            # the range still holds (a small batch waited out every timeout) nor
+            # than the prefetch queue holds (1,000 alerts waited out every timeout).
+            for m in consumer.consume(min(200, r.end - nxt), timeout=0.5):
                 err = m.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
@@ -102,7 +118,8 @@ def read_range(servers: str, r: OffsetRange, chunk: int = 1000) -> Iterator[pa.T
         if rows["value"]:
             yield _table(r, rows)
     finally:
-        consumer.close()
+        # Stop fetching past the range; the consumer waits for the worker's next task.
+        consumer.unassign()
 
 
 def _table(r: OffsetRange, rows: dict[str, list]) -> pa.Table:
