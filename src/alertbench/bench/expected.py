@@ -3,6 +3,8 @@
 Run as ``python -m alertbench.bench.expected`` after the broker stopped: a
 short local Spark job in its own process (the bench process forks producers
 and keeps no JVM). It writes one ``topic,alert_id`` row per selected alert.
+The SQL filters run in Spark SQL here, not in the DataFusion the broker's
+tasks use: the check does not share the engine it checks.
 """
 
 from __future__ import annotations
@@ -11,10 +13,73 @@ import argparse
 import json
 from pathlib import Path
 
+from alertbench.broker.distribute import Filter
+from alertbench.broker.flatten import alert_id_column
+from alertbench.errors import ConfigError
+
+
+def _python_flags(frame, filters: list[Filter]):
+    """Add a boolean column per Python filter (evaluated on Arrow batches)."""
+    import pyarrow as pa
+    from pyspark.sql.types import BooleanType, StructField, StructType
+
+    py = [f for f in filters if f.function is not None]
+    if not py:
+        return frame
+    schema = StructType(
+        [*frame.schema.fields, *[StructField(f"_f{i}", BooleanType()) for i in range(len(py))]]
+    )
+
+    def flags(batches):
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            pdf = table.to_pandas()
+            for i, f in enumerate(py):
+                try:
+                    values = pa.array(f.function(pdf), type=pa.bool_(), from_pandas=True)
+                except Exception:
+                    values = pa.nulls(table.num_rows, pa.bool_())
+                table = table.append_column(f"_f{i}", values)
+            yield from table.to_batches()
+
+    return frame.mapInArrow(flags, schema)
+
+
+def _chosen(frame, filters: list[Filter]):
+    """``frame`` with ``_topics``, the topics whose filter each row passes (rows with none dropped).
+
+    Every filter is evaluated in the same pass over the data.
+    """
+    from pyspark.sql import functions as F
+
+    flagged = _python_flags(frame, filters)
+    conds, i = [], 0
+    for f in filters:
+        if f.function is not None:
+            cond, i = F.col(f"_f{i}"), i + 1
+        else:
+            cond = F.expr(f.sql)
+        conds.append(F.when(F.coalesce(cond, F.lit(False)), F.lit(f.topic)))
+    return flagged.withColumn("_topics", F.array_compact(F.array(*conds))).filter(
+        F.size("_topics") > 0
+    )
+
+
+def selected(frame, filters: list[Filter]):
+    """``(topic, alert_id)`` of every alert each filter selects: what the topics must hold."""
+    from pyspark.sql import functions as F
+
+    id_col = alert_id_column(frame.columns)
+    if id_col is None:
+        raise ConfigError(f"no alert id column (one of candid, alertId, diaSourceId) in {frame}")
+    return _chosen(frame, filters).select(
+        F.explode("_topics").alias("topic"), F.col(id_col).cast("string").alias("alert_id")
+    )
+
 
 def expected_routes(science: Path, filters: dict[str, str], out: Path, master: str) -> int:
     """Write the ``(topic, alert_id)`` pairs the filters select from ``science``; returns rows."""
-    from alertbench.broker.distribute import parse_filters, selected
+    from alertbench.broker.distribute import parse_filters
     from alertbench.broker.spark import build_session
     from alertbench.config import load_settings
 

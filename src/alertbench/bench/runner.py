@@ -46,6 +46,7 @@ INHERITED_BROKER_SETTINGS = {
     "cuts",
     "catalogue",
     "check_crcs",
+    "kafka_reader",
     "parquet_compression",
     "driver_memory",
     "arrow_batch_rows",
