@@ -131,12 +131,20 @@ def test_raw_equals_fastavros_records_of_the_messages(
     assert all(e.startswith("Avro body does not decode") or "container" in e for e in errors)
 
 
-def test_fused_on_the_native_path_distributes_every_good_alert(
+def test_fused_with_sparks_kafka_source_distributes_every_good_alert(
     single_kafka, topic_with_bad_messages, tmp_path
 ) -> None:
     topic, bad, files = topic_with_bad_messages
     everything = f"{topic}-all"
-    result = _run(single_kafka, tmp_path, topic, "fused", fused=True, filters={everything: "true"})
+    result = _run(
+        single_kafka,
+        tmp_path,
+        topic,
+        "fused",
+        fused=True,
+        filters={everything: "true"},
+        kafka_reader="spark",
+    )
     raw = _table(result.out / "raw")
     science = _table(result.out / "science")
     quarantine = _table(result.out / "quarantine")

@@ -39,6 +39,22 @@ def test_the_minimum_is_waited_for_at_most_the_trigger_delay() -> None:
     assert p.latest(end) == {"t": {"0": 8}}
 
 
+def test_after_a_quiet_spell_the_clock_starts_at_the_first_new_record() -> None:
+    """A visit that starts long after the last batch still waits for the rest of it."""
+    p = Planner({"t": {"0": (0, 5)}}, min_offsets=100, max_trigger_delay_s=0.2)
+    end = p.latest(p.initial())
+    time.sleep(0.3)  # quiet, longer than the delay
+    assert p.latest(end) == end
+    p.marks = {"t": {"0": (0, 8)}}  # the visit's first alerts
+    assert p.latest(end) == end
+    p.marks = {"t": {"0": (0, 105)}}  # the rest of it
+    assert p.latest(end) == {"t": {"0": 105}}
+    p.marks = {"t": {"0": (0, 110)}}
+    assert p.latest({"t": {"0": 105}}) == {"t": {"0": 105}}
+    time.sleep(0.25)  # a straggler is taken once the delay has passed since it came
+    assert p.latest({"t": {"0": 105}}) == {"t": {"0": 110}}
+
+
 def test_the_maximum_is_shared_by_backlog_and_expired_records_are_skipped() -> None:
     p = Planner({"t": {"0": (0, 300), "1": (0, 100)}}, max_offsets=40)
     assert p.latest({"t": {"0": 0, "1": 0}}) == {"t": {"0": 30, "1": 10}}

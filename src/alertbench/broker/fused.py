@@ -172,7 +172,7 @@ def start(
     min_offsets: int | None = None,
     max_trigger_delay_s: float | None = None,
     check_crcs: bool = False,
-    reader: str = "spark",
+    reader: str = "tasks",
 ):
     """Start the fused query.
 
@@ -182,9 +182,9 @@ def start(
         The filters, the published tail schema (the broker's columns are
         encoded with it) and the distribution cluster.
     reader : str
-        Who reads Kafka: ``spark`` (Spark's Kafka source hands each task its
-        records as Arrow) or ``tasks`` (each task reads its offset range with
-        confluent-kafka, :mod:`alertbench.broker.source`).
+        Who reads Kafka: ``tasks`` (each task reads its offset range with
+        confluent-kafka, :mod:`alertbench.broker.source`) or ``spark``
+        (Spark's Kafka source hands each task its records as Arrow).
 
     Returns
     -------

@@ -10,8 +10,9 @@ alert (its Kafka coordinates), so Spark's progress counts alerts.
 
 Offsets are ``{topic: {partition: next offset}}``, as Spark's Kafka source
 writes them. A micro-batch waits for ``min_offsets`` new records for at most
-``max_trigger_delay_s`` (the first one never waits) and takes at most
-``max_offsets`` (shared among partitions by their backlog).
+``max_trigger_delay_s`` after the first of them arrived (the first batch
+never waits) and takes at most ``max_offsets`` (shared among partitions by
+their backlog).
 """
 
 from __future__ import annotations
@@ -162,6 +163,7 @@ class OffsetPlanner:
         self.max_offsets = max_offsets
         self.delay = max_trigger_delay_s
         self.last_batch: float | None = None
+        self.first_new: float | None = None
         self.stop_at: dict | None = None
         self._consumer = None
 
@@ -210,8 +212,15 @@ class OffsetPlanner:
         new = {t: {p: max(end[t][p] - begin[t][p], 0) for p in ps} for t, ps in begin.items()}
         total = sum(v for ps in new.values() for v in ps.values())
         now = time.monotonic()
-        waited = self.last_batch is not None and now - self.last_batch < self.delay
-        if total == 0 or (self.min_offsets and total < self.min_offsets and waited):
+        if total == 0:
+            self.first_new = None
+            return start
+        if self.first_new is None:
+            self.first_new = now
+        # The clock starts at the first new record, not at the last batch: after
+        # a quiet spell, a visit's first alerts wait for the rest of it.
+        waited = self.last_batch is not None and now - self.first_new < self.delay
+        if self.min_offsets and total < self.min_offsets and waited:
             return start
         if self.max_offsets and total > self.max_offsets:
             # Shared by backlog: each partition gets its part of the cap, rounded down.
@@ -220,6 +229,7 @@ class OffsetPlanner:
                 for t, ps in begin.items()
             }
         self.last_batch = now
+        self.first_new = None
         return end
 
     def ranges(self, start: dict, end: dict) -> list[OffsetRange]:
