@@ -40,6 +40,34 @@ def _records() -> tuple[Schema, list[dict]]:
     return schema, records
 
 
+def _alerts(schema: Schema, records: list[dict]) -> pa.Table:
+    """``records`` decoded by the native decoder."""
+    decoder = ArrowDecoder(schema)
+    try:
+        return decoder.decode([schema.encode(r) for r in records]).table
+    finally:
+        decoder.close()
+
+
+def _kafka(n: int, *, partition: int = 0, timestamp: int = 0, headers=None) -> pa.Table:
+    """The Kafka columns of ``n`` messages at offsets 0 to n - 1."""
+    header = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
+    return pa.table(
+        {
+            "topic": ["t"] * n,
+            "partition": pa.array([partition] * n, pa.int32()),
+            "offset": pa.array(range(n), pa.int64()),
+            "timestamp": pa.array([timestamp] * n, pa.timestamp("us", tz="UTC")),
+            "headers": pa.array(headers or [[]] * n, header),
+        }
+    )
+
+
+def _raw(schema: Schema, records: list[dict]) -> pa.Table:
+    """The raw rows of ``records`` as the broker builds them."""
+    return raw_table(_alerts(schema, records), _kafka(len(records)), schema, 0)
+
+
 def test_ztf_framing_is_stripped_to_the_exact_body() -> None:
     schema, records = _records()
     fmt = ZtfFormat()
@@ -65,30 +93,12 @@ def test_messages_whose_framing_does_not_fit_have_no_body() -> None:
 
 def test_raw_table_flattens_the_detection_and_adds_kafka_columns_and_night() -> None:
     schema, records = _records()
-    decoder = ArrowDecoder(schema)
-    try:
-        alerts = decoder.decode([schema.encode(r) for r in records]).table
-    finally:
-        decoder.close()
     n = len(records)
-    ts = pa.timestamp("us", tz="UTC")
-    headers = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
-    kafka = pa.table(
-        {
-            "topic": ["t"] * n,
-            "partition": pa.array([1] * n, pa.int32()),
-            "offset": pa.array(range(n), pa.int64()),
-            "timestamp": pa.array([1_700_000_000_000_000] * n, ts),
-            "headers": pa.array(
-                [
-                    [{"key": SENT_HEADER, "value": str(1_700_000_000_000_000 + i).encode()}]
-                    for i in range(n)
-                ],
-                headers,
-            ),
-        }
-    )
-    table = raw_table(alerts, kafka, schema, 1_800_000_000_000_000)
+    sent_headers = [
+        [{"key": SENT_HEADER, "value": str(1_700_000_000_000_000 + i).encode()}] for i in range(n)
+    ]
+    kafka = _kafka(n, partition=1, timestamp=1_700_000_000_000_000, headers=sent_headers)
+    table = raw_table(_alerts(schema, records), kafka, schema, 1_800_000_000_000_000)
     expected = [name for name, _ in alert_columns(schema)]
     assert table.column_names == [
         *expected,
@@ -153,28 +163,6 @@ def test_a_task_writes_raw_per_night_and_quarantines_bad_messages(
         ]
     else:
         assert not (tmp_path / "quarantine").exists()
-
-
-def _raw(schema: Schema, records: list[dict]) -> pa.Table:
-    """The raw rows of ``records`` as the broker builds them."""
-    decoder = ArrowDecoder(schema)
-    try:
-        alerts = decoder.decode([schema.encode(r) for r in records]).table
-    finally:
-        decoder.close()
-    n = len(records)
-    kafka = pa.table(
-        {
-            "topic": ["t"] * n,
-            "partition": pa.array([0] * n, pa.int32()),
-            "offset": pa.array(range(n), pa.int64()),
-            "timestamp": pa.array([0] * n, pa.timestamp("us", tz="UTC")),
-            "headers": pa.array(
-                [[]] * n, pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
-            ),
-        }
-    )
-    return raw_table(alerts, kafka, schema, 0)
 
 
 def test_raw_schema_is_the_schema_of_raw_rows() -> None:
