@@ -85,39 +85,48 @@ def test_ranges_cover_each_partition_with_records_and_name_the_batch() -> None:
 
 
 def _commit(root, stage: str, output: str, batch: int, files: dict[str, int]) -> list[str]:
-    """Files as BatchSink moves them into place (``b<id>-...``, by night), and the batch's mark."""
-    paths = []
+    """Files of about the given sizes staged by night and committed by a real BatchSink."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from alertbench.broker.sink import BatchSink
+
+    sink = BatchSink(root, stage)
     for name, size in files.items():
-        path = root / output / "night=20231018" / f"b{batch:09d}-{name}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"x" * size)
-        paths.append(str(path))
-    (root / "_commits" / stage).mkdir(parents=True, exist_ok=True)
-    (root / "_commits" / stage / str(batch)).touch()
-    return paths
+        staged = sink.staged(batch, output) / "night=20231018" / name
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"x": [b"x" * size]}), staged, compression="none")
+    sink.commit(batch, [output])
+    return [str(root / output / "night=20231018" / f"b{batch:09d}-{name}") for name in files]
 
 
 def test_a_staged_batch_takes_only_committed_upstream_batches_in_order(tmp_path) -> None:
-    from alertbench.broker.source import CommitPlanner, committed_files
+    from alertbench.broker.sink import BatchSink
+    from alertbench.broker.source import CommitPlanner
 
     planner = CommitPlanner(tmp_path, "stream2raw", "raw", tasks=2)
     assert planner.latest({"batch": -1}) == {"batch": -1}  # nothing committed yet
     first = _commit(tmp_path, "stream2raw", "raw", 0, {"part-0.parquet": 10})
-    second = _commit(tmp_path, "stream2raw", "raw", 1, {"part-0.parquet": 10})
+    second = _commit(tmp_path, "stream2raw", "raw", 1, {"part-0.parquet": 10, "part-1.parquet": 9})
     # Batch 3 committed but not 2: the next micro-batch stops before the gap.
     _commit(tmp_path, "stream2raw", "raw", 3, {"part-0.parquet": 10})
     (tmp_path / "_commits" / "stream2raw" / "2.moving").touch()
     assert planner.latest({"batch": -1}) == {"batch": 1}
-    assert committed_files(tmp_path / "raw", 0, 1) == sorted(first + second)
-    assert committed_files(tmp_path / "raw", 1, 1) == second
-    (tmp_path / "_commits" / "stream2raw" / "2").touch()
+    sink = BatchSink(tmp_path, "stream2raw")
+    assert [str(p) for p in sink.committed_files("raw", 0, 1)] == first + second
+    assert [str(p) for p in sink.committed_files("raw", 1, 1)] == second
+    _commit(tmp_path, "stream2raw", "raw", 2, {})
     assert planner.latest({"batch": 1}) == {"batch": 3}
+    assert sink.committed_files("raw", 2, 2) == []
+    # A mark written before marks named their files: the batch's files are found by name.
+    (tmp_path / "_commits" / "stream2raw" / "3").write_text("")
+    assert [p.name for p in sink.committed_files("raw", 3, 3)] == ["b000000003-part-0.parquet"]
 
 
 def test_a_staged_batch_shares_its_files_among_tasks_by_size(tmp_path) -> None:
     from alertbench.broker.source import CommitPlanner, batch_key
 
-    sizes = {"a.parquet": 100, "b.parquet": 60, "c.parquet": 50, "d.parquet": 10}
+    sizes = {"a.parquet": 100_000, "b.parquet": 60_000, "c.parquet": 50_000, "d.parquet": 10_000}
     paths = dict(zip(sizes, _commit(tmp_path, "raw2science", "science", 0, sizes), strict=True))
     planner = CommitPlanner(tmp_path, "raw2science", "science", tasks=2)
     start, end = {"batch": -1}, planner.latest({"batch": -1})

@@ -17,7 +17,6 @@ body) go to quarantine with :func:`framing_reason` or the decoder's reason.
 from __future__ import annotations
 
 import io
-import json
 import struct
 import time
 from dataclasses import dataclass, field
@@ -54,11 +53,6 @@ class DecodePlan:
     header_len: int = 0
     schema_id: int = -1
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def schema_json(self) -> str:
-        """The writer schema as JSON text."""
-        return json.dumps(self.schema.definition)
 
 
 def first_message(servers: str, topics: list[str], *, timeout: float) -> bytes:

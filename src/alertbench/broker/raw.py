@@ -36,6 +36,8 @@ from alertbench.broker.flatten import (
 KAFKA_INPUT = ["value", "topic", "partition", "offset", "timestamp", "headers"]
 SUMMARY_SCHEMA = "rows long, quarantined long"
 _TS = pa.timestamp("us", tz="UTC")
+#: The type of Kafka's record headers, as Spark's Kafka source gives them.
+HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 _DECODERS: dict[str, object] = {}
 
 
@@ -162,7 +164,7 @@ def raw_schema(schema: Schema) -> pa.Schema:
             ("partition", pa.int32()),
             ("offset", pa.int64()),
             ("timestamp", _TS),
-            ("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))),
+            ("headers", HEADERS),
         ]
     ).empty_table()
     return raw_table(alerts, kafka, schema, 0).schema

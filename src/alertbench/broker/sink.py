@@ -13,6 +13,7 @@ executors (local disk with ``local[*]``, a shared mount on a cluster).
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -36,6 +37,23 @@ class BatchSink:
         self.commits = self.root / "_commits" / name
         self.staging = self.root / "_staging" / name
         self.commits.mkdir(parents=True, exist_ok=True)
+
+    def committed_files(self, out: str, first: int, last: int) -> list[Path]:
+        """The files of output ``out`` that batches ``first`` to ``last`` committed, in order.
+
+        Raises
+        ------
+        FileNotFoundError
+            If one of those batches is not committed.
+        """
+        files: list[Path] = []
+        for k in range(first, last + 1):
+            text = (self.commits / str(k)).read_text()
+            if not text:  # a mark from before marks named their files: find them by name
+                files += sorted((self.root / out).rglob(f"b{k:09d}-*.parquet"))
+                continue
+            files += [self.root / out / f for f in json.loads(text).get(out, [])]
+        return files
 
     def done(self, batch_id: int) -> bool:
         """Whether ``batch_id`` was completely written before."""
@@ -87,18 +105,24 @@ class BatchSink:
                 for old in (self.root / out).rglob(f"{prefix}*"):
                     old.unlink()
         moving.touch()
+        published: dict[str, list[str]] = {}
         for out in outputs:
             final = self.root / out
-            count = 0
+            published[out] = []
             for f in sorted((stage / out).rglob("*.parquet")):
                 if pq.read_metadata(f).num_rows == 0:
                     continue  # an empty batch's schema-only file: nothing to publish
-                dest_dir = final / f.relative_to(stage / out).parent
-                dest_dir.mkdir(parents=True, exist_ok=True)
-                f.replace(dest_dir / f"{prefix}{f.name}")
-                count += 1
-            moved[out] = count
-        (self.commits / str(batch_id)).touch()
+                dest = final / f.relative_to(stage / out).parent / f"{prefix}{f.name}"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                f.replace(dest)
+                published[out].append(str(dest.relative_to(final)))
+            moved[out] = len(published[out])
+        # The mark names the files, so a downstream stage finds a batch's files
+        # without listing a folder that grows all night (written whole, then renamed).
+        mark = self.commits / str(batch_id)
+        written = mark.with_suffix(".tmp")
+        written.write_text(json.dumps(published))
+        written.replace(mark)
         moving.unlink()
         shutil.rmtree(stage, ignore_errors=True)
         return moved

@@ -26,10 +26,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from alertbench.broker.raw import HEADERS
+
 #: The rows a task returns: one per alert read.
 ROWS_SCHEMA = "topic string, partition int, offset long, staging string"
 _CONSUMERS: dict[str, Any] = {}
-_HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 
 
 @dataclass
@@ -132,7 +133,7 @@ def _table(r: OffsetRange, rows: dict[str, list]) -> pa.Table:
             "partition": pa.array([r.partition] * n, pa.int32()),
             "offset": pa.array(rows["offset"], pa.int64()),
             "timestamp": pa.array(rows["timestamp"], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-            "headers": pa.array(rows["headers"], _HEADERS),
+            "headers": pa.array(rows["headers"], HEADERS),
         }
     )
 
@@ -338,26 +339,13 @@ class FileShare:
     staging: str
 
 
-def committed_files(folder, first: int, last: int) -> list[str]:
-    """The Parquet files of ``folder`` that batches ``first`` to ``last`` of its writer committed.
-
-    :class:`~alertbench.broker.sink.BatchSink` names every file it moves into
-    place after its batch (``b000000042-...``), so a batch's files are known
-    by name, without a listing log of their own.
-    """
-    from pathlib import Path
-
-    wanted = {f"b{k:09d}" for k in range(first, last + 1)}
-    found = [p for p in Path(folder).rglob("b*.parquet") if p.name[:10] in wanted]
-    return sorted(str(p) for p in found)
-
-
 class CommitPlanner:
     """The driver side of a staged stage: which upstream batches the next micro-batch takes.
 
     Offsets are ``{"batch": n}``, the newest upstream batch taken. Only
     batches whose commit mark exists are taken, in order, so a downstream
-    stage never reads a file an upstream attempt may still move or remove.
+    stage never reads a file an upstream attempt may still move or remove;
+    the marks name the batches' files (:meth:`~alertbench.broker.sink.BatchSink.committed_files`).
 
     Parameters
     ----------
@@ -374,31 +362,31 @@ class CommitPlanner:
     def __init__(self, root, upstream: str, output: str, tasks: int) -> None:
         from pathlib import Path
 
-        self.commits = Path(root) / "_commits" / upstream
-        self.folder = Path(root) / output
+        from alertbench.broker.sink import BatchSink
+
+        self.upstream = BatchSink(Path(root), upstream)
+        self.output = output
         self.tasks = max(tasks, 1)
 
     def latest(self, start: dict) -> dict:
         """The newest upstream batch committed with every one before it."""
-        done = {p.name for p in self.commits.iterdir()} if self.commits.is_dir() else set()
         n = start["batch"]
-        while str(n + 1) in done:
+        while self.upstream.done(n + 1):
             n += 1
         return {"batch": n}
 
     def shares(self, start: dict, end: dict) -> list[FileShare]:
         """The files of the upstream batches after ``start`` up to ``end``, shared by size."""
-        import os
-
-        files = committed_files(self.folder, start["batch"] + 1, end["batch"])
+        files = self.upstream.committed_files(self.output, start["batch"] + 1, end["batch"])
+        sizes = {f: f.stat().st_size for f in files}
         key = batch_key(start, end)
         shares: list[list[str]] = [[] for _ in range(min(self.tasks, len(files)))]
-        sizes = [0] * len(shares)
+        load = [0] * len(shares)
         # Largest first, each to the least loaded task.
-        for f in sorted(files, key=os.path.getsize, reverse=True):
-            i = sizes.index(min(sizes))
-            shares[i].append(f)
-            sizes[i] += os.path.getsize(f)
+        for f in sorted(files, key=sizes.__getitem__, reverse=True):
+            i = load.index(min(load))
+            shares[i].append(str(f))
+            load[i] += sizes[f]
         return [FileShare(sorted(s), key) for s in shares]
 
 
