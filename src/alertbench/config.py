@@ -125,9 +125,9 @@ class BrokerSettings(BaseModel):
     max_trigger_delay_s: MaxTriggerDelay
     kafka_reader: Literal["spark", "tasks"] = Field(
         "tasks",
-        description="Fused mode: who reads Kafka: tasks (each task reads its offset range "
-        "with confluent-kafka; a visit's batch 15% faster here) or spark (Spark's Kafka "
-        "source, records handed to the tasks as Arrow).",
+        description="Who reads Kafka (stream2raw and fused mode): tasks (each task reads "
+        "its offset range with confluent-kafka; a visit's batch 15% faster here) or spark "
+        "(Spark's Kafka source, records handed to the tasks as Arrow).",
     )
     check_crcs: bool = Field(
         False,
@@ -172,6 +172,11 @@ class BrokerSettings(BaseModel):
     shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions.")
     spark_version: str = Field(
         "4.2.0", description="Version of the Kafka and Avro connectors (must match pyspark)."
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="More Spark settings (name -> value), applied after alertbench's own: "
+        "a cluster's, or a tuning of your own.",
     )
 
     @model_validator(mode="after")

@@ -84,12 +84,16 @@ def _run(single_kafka, tmp_path: Path, topic: str, name: str, fused: bool = Fals
     )
 
 
+@pytest.mark.parametrize("reader", ["tasks", "spark"])
 def test_raw_equals_fastavros_records_of_the_messages(
-    single_kafka, topic_with_bad_messages, tmp_path
+    single_kafka, topic_with_bad_messages, tmp_path, reader: str
 ) -> None:
-    """Each raw row is its message as fastavro reads it, flattened; the bad ones are quarantined."""
+    """Each raw row is its message as fastavro reads it, flattened; the bad ones are quarantined.
+
+    stream2raw with either Kafka reader: its tasks read their offset ranges, or Spark's source.
+    """
     topic, bad, _ = topic_with_bad_messages
-    result = _run(single_kafka, tmp_path, topic, "raw")
+    result = _run(single_kafka, tmp_path, topic, "raw", kafka_reader=reader)
     raw = _table(result.out / "raw")
     messages = read_messages(single_kafka.bootstrap, topic, count=N + len(bad))
     good = {(m.partition(), m.offset()): m for m in messages if m.value() not in bad}

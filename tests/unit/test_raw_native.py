@@ -18,12 +18,14 @@ from alertbench.broker.decode import DecodePlan, ztf_plan
 from alertbench.broker.flatten import alert_columns
 from alertbench.broker.raw import (
     body_of,
+    decode_batch,
     raw_schema,
     raw_table,
     raw_task,
     read_partitioned,
     write_partitioned,
 )
+from alertbench.broker.records import KafkaRecords
 from alertbench.broker.send import alert_bodies
 from corrupt import bad_messages
 
@@ -82,8 +84,13 @@ def test_messages_whose_framing_does_not_fit_have_no_body() -> None:
     message = ZtfFormat().frame(schema.encode(records[0]), schema)
     plan = ztf_plan(message)
     spoiled_sync = message[:-1] + bytes([message[-1] ^ 1])
-    for bad in (*bad_messages(message), spoiled_sync, b"", None):
+    h = plan.header_len
+    # A byte more than the block's size says; a block of two records.
+    longer = message[:-16] + b"\x00" + message[-16:]
+    two = message[:h] + b"\x04" + message[h + 1 :]
+    for bad in (*bad_messages(message), spoiled_sync, longer, two, b"", None):
         assert body_of(bad, plan) is None
+    assert body_of(memoryview(message), plan) == schema.encode(records[0])
     body = schema.encode(records[0])
     confluent = DecodePlan("confluent", schema, schema_id=900)
     assert body_of(b"\x00\x00\x00\x03\x84" + body, confluent) == body
@@ -163,6 +170,32 @@ def test_a_task_writes_raw_per_night_and_quarantines_bad_messages(
         ]
     else:
         assert not (tmp_path / "quarantine").exists()
+
+
+def test_records_as_bytes_decode_as_the_arrow_column_does() -> None:
+    """Values as bytes (the task reader) and as Arrow (Spark): same rows, same quarantine."""
+    schema, records = _records()
+    fmt = ZtfFormat()
+    values: list = [fmt.frame(schema.encode(r), schema) for r in records]
+    values[2] = values[2][:500]
+    values[5] = None
+    coords = _kafka(len(values))
+    plan = ztf_plan(values[0])
+    as_column = decode_batch(coords.append_column("value", pa.array(values, pa.binary())), plan)
+    as_bytes = decode_batch(KafkaRecords(coords, values), plan)
+    # Each decode has its own clock.
+    ignore = ["ingest_time"]
+    assert as_bytes.raw.drop_columns(ignore).equals(as_column.raw.drop_columns(ignore))
+    assert as_bytes.raw["candid"].to_pylist() == [
+        r["candid"] for i, r in enumerate(records) if i not in (2, 5)
+    ]
+    assert [bytes(b) for b in as_bytes.bodies] == [bytes(b) for b in as_column.bodies]
+    ignore = ["quarantined_at"]
+    assert as_bytes.quarantine.drop_columns(ignore).equals(
+        as_column.quarantine.drop_columns(ignore)
+    )
+    assert as_bytes.quarantine["offset"].to_pylist() == [2, 5]
+    assert as_bytes.quarantine["value"].to_pylist() == [values[2], None]
 
 
 def test_raw_schema_is_the_schema_of_raw_rows() -> None:

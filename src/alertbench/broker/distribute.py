@@ -158,9 +158,10 @@ def distribute_work(routing, schema: Schema):
         import pyarrow.parquet as pq
 
         from alertbench.broker.route import route
-        from alertbench.broker.send import TailEncoder, alert_bodies, send
+        from alertbench.broker.send import Sender, TailEncoder, alert_bodies
 
         encoder = TailEncoder(routing.tail)
+        sender = Sender(routing.servers)
         rows = 0
         for f in share.files:
             science = pq.read_table(f)
@@ -169,7 +170,8 @@ def distribute_work(routing, schema: Schema):
             def bodies(chosen, science=science):
                 return alert_bodies(science.take(chosen), schema)
 
-            send(routing.servers, route(science, bodies, routing, encoder))
+            sender.produce(route(science, bodies, routing, encoder))
+        sender.flush()
         return rows
 
     return work

@@ -31,14 +31,15 @@ from alertbench.broker.flatten import (
     alert_columns,
     observation_jd_source,
 )
+from alertbench.broker.records import HEADERS, KafkaRecords
 
 #: The Kafka columns a task reads from Spark's source.
 KAFKA_INPUT = ["value", "topic", "partition", "offset", "timestamp", "headers"]
 SUMMARY_SCHEMA = "rows long, quarantined long"
 _TS = pa.timestamp("us", tz="UTC")
-#: The type of Kafka's record headers, as Spark's Kafka source gives them.
-HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 _DECODERS: dict[str, object] = {}
+#: A block of one record: its count, zig-zag encoded.
+_ONE = zigzag(1)[0]
 
 
 def body_of(value: bytes | memoryview | None, plan: DecodePlan) -> bytes | memoryview | None:
@@ -59,12 +60,19 @@ def body_of(value: bytes | memoryview | None, plan: DecodePlan) -> bytes | memor
     # bytes(): a memoryview compares element by element, 30x slower than a copy and memcmp.
     if len(value) <= h + 17 or bytes(value[: h - 16]) != plan.header_prefix:
         return None
-    if bytes(value[h - 16 : h]) != bytes(value[-16:]) or bytes(value[h : h + 1]) != zigzag(1):
+    if bytes(value[h - 16 : h]) != bytes(value[-16:]) or value[h] != _ONE:
         return None
+    # The body's size: a zig-zag varint of at most 5 bytes here, which must
+    # account for every byte between it and the sync marker.
+    acc = 0
     for size_len in range(1, 6):
-        size = len(value) - h - 17 - size_len
-        if size >= 0 and zigzag(size) == bytes(value[h + 1 : h + 1 + size_len]):
-            return value[h + 1 + size_len : -16]
+        byte = value[h + size_len]
+        acc |= (byte & 0x7F) << (7 * (size_len - 1))
+        if not byte & 0x80:
+            size = (acc >> 1) ^ -(acc & 1)
+            if size == len(value) - h - 17 - size_len:
+                return value[h + 1 + size_len : -16]
+            return None
     return None
 
 
@@ -134,9 +142,11 @@ def raw_table(alerts: pa.Table, kafka: pa.Table, schema: Schema, ingest_us: int)
     """
     detection = DETECTION_FIELD.get(schema.survey.survey)
     names, arrays = [], []
+    struct = None
     for name, path in alert_columns(schema):
         if path.startswith(f"alert.`{detection}`."):
-            struct = alerts[detection].combine_chunks()
+            if struct is None:  # once, not once per field (ZTF's candidate has 100)
+                struct = alerts[detection].combine_chunks()
             arrays.append(pc.struct_field(struct, name))
         else:
             arrays.append(alerts[name])
@@ -233,9 +243,17 @@ class RawBatch:
         return self.quarantine.num_rows if self.quarantine is not None else 0
 
 
-def decode_batch(kafka: pa.Table, plan: DecodePlan) -> RawBatch:
-    """Strip the framing of a batch of Kafka records, decode them and flatten the alerts."""
-    bodies = [body_of(v, plan) for v in _views(kafka["value"])]
+def decode_batch(kafka: pa.Table | KafkaRecords, plan: DecodePlan) -> RawBatch:
+    """Strip the framing of a batch of Kafka records, decode them and flatten the alerts.
+
+    ``kafka`` holds Spark's Kafka columns (:data:`KAFKA_INPUT`), or is a :class:`KafkaRecords`.
+    """
+    if isinstance(kafka, KafkaRecords):
+        values = kafka.values
+        kafka = kafka.coords
+    else:
+        values = _views(kafka["value"])
+    bodies = [body_of(v, plan) for v in values]
     ok = [i for i, b in enumerate(bodies) if b is not None]
     decoded = _decoder(plan.schema).decode([bodies[i] for i in ok])
     good = [ok[r] for r in decoded.rows]
@@ -244,13 +262,18 @@ def decode_batch(kafka: pa.Table, plan: DecodePlan) -> RawBatch:
     now = int(time.time() * 1e6)
     # The Kafka columns of the good rows, without copying their 75 KB values.
     coords = kafka.select([c for c in KAFKA_INPUT if c != "value"])
-    if len(good) != kafka.num_rows:
+    if len(good) != len(values):
         coords = coords.take(good)
     raw = raw_table(decoded.table, coords, plan.schema, now) if good else None
     quarantine = None
     if reasons:
         where = sorted(reasons)
-        quarantine = quarantine_table(kafka.take(where), [reasons[i] for i in where], now)
+        bad = kafka.select([c for c in KAFKA_INPUT if c != "value"]).take(where)
+        bad = bad.append_column(
+            "value",
+            pa.array([None if values[i] is None else bytes(values[i]) for i in where], pa.binary()),
+        )
+        quarantine = quarantine_table(bad, [reasons[i] for i in where], now)
     return RawBatch(raw, [bodies[i] for i in good], quarantine)  # type: ignore[misc]
 
 
@@ -278,17 +301,33 @@ def task_file(k: int) -> str:
     return f"part-{part:05d}-{k:05d}.parquet"
 
 
+def write_tables(
+    tables, plan: DecodePlan, staged: Path, quarantine: Path, *, compression: str, file_name
+) -> dict[str, int]:
+    """A task's raw work on its batches of Kafka records: decode, write raw and quarantine.
+
+    ``tables``: Arrow tables of Spark's Kafka columns, or :class:`KafkaRecords`.
+    ``file_name(k)`` names the files of the ``k``-th batch.
+    """
+    rows = bad = 0
+    for k, table in enumerate(tables):
+        decoded = decode_batch(table, plan)
+        write_batch(decoded, staged, quarantine, file_name(k), compression)
+        rows += len(decoded.bodies)
+        bad += decoded.quarantined
+    return {"rows": rows, "quarantined": bad}
+
+
 def raw_task(plan: DecodePlan, staged: Path, quarantine: Path, compression: str = "none"):
     """The ``mapInArrow`` function that writes one task's raw alerts and quarantine."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        rows = bad = 0
-        for k, batch in enumerate(batches):
-            decoded = decode_batch(pa.Table.from_batches([batch]), plan)
-            write_batch(decoded, staged, quarantine, task_file(k), compression)
-            rows += len(decoded.bodies)
-            bad += decoded.quarantined
-        yield summary(rows=rows, quarantined=bad)
+        tables = (pa.Table.from_batches([b]) for b in batches)
+        yield summary(
+            **write_tables(
+                tables, plan, staged, quarantine, compression=compression, file_name=task_file
+            )
+        )
 
     return run
 

@@ -168,7 +168,7 @@ def run_broker(
             )
             stages = []
         if "stream2raw" in stages:
-            queries.append(stream2raw.start(spark, plan, **kafka_query))
+            queries.append(stream2raw.start(spark, plan, **kafka_query, reader=b.kafka_reader))
         if "raw2science" in stages:
             queries.append(
                 raw2science.start(spark, cuts=cuts, modules=modules, out=out, trigger=b.trigger)

@@ -22,11 +22,12 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from alertbench.broker.raw import HEADERS
+from alertbench.broker.records import HEADERS, KafkaRecords
 
 #: The rows a task returns: one per alert read.
 ROWS_SCHEMA = "topic string, partition int, offset long, staging string"
@@ -81,10 +82,11 @@ def _consumer(servers: str):
     return found
 
 
-def read_range(servers: str, r: OffsetRange, chunk: int = 1000) -> Iterator[pa.Table]:
-    """The records of ``r``, as tables of at most ``chunk`` rows in the Kafka source's columns.
+def read_range(servers: str, r: OffsetRange, chunk: int = 1000) -> Iterator[KafkaRecords]:
+    """The records of ``r``, in batches of at most ``chunk``.
 
-    Columns: ``value, topic, partition, offset, timestamp, headers``.
+    Coordinates ``topic, partition, offset, timestamp, headers`` as Arrow,
+    the values as the bytes the consumer returned.
     """
     from confluent_kafka import KafkaError, TopicPartition
 
@@ -124,11 +126,10 @@ def read_range(servers: str, r: OffsetRange, chunk: int = 1000) -> Iterator[pa.T
         consumer.unassign()
 
 
-def _table(r: OffsetRange, rows: dict[str, list]) -> pa.Table:
+def _table(r: OffsetRange, rows: dict[str, list]) -> KafkaRecords:
     n = len(rows["value"])
-    return pa.table(
+    coords = pa.table(
         {
-            "value": pa.array(rows["value"], pa.binary()),
             "topic": pa.array([r.topic] * n, pa.string()),
             "partition": pa.array([r.partition] * n, pa.int32()),
             "offset": pa.array(rows["offset"], pa.int64()),
@@ -136,6 +137,7 @@ def _table(r: OffsetRange, rows: dict[str, list]) -> pa.Table:
             "headers": pa.array(rows["headers"], HEADERS),
         }
     )
+    return KafkaRecords(coords, rows["value"])
 
 
 class OffsetPlanner:
@@ -244,7 +246,7 @@ class OffsetPlanner:
         ]
 
 
-def kafka_alert_source(work: Callable[[OffsetRange, Iterator[pa.Table]], None], name: str):
+def kafka_alert_source(work: Callable[[OffsetRange, Iterator[KafkaRecords]], None], name: str):
     """A Spark Python data source class whose tasks read offset ranges and run ``work`` on them.
 
     Parameters
@@ -295,10 +297,10 @@ def kafka_alert_source(work: Callable[[OffsetRange, Iterator[pa.Table]], None], 
             r = partition.range
             offsets: list[int] = []
 
-            def tables() -> Iterator[pa.Table]:
-                for table in read_range(self.servers, r, self.chunk):
-                    offsets.extend(table["offset"].to_pylist())
-                    yield table
+            def tables() -> Iterator[KafkaRecords]:
+                for records in read_range(self.servers, r, self.chunk):
+                    offsets.extend(records.coords["offset"].to_pylist())
+                    yield records
 
             work(r, tables())
             n = len(offsets)
@@ -360,8 +362,6 @@ class CommitPlanner:
     """
 
     def __init__(self, root, upstream: str, output: str, tasks: int) -> None:
-        from pathlib import Path
-
         from alertbench.broker.sink import BatchSink
 
         self.upstream = BatchSink(Path(root), upstream)
@@ -491,5 +491,70 @@ def start_files_query(
         .foreachBatch(commit_staged(sink, outputs))
         .option("checkpointLocation", str(sink.root / "checkpoints" / name))
         .trigger(processingTime=trigger)
+        .start()
+    )
+
+
+def start_kafka_tasks_query(
+    spark,
+    name: str,
+    work: Callable[[Iterator[KafkaRecords], Path, Callable[[int], str]], None],
+    *,
+    sink,
+    outputs: list[str],
+    servers: str,
+    topics: list[str],
+    out: Path,
+    trigger: str,
+    max_offsets: int | None = None,
+    min_offsets: int | None = None,
+    max_trigger_delay_s: float | None = None,
+    available_now: bool = False,
+):
+    """Start query ``name`` whose tasks read their Kafka offset ranges with confluent-kafka.
+
+    Each task runs ``work(records, staging, file_name)`` on its range: it
+    stages ``outputs`` in ``staging``, its ``k``-th file named
+    ``file_name(k)`` (the same whenever the task runs again). The staging
+    folder is named by the batch's offsets (the tasks know them, not the
+    batch id); the driver commits it under the batch id, once.
+
+    Parameters
+    ----------
+    max_offsets, min_offsets, max_trigger_delay_s
+        The size of each micro-batch, as for Spark's Kafka source.
+    available_now : bool
+        Read what the topics hold at the start, then stop (benchmarks).
+
+    Returns
+    -------
+    pyspark.sql.streaming.StreamingQuery
+    """
+    staging_root = sink.staging
+
+    def run(r: OffsetRange, records: Iterator[KafkaRecords]) -> None:
+        work(
+            records,
+            staging_root / r.staging,
+            lambda k: f"{r.topic}-{r.partition}-{r.start}-{k:05d}.parquet",
+        )
+
+    source = kafka_alert_source(run, f"alertbench_kafka_{name}")
+    spark.dataSource.register(source)
+    reader = (
+        spark.readStream.format(f"alertbench_kafka_{name}")
+        .option("servers", servers)
+        .option("topics", json.dumps(topics))
+        .option("min_offsets", str(min_offsets or 0))
+        .option("max_offsets", str(max_offsets or 0))
+        .option("max_trigger_delay_s", str(max_trigger_delay_s or 10.0))
+        .option("chunk", spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "1000"))
+        .load()
+    )
+    return (
+        reader.writeStream.queryName(name)
+        .foreachBatch(commit_staged(sink, outputs))
+        .option("checkpointLocation", str(Path(out).resolve() / "checkpoints" / name))
+        .trigger(**({"availableNow": True} if available_now else {"processingTime": trigger}))
         .start()
     )

@@ -1,7 +1,9 @@
 """stream2raw: Kafka topics -> decoded, flattened alerts in Parquet, by night.
 
-Spark's Kafka source hands each task its records as Arrow; the task decodes
-and writes them in native code (:mod:`alertbench.broker.raw`). Messages that
+Each task reads its Kafka offset range with confluent-kafka
+(:mod:`alertbench.broker.source`), or Spark's Kafka source hands it its
+records as Arrow (``broker.kafka_reader = "spark"``); the task decodes and
+writes them in native code (:mod:`alertbench.broker.raw`). Messages that
 do not decode go to ``quarantine/`` with their raw bytes, the reason and
 their Kafka coordinates; the stream goes on. Output is written exactly once
 per micro-batch (see :mod:`alertbench.broker.sink`).
@@ -137,8 +139,11 @@ def start_kafka_query(
     min_offsets: int | None = None,
     max_trigger_delay_s: float | None = None,
     check_crcs: bool = False,
+    available_now: bool = False,
 ):
     """Start query ``name``: Kafka micro-batches to ``handle(df, batch_id)``, checkpointed.
+
+    ``available_now`` reads what the topics hold at the start, then stops (benchmarks).
 
     Returns
     -------
@@ -157,7 +162,7 @@ def start_kafka_query(
         .writeStream.queryName(name)
         .foreachBatch(handle)
         .option("checkpointLocation", str(out.resolve() / "checkpoints" / name))
-        .trigger(processingTime=trigger)
+        .trigger(**({"availableNow": True} if available_now else {"processingTime": trigger}))
         .start()
     )
 
@@ -174,14 +179,60 @@ def start(
     min_offsets: int | None = None,
     max_trigger_delay_s: float | None = None,
     check_crcs: bool = False,
+    reader: str = "tasks",
+    available_now: bool = False,
 ):
     """Start the stream2raw query.
+
+    Parameters
+    ----------
+    reader : str
+        Who reads Kafka: ``tasks`` (each task reads its offset range with
+        confluent-kafka, :mod:`alertbench.broker.source`) or ``spark``
+        (Spark's Kafka source hands each task its records as Arrow).
+    available_now : bool
+        Read what the topics hold at the start, then stop (benchmarks).
 
     Returns
     -------
     pyspark.sql.streaming.StreamingQuery
     """
     sink = BatchSink(out, "stream2raw")
+    if reader == "tasks":
+        from alertbench.broker.raw import parquet_codec
+        from alertbench.broker.source import start_kafka_tasks_query
+
+        compression = parquet_codec(spark)
+
+        def work(tables, staging: Path, file_name) -> None:
+            # Imported here, not captured: the process that plans the batches
+            # unpickles this function too, and need not import the raw path.
+            from alertbench.broker.raw import write_tables
+
+            write_tables(
+                tables,
+                plan,
+                staging / "raw",
+                staging / "quarantine",
+                compression=compression,
+                file_name=file_name,
+            )
+
+        return start_kafka_tasks_query(
+            spark,
+            "stream2raw",
+            work,
+            sink=sink,
+            outputs=["raw", "quarantine"],
+            servers=servers,
+            topics=topics,
+            out=out,
+            trigger=trigger,
+            max_offsets=max_offsets,
+            min_offsets=min_offsets,
+            max_trigger_delay_s=max_trigger_delay_s,
+            available_now=available_now,
+        )
     return start_kafka_query(
         spark,
         "stream2raw",
@@ -194,4 +245,5 @@ def start(
         min_offsets=min_offsets,
         max_trigger_delay_s=max_trigger_delay_s,
         check_crcs=check_crcs,
+        available_now=available_now,
     )
