@@ -91,6 +91,7 @@ def ztf_run(single_kafka, alert_files, tmp_path_factory):
         filters=FILTERS,
         catalogue=str(catalogue),
         modules=["sso", "context", "lightcurve", "early_sn", "crossmatch"],
+        spark_conf={"spark.alertbench.e2e": "from broker.spark_conf"},
     )
     result = run_broker(settings, servers=single_kafka.bootstrap, until_idle=6, timeout=400)
     from pyspark.sql import SparkSession
@@ -124,6 +125,28 @@ def test_raw_parquet_holds_every_alert_with_source_values(ztf_run):
         assert row.topic == "e2e-ztf"
         assert row.sent_time is not None
         assert row.ingest_time >= row.sent_time
+
+
+def test_the_session_has_its_settings_and_workers_their_environment(ztf_run):
+    """broker.spark_conf reaches Spark; the workers' allocators keep freed memory."""
+    from alertbench.broker.spark import CHECKPOINT_MANAGER, WORKER_ENV
+
+    spark = ztf_run["spark"]
+    assert spark.conf.get("spark.alertbench.e2e") == "from broker.spark_conf"
+    assert spark.conf.get("spark.sql.streaming.checkpointFileManagerClass") == CHECKPOINT_MANAGER
+    names = sorted(WORKER_ENV)
+    seen = (
+        spark.sparkContext.parallelize([0], 1)
+        .map(lambda _: [os.environ.get(n) for n in names])
+        .collect()
+    )
+    assert seen == [[WORKER_ENV[n] for n in names]]
+    # The checkpoint manager wrote every batch's offsets and commit.
+    checkpoints = ztf_run["result"].out / "checkpoints" / "stream2raw"
+    offsets = sorted(p.name for p in (checkpoints / "offsets").iterdir() if p.name.isdigit())
+    commits = sorted(p.name for p in (checkpoints / "commits").iterdir() if p.name.isdigit())
+    assert offsets
+    assert offsets == commits
 
 
 def test_science_holds_exactly_the_alerts_that_pass_the_cuts(ztf_run):

@@ -81,6 +81,23 @@ def test_ranges_cover_each_partition_with_records_and_name_the_batch() -> None:
     assert batch_key(start, end) != batch_key(start, {"t": {"0": 9, "1": 8}})
 
 
+def test_ranges_are_shared_among_at_most_the_slots_by_size() -> None:
+    p = Planner({})
+    start = {"t": {"0": 0, "1": 0, "2": 0, "3": 0}}
+    end = {"t": {"0": 100, "1": 300, "2": 250, "3": 50}}
+    groups = p.tasks(start, end, 2)
+    assert [[(r.partition, r.end - r.start) for r in g] for g in groups] == [
+        [(1, 300), (3, 50)],
+        [(2, 250), (0, 100)],
+    ]
+    every = sorted((r.partition, r.start, r.end) for g in groups for r in g)
+    assert every == sorted((r.partition, r.start, r.end) for r in p.ranges(start, end))
+    # Never more tasks than ranges, never none for a batch with records.
+    assert [len(g) for g in p.tasks(start, end, 8)] == [1, 1, 1, 1]
+    assert [len(g) for g in p.tasks(start, end, 1)] == [4]
+    assert p.tasks(start, start, 2) == []
+
+
 # --- CommitPlanner: the staged stages' micro-batches over an upstream stage's commits ---------
 
 

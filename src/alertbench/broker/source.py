@@ -245,6 +245,24 @@ class OffsetPlanner:
             if e > start.get(t, {}).get(p, 0)
         ]
 
+    def tasks(self, start: dict, end: dict, slots: int) -> list[list[OffsetRange]]:
+        """The ranges of a micro-batch in at most ``slots`` tasks of about equal size.
+
+        A task costs a fixed part (its Python worker's turn, the consumer's
+        assignment, a wait for Kafka's acknowledgements) whatever it reads:
+        with 4 partitions on 2 cores, a batch of a second's alerts spent more
+        on four tasks' fixed parts than on its alerts. The largest range goes
+        to the lightest task first.
+        """
+        ranges = sorted(self.ranges(start, end), key=lambda r: r.start - r.end)
+        groups: list[list[OffsetRange]] = [[] for _ in range(min(max(slots, 1), len(ranges)))]
+        loads = [0] * len(groups)
+        for r in ranges:
+            k = loads.index(min(loads))
+            groups[k].append(r)
+            loads[k] += r.end - r.start
+        return groups
+
 
 def kafka_alert_source(work: Callable[[OffsetRange, Iterator[KafkaRecords]], None], name: str):
     """A Spark Python data source class whose tasks read offset ranges and run ``work`` on them.
@@ -261,14 +279,15 @@ def kafka_alert_source(work: Callable[[OffsetRange, Iterator[KafkaRecords]], Non
     from pyspark.sql.streaming.datasource import SupportsTriggerAvailableNow
 
     class RangePartition(InputPartition):
-        def __init__(self, r: OffsetRange) -> None:
-            super().__init__(r)
-            self.range = r
+        def __init__(self, ranges: list[OffsetRange]) -> None:
+            super().__init__(ranges)
+            self.ranges = ranges
 
     class Reader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         def __init__(self, options) -> None:
             self.servers = options["servers"]
             self.chunk = int(options.get("chunk") or 1000)
+            self.slots = int(options.get("tasks") or 0) or 1_000_000
             self.planner = OffsetPlanner(
                 options["servers"],
                 json.loads(options["topics"]),
@@ -291,27 +310,27 @@ def kafka_alert_source(work: Callable[[OffsetRange, Iterator[KafkaRecords]], Non
             self.planner.min_offsets = None
 
         def partitions(self, start: dict, end: dict):
-            return [RangePartition(r) for r in self.planner.ranges(start, end)]
+            return [RangePartition(g) for g in self.planner.tasks(start, end, self.slots)]
 
         def read(self, partition):
-            r = partition.range
-            offsets: list[int] = []
+            for r in partition.ranges:
+                offsets: list[int] = []
 
-            def tables() -> Iterator[KafkaRecords]:
-                for records in read_range(self.servers, r, self.chunk):
-                    offsets.extend(records.coords["offset"].to_pylist())
-                    yield records
+                def tables(r=r, offsets=offsets) -> Iterator[KafkaRecords]:
+                    for records in read_range(self.servers, r, self.chunk):
+                        offsets.extend(records.coords["offset"].to_pylist())
+                        yield records
 
-            work(r, tables())
-            n = len(offsets)
-            yield pa.RecordBatch.from_pydict(
-                {
-                    "topic": pa.array([r.topic] * n, pa.string()),
-                    "partition": pa.array([r.partition] * n, pa.int32()),
-                    "offset": pa.array(offsets, pa.int64()),
-                    "staging": pa.array([r.staging] * n, pa.string()),
-                }
-            )
+                work(r, tables())
+                n = len(offsets)
+                yield pa.RecordBatch.from_pydict(
+                    {
+                        "topic": pa.array([r.topic] * n, pa.string()),
+                        "partition": pa.array([r.partition] * n, pa.int32()),
+                        "offset": pa.array(offsets, pa.int64()),
+                        "staging": pa.array([r.staging] * n, pa.string()),
+                    }
+                )
 
         def commit(self, end: dict) -> None:
             pass
@@ -549,6 +568,7 @@ def start_kafka_tasks_query(
         .option("max_offsets", str(max_offsets or 0))
         .option("max_trigger_delay_s", str(max_trigger_delay_s or 10.0))
         .option("chunk", spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "1000"))
+        .option("tasks", str(spark.sparkContext.defaultParallelism))
         .load()
     )
     return (
