@@ -46,6 +46,7 @@ from alertbench.alerts.reader import AlertReader
 from alertbench.broker import stream2raw
 from alertbench.broker.decode import make_plan
 from alertbench.broker.sink import BatchSink
+from alertbench.broker.source import KafkaInput
 from alertbench.broker.spark import build_session
 from alertbench.broker.stream2raw import kafka_source, write_raw_batch
 from alertbench.config import load_settings
@@ -286,13 +287,14 @@ def main() -> None:
             query = stream2raw.start(
                 spark,
                 native,
-                servers=servers,
-                topics=[topic],
-                out=out,
-                trigger="1 second",
-                max_offsets=args.max_offsets,
+                KafkaInput(
+                    servers,
+                    [topic],
+                    out,
+                    max_offsets=args.max_offsets,
+                    available_now=True,
+                ),
                 reader="tasks",
-                available_now=True,
             )
             query.awaitTermination()
             wall = time.perf_counter() - start

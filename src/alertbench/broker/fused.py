@@ -20,6 +20,7 @@ from alertbench.broker.raw import parquet_codec
 from alertbench.broker.route import Routing, route, science_table
 from alertbench.broker.science import ScienceModule
 from alertbench.broker.sink import BatchSink
+from alertbench.broker.source import KafkaInput, start_kafka_tasks_query
 from alertbench.broker.stream2raw import start_kafka_query
 
 
@@ -104,50 +105,22 @@ def process_batch(df, batch_id: int, *, plan: DecodePlan, sink: BatchSink, work:
     sink.commit(batch_id, ["raw", "quarantine", "science"])
 
 
-def start_task_reader_query(
-    spark,
-    *,
-    plan: DecodePlan,
-    sink: BatchSink,
-    work_options: dict,
-    **query,
-):
-    """The fused query on the task reader: each task reads its offset range with confluent-kafka.
-
-    ``query``: :func:`~alertbench.broker.source.start_kafka_tasks_query`'s
-    servers, topics, out, trigger, batch bounds and ``available_now``.
-    """
-    from alertbench.broker.source import start_kafka_tasks_query
-
-    def work(tables, staging: Path, file_name) -> None:
-        process_tables(tables, plan, staging, file_name=file_name, **work_options)
-
-    return start_kafka_tasks_query(
-        spark, "fused", work, sink=sink, outputs=["raw", "quarantine", "science"], **query
-    )
-
-
 def start(
     spark,
     plan: DecodePlan,
+    q: KafkaInput,
     *,
-    servers: str,
-    topics: list[str],
-    out: Path,
-    trigger: str,
     cuts: str,
     modules: list[ScienceModule],
     routing: Routing,
-    max_offsets: int | None = None,
-    min_offsets: int | None = None,
-    max_trigger_delay_s: float | None = None,
-    check_crcs: bool = False,
     reader: str = "tasks",
 ):
     """Start the fused query.
 
     Parameters
     ----------
+    q : KafkaInput
+        The topics, the checkpoint's folder, the micro-batches' size.
     routing : Routing
         The filters, the published tail schema (the broker's columns are
         encoded with it) and the distribution cluster.
@@ -160,37 +133,23 @@ def start(
     -------
     pyspark.sql.streaming.StreamingQuery
     """
-    sink = BatchSink(out, "fused")
+    sink = BatchSink(q.out, "fused")
     work = {
         "cuts": cuts,
         "modules": modules,
         "routing": routing,
         "compression": parquet_codec(spark),
     }
-    if reader == "tasks":
-        return start_task_reader_query(
+    if reader == "spark":
+        return start_kafka_query(
             spark,
-            plan=plan,
-            sink=sink,
-            servers=servers,
-            topics=topics,
-            out=out,
-            trigger=trigger,
-            work_options=work,
-            max_offsets=max_offsets,
-            min_offsets=min_offsets,
-            max_trigger_delay_s=max_trigger_delay_s,
+            "fused",
+            lambda df, batch_id: process_batch(df, batch_id, plan=plan, sink=sink, work=work),
+            q,
         )
-    return start_kafka_query(
-        spark,
-        "fused",
-        lambda df, batch_id: process_batch(df, batch_id, plan=plan, sink=sink, work=work),
-        servers=servers,
-        topics=topics,
-        out=out,
-        trigger=trigger,
-        max_offsets=max_offsets,
-        min_offsets=min_offsets,
-        max_trigger_delay_s=max_trigger_delay_s,
-        check_crcs=check_crcs,
-    )
+
+    def tasks_work(tables, staging: Path, file_name) -> None:
+        process_tables(tables, plan, staging, file_name=file_name, **work)
+
+    outputs = ["raw", "quarantine", "science"]
+    return start_kafka_tasks_query(spark, "fused", tasks_work, q, sink=sink, outputs=outputs)

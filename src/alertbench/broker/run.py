@@ -13,6 +13,7 @@ from alertbench.broker.decode import make_plan
 from alertbench.broker.raw import raw_schema
 from alertbench.broker.route import Routing, science_schema
 from alertbench.broker.science import resolve_modules, usable
+from alertbench.broker.source import KafkaInput
 from alertbench.broker.spark import build_session, resolve_master
 from alertbench.config import Settings
 from alertbench.errors import AlertbenchError, ConfigError
@@ -127,16 +128,16 @@ def run_broker(
     spark.streams.addListener(listener)
     queries = []
     # The Kafka query of either mode reads the same source the same way.
-    kafka_query = {
-        "servers": servers,
-        "topics": b.topics,
-        "out": out,
-        "trigger": b.trigger,
-        "max_offsets": b.max_offsets_per_trigger,
-        "min_offsets": b.min_offsets_per_trigger,
-        "max_trigger_delay_s": b.max_trigger_delay_s,
-        "check_crcs": b.check_crcs,
-    }
+    kafka_query = KafkaInput(
+        servers=servers,
+        topics=b.topics,
+        out=out,
+        trigger=b.trigger,
+        max_offsets=b.max_offsets_per_trigger,
+        min_offsets=b.min_offsets_per_trigger,
+        max_trigger_delay_s=b.max_trigger_delay_s,
+        check_crcs=b.check_crcs,
+    )
     if fused:
         result.stages = ["fused"]
     try:
@@ -159,7 +160,7 @@ def run_broker(
                 fused_mode.start(
                     spark,
                     plan,
-                    **kafka_query,
+                    kafka_query,
                     cuts=cuts,
                     modules=modules,
                     routing=routing,
@@ -168,7 +169,7 @@ def run_broker(
             )
             stages = []
         if "stream2raw" in stages:
-            queries.append(stream2raw.start(spark, plan, **kafka_query, reader=b.kafka_reader))
+            queries.append(stream2raw.start(spark, plan, kafka_query, reader=b.kafka_reader))
         if "raw2science" in stages:
             queries.append(
                 raw2science.start(spark, cuts=cuts, modules=modules, out=out, trigger=b.trigger)

@@ -62,8 +62,10 @@ def consumer_config(servers: str, group: str = "alertbench-ranges") -> dict[str,
         "fetch.wait.max.ms": 10,
         "socket.receive.buffer.bytes": 8 * 1024 * 1024,
         "check.crcs": False,
-        # Prefetch up to 256 MB per partition (about 3,400 alerts of 75 KB).
-        "queued.max.messages.kbytes": 256 * 1024,
+        # Prefetch up to 128 MB per partition (about 1,700 alerts of 75 KB):
+        # the next chunks are there while a task works on this one. 256 MB
+        # took lsst-peak's broker to 3.2 GB RSS, 64 MB slowed a visit by 10%.
+        "queued.max.messages.kbytes": 128 * 1024,
         "log_level": 3,
     }
 
@@ -514,36 +516,62 @@ def start_files_query(
     )
 
 
+@dataclass(frozen=True)
+class KafkaInput:
+    """What a Kafka query reads, where it checkpoints, and how it sizes its micro-batches.
+
+    Attributes
+    ----------
+    servers, topics
+        The Kafka cluster and the topics to read.
+    out : Path
+        The broker's output folder (checkpoints under ``out/checkpoints``).
+    trigger : str
+        The micro-batch trigger interval.
+    max_offsets, min_offsets, max_trigger_delay_s
+        The size of each micro-batch: a cap, a minimum to wait for, and the
+        longest wait for it.
+    check_crcs : bool
+        Let Spark's Kafka consumer verify record CRCs.
+    available_now : bool
+        Read what the topics hold at the start, then stop (benchmarks).
+    """
+
+    servers: str
+    topics: list[str]
+    out: Path
+    trigger: str = "1 second"
+    max_offsets: int | None = None
+    min_offsets: int | None = None
+    max_trigger_delay_s: float | None = None
+    check_crcs: bool = False
+    available_now: bool = False
+
+    def checkpoint(self, name: str) -> str:
+        """The checkpoint folder of query ``name``."""
+        return str(Path(self.out).resolve() / "checkpoints" / name)
+
+    def trigger_options(self) -> dict:
+        """``DataStreamWriter.trigger``'s arguments."""
+        return {"availableNow": True} if self.available_now else {"processingTime": self.trigger}
+
+
 def start_kafka_tasks_query(
     spark,
     name: str,
     work: Callable[[Iterator[KafkaRecords], Path, Callable[[int], str]], None],
+    q: KafkaInput,
     *,
     sink,
     outputs: list[str],
-    servers: str,
-    topics: list[str],
-    out: Path,
-    trigger: str,
-    max_offsets: int | None = None,
-    min_offsets: int | None = None,
-    max_trigger_delay_s: float | None = None,
-    available_now: bool = False,
 ):
     """Start query ``name`` whose tasks read their Kafka offset ranges with confluent-kafka.
 
-    Each task runs ``work(records, staging, file_name)`` on its range: it
-    stages ``outputs`` in ``staging``, its ``k``-th file named
+    Each task runs ``work(records, staging, file_name)`` on each of its
+    ranges: it stages ``outputs`` in ``staging``, its ``k``-th file named
     ``file_name(k)`` (the same whenever the task runs again). The staging
     folder is named by the batch's offsets (the tasks know them, not the
     batch id); the driver commits it under the batch id, once.
-
-    Parameters
-    ----------
-    max_offsets, min_offsets, max_trigger_delay_s
-        The size of each micro-batch, as for Spark's Kafka source.
-    available_now : bool
-        Read what the topics hold at the start, then stop (benchmarks).
 
     Returns
     -------
@@ -562,11 +590,11 @@ def start_kafka_tasks_query(
     spark.dataSource.register(source)
     reader = (
         spark.readStream.format(f"alertbench_kafka_{name}")
-        .option("servers", servers)
-        .option("topics", json.dumps(topics))
-        .option("min_offsets", str(min_offsets or 0))
-        .option("max_offsets", str(max_offsets or 0))
-        .option("max_trigger_delay_s", str(max_trigger_delay_s or 10.0))
+        .option("servers", q.servers)
+        .option("topics", json.dumps(q.topics))
+        .option("min_offsets", str(q.min_offsets or 0))
+        .option("max_offsets", str(q.max_offsets or 0))
+        .option("max_trigger_delay_s", str(q.max_trigger_delay_s or 10.0))
         .option("chunk", spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "1000"))
         .option("tasks", str(spark.sparkContext.defaultParallelism))
         .load()
@@ -574,7 +602,7 @@ def start_kafka_tasks_query(
     return (
         reader.writeStream.queryName(name)
         .foreachBatch(commit_staged(sink, outputs))
-        .option("checkpointLocation", str(Path(out).resolve() / "checkpoints" / name))
-        .trigger(**({"availableNow": True} if available_now else {"processingTime": trigger}))
+        .option("checkpointLocation", q.checkpoint(name))
+        .trigger(**q.trigger_options())
         .start()
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from alertbench.broker.decode import DecodePlan
 from alertbench.broker.sink import BatchSink
+from alertbench.broker.source import KafkaInput
 
 
 def _consumer_options(servers: str, check_crcs: bool) -> dict[str, str]:
@@ -126,24 +127,8 @@ def stage_raw(sink: BatchSink, df, batch_id: int, plan: DecodePlan) -> None:
     df.select(*KAFKA_INPUT).mapInArrow(task, SUMMARY_SCHEMA).collect()
 
 
-def start_kafka_query(
-    spark,
-    name: str,
-    handle,
-    *,
-    servers: str,
-    topics: list[str],
-    out: Path,
-    trigger: str,
-    max_offsets: int | None = None,
-    min_offsets: int | None = None,
-    max_trigger_delay_s: float | None = None,
-    check_crcs: bool = False,
-    available_now: bool = False,
-):
-    """Start query ``name``: Kafka micro-batches to ``handle(df, batch_id)``, checkpointed.
-
-    ``available_now`` reads what the topics hold at the start, then stops (benchmarks).
+def start_kafka_query(spark, name: str, handle, q: KafkaInput):
+    """Start query ``name``: Spark's Kafka micro-batches to ``handle(df, batch_id)``, checkpointed.
 
     Returns
     -------
@@ -152,98 +137,61 @@ def start_kafka_query(
     return (
         kafka_source(
             spark,
-            servers,
-            topics,
-            max_offsets=max_offsets,
-            min_offsets=min_offsets,
-            max_trigger_delay_s=max_trigger_delay_s,
-            check_crcs=check_crcs,
+            q.servers,
+            q.topics,
+            max_offsets=q.max_offsets,
+            min_offsets=q.min_offsets,
+            max_trigger_delay_s=q.max_trigger_delay_s,
+            check_crcs=q.check_crcs,
         )
         .writeStream.queryName(name)
         .foreachBatch(handle)
-        .option("checkpointLocation", str(out.resolve() / "checkpoints" / name))
-        .trigger(**({"availableNow": True} if available_now else {"processingTime": trigger}))
+        .option("checkpointLocation", q.checkpoint(name))
+        .trigger(**q.trigger_options())
         .start()
     )
 
 
-def start(
-    spark,
-    plan: DecodePlan,
-    *,
-    servers: str,
-    topics: list[str],
-    out: Path,
-    trigger: str,
-    max_offsets: int | None = None,
-    min_offsets: int | None = None,
-    max_trigger_delay_s: float | None = None,
-    check_crcs: bool = False,
-    reader: str = "tasks",
-    available_now: bool = False,
-):
+def start(spark, plan: DecodePlan, q: KafkaInput, *, reader: str = "tasks"):
     """Start the stream2raw query.
 
     Parameters
     ----------
+    q : KafkaInput
+        The topics, the checkpoint's folder, the micro-batches' size.
     reader : str
         Who reads Kafka: ``tasks`` (each task reads its offset range with
         confluent-kafka, :mod:`alertbench.broker.source`) or ``spark``
         (Spark's Kafka source hands each task its records as Arrow).
-    available_now : bool
-        Read what the topics hold at the start, then stop (benchmarks).
 
     Returns
     -------
     pyspark.sql.streaming.StreamingQuery
     """
-    sink = BatchSink(out, "stream2raw")
-    if reader == "tasks":
-        from alertbench.broker.raw import parquet_codec
-        from alertbench.broker.source import start_kafka_tasks_query
-
-        compression = parquet_codec(spark)
-
-        def work(tables, staging: Path, file_name) -> None:
-            # Imported here, not captured: the process that plans the batches
-            # unpickles this function too, and need not import the raw path.
-            from alertbench.broker.raw import write_tables
-
-            write_tables(
-                tables,
-                plan,
-                staging / "raw",
-                staging / "quarantine",
-                compression=compression,
-                file_name=file_name,
-            )
-
-        return start_kafka_tasks_query(
-            spark,
-            "stream2raw",
-            work,
-            sink=sink,
-            outputs=["raw", "quarantine"],
-            servers=servers,
-            topics=topics,
-            out=out,
-            trigger=trigger,
-            max_offsets=max_offsets,
-            min_offsets=min_offsets,
-            max_trigger_delay_s=max_trigger_delay_s,
-            available_now=available_now,
+    sink = BatchSink(q.out, "stream2raw")
+    if reader == "spark":
+        return start_kafka_query(
+            spark, "stream2raw", lambda df, batch_id: write_raw_batch(sink, df, batch_id, plan), q
         )
-    return start_kafka_query(
-        spark,
-        "stream2raw",
-        lambda df, batch_id: write_raw_batch(sink, df, batch_id, plan),
-        servers=servers,
-        topics=topics,
-        out=out,
-        trigger=trigger,
-        max_offsets=max_offsets,
-        min_offsets=min_offsets,
-        max_trigger_delay_s=max_trigger_delay_s,
-        check_crcs=check_crcs,
-        available_now=available_now,
+    from alertbench.broker.raw import parquet_codec
+    from alertbench.broker.source import start_kafka_tasks_query
+
+    compression = parquet_codec(spark)
+
+    def work(tables, staging: Path, file_name) -> None:
+        # Imported here, not captured: the process that plans the batches
+        # unpickles this function too, and need not import the raw path.
+        from alertbench.broker.raw import write_tables
+
+        write_tables(
+            tables,
+            plan,
+            staging / "raw",
+            staging / "quarantine",
+            compression=compression,
+            file_name=file_name,
+        )
+
+    return start_kafka_tasks_query(
+        spark, "stream2raw", work, q, sink=sink, outputs=["raw", "quarantine"]
     )
