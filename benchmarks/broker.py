@@ -141,29 +141,34 @@ def ceiling(servers: str, topic: str, count: int, repeats: int = 3) -> float:
     return best
 
 
-def run_query(spark, servers, topic, out: Path, batch_fn, max_offsets: int) -> dict:
-    """Process the whole topic in a streaming query; its wall time and its batches' time.
+def timed(start) -> dict:
+    """Run the streaming query that ``start()`` starts to its end; its wall time and its batches'.
 
     ``seconds`` runs from ``start()`` to the end (query start-up included);
     ``batch_seconds`` sums the micro-batches' trigger durations, the steady
     rate of a broker that is already running.
     """
-    start = time.perf_counter()
-    query = (
-        kafka_source(spark, servers, [topic], max_offsets=max_offsets)
-        .writeStream.foreachBatch(batch_fn)
-        .option("checkpointLocation", str(out / "checkpoint"))
-        .trigger(availableNow=True)
-        .start()
-    )
+    began = time.perf_counter()
+    query = start()
     query.awaitTermination()
-    wall = time.perf_counter() - start
+    wall = time.perf_counter() - began
     batches = [p for p in query.recentProgress if p["numInputRows"]]
     return {
         "seconds": round(wall, 2),
         "batch_seconds": round(sum(p["durationMs"]["triggerExecution"] for p in batches) / 1e3, 2),
         "batches": len(batches),
     }
+
+
+def foreach_query(spark, servers, topic, out: Path, batch_fn, max_offsets: int):
+    """Start a query of the whole topic through Spark's Kafka source into ``batch_fn``."""
+    return (
+        kafka_source(spark, servers, [topic], max_offsets=max_offsets)
+        .writeStream.foreachBatch(batch_fn)
+        .option("checkpointLocation", str(out / "checkpoint"))
+        .trigger(availableNow=True)
+        .start()
+    )
 
 
 def rates(timing: dict, rows: int) -> dict:
@@ -210,7 +215,11 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="alertbench-broker-bench-"))
     settings = load_settings(
-        run_dir=work, kafka={"base_port": 0, "heap": "1g"}, broker={"master": "local[2]"}
+        run_dir=work,
+        kafka={"base_port": 0, "heap": "1g"},
+        # The row-engine contenders need more heap than the native path's 1 GB:
+        # the per-row UDF ran out of it in one run of five.
+        broker={"master": "local[2]", "driver_memory": "2g"},
     )
     servers = local.up(settings).state.bootstrap_servers
     topic = "bench-broker"
@@ -243,20 +252,30 @@ def main() -> None:
         plan = make_plan("ztf", servers=servers, topics=[topic])
         result["pyspark"] = spark.version
 
-        def best(name: str, batch_fn_for, runs: int) -> dict:
-            """The best of ``runs`` whole-topic queries, each into a fresh output."""
-            timings = []
-            for i in range(runs):
-                out = work / f"{name}-{i}"
-                timings.append(
-                    run_query(spark, servers, topic, out, batch_fn_for(out), args.max_offsets)
-                )
+        def best(name: str, start_for, runs: int) -> dict:
+            """The best of ``runs`` whole-topic queries ``start_for(out)``, each into a new out."""
+            timings = [timed(lambda i=i: start_for(work / f"{name}-{i}")) for i in range(runs)]
             return min(timings, key=lambda t: t["seconds"]) | {
                 "runs_seconds": [t["seconds"] for t in timings]
             }
 
+        def batches(batch_fn_for):
+            """A contender written as a batch function: Spark's Kafka source into it."""
+            return lambda out: foreach_query(
+                spark, servers, topic, out, batch_fn_for(out), args.max_offsets
+            )
+
+        def stream2raw_with(reader: str):
+            """alertbench's own stream2raw with ``reader``, as the broker starts it."""
+            return lambda out: stream2raw.start(
+                spark,
+                plan,
+                KafkaInput(servers, [topic], out, max_offsets=args.max_offsets, available_now=True),
+                reader=reader,
+            )
+
         # Warm the JVM once so that no contender pays for it alone.
-        best("warm", lambda out: raw_batch(out, plan), 1)
+        best("warm", batches(lambda out: raw_batch(out, plan)), 1)
 
         def read_only(out):
             def batch(df, batch_id):
@@ -265,51 +284,29 @@ def main() -> None:
 
             return batch
 
-        result["spark_kafka_read"] = rates(best("spark-read", read_only, args.runs), args.alerts)
+        result["spark_kafka_read"] = rates(
+            best("spark-read", batches(read_only), args.runs), args.alerts
+        )
         show("Spark Kafka source, reading only", result["spark_kafka_read"])
 
         result["alertbench"] = rates(
-            best("alertbench", lambda out: raw_batch(out, plan, write_raw_batch_jvm), args.runs),
+            best(
+                "alertbench",
+                batches(lambda out: raw_batch(out, plan, write_raw_batch_jvm)),
+                args.runs,
+            ),
             count_rows(spark, work, "alertbench", args.runs),
         )
         show("former stream2raw (JVM decode, benchmarks/jvm_path.py)", result["alertbench"])
 
-        native = plan
         result["alertbench_native"] = rates(
-            best("native", lambda out: raw_batch(out, native), args.runs),
+            best("native", stream2raw_with("spark"), args.runs),
             count_rows(spark, work, "native", args.runs),
         )
         show("alertbench stream2raw, Spark's Kafka source", result["alertbench_native"])
-
-        def tasks_read(out: Path) -> dict:
-            """alertbench's stream2raw with its default reader: each task reads its offset range."""
-            start = time.perf_counter()
-            query = stream2raw.start(
-                spark,
-                native,
-                KafkaInput(
-                    servers,
-                    [topic],
-                    out,
-                    max_offsets=args.max_offsets,
-                    available_now=True,
-                ),
-                reader="tasks",
-            )
-            query.awaitTermination()
-            wall = time.perf_counter() - start
-            batches = [p for p in query.recentProgress if p["numInputRows"]]
-            return {
-                "seconds": round(wall, 2),
-                "batch_seconds": round(
-                    sum(p["durationMs"]["triggerExecution"] for p in batches) / 1e3, 2
-                ),
-                "batches": len(batches),
-            }
-
-        timings = [tasks_read(work / f"tasks-{i}") for i in range(args.runs)]
         result["alertbench_native_tasks"] = rates(
-            min(timings, key=lambda t: t["seconds"]), count_rows(spark, work, "tasks", args.runs)
+            best("tasks", stream2raw_with("tasks"), args.runs),
+            count_rows(spark, work, "tasks", args.runs),
         )
         show("alertbench stream2raw, tasks read Kafka (default)", result["alertbench_native_tasks"])
 
@@ -331,7 +328,7 @@ def main() -> None:
             return batch
 
         result["per_row_udf"] = rates(
-            best("udf", udf_batch, args.runs), count_rows(spark, work, "udf", args.runs)
+            best("udf", batches(udf_batch), args.runs), count_rows(spark, work, "udf", args.runs)
         )
         show("per-row fastavro UDF", result["per_row_udf"])
         fink = []

@@ -260,16 +260,14 @@ def decode_batch(kafka: pa.Table | KafkaRecords, plan: DecodePlan) -> RawBatch:
     reasons = {i: framing_reason(plan) for i, b in enumerate(bodies) if b is None}
     reasons.update({ok[j]: why for j, why in decoded.failed.items()})
     now = int(time.time() * 1e6)
-    # The Kafka columns of the good rows, without copying their 75 KB values.
+    # The Kafka columns without the 75 KB values (only quarantined ones are copied).
     coords = kafka.select([c for c in KAFKA_INPUT if c != "value"])
-    if len(good) != len(values):
-        coords = coords.take(good)
-    raw = raw_table(decoded.table, coords, plan.schema, now) if good else None
+    kept = coords.take(good) if len(good) != len(values) else coords
+    raw = raw_table(decoded.table, kept, plan.schema, now) if good else None
     quarantine = None
     if reasons:
         where = sorted(reasons)
-        bad = kafka.select([c for c in KAFKA_INPUT if c != "value"]).take(where)
-        bad = bad.append_column(
+        bad = coords.take(where).append_column(
             "value",
             pa.array([None if values[i] is None else bytes(values[i]) for i in where], pa.binary()),
         )

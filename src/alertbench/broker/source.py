@@ -146,6 +146,20 @@ def _table(r: OffsetRange, rows: dict[str, list]) -> KafkaRecords:
     return KafkaRecords(coords, rows["value"])
 
 
+def balance(items: list, size: Callable[[Any], int], slots: int) -> list[list]:
+    """``items`` in at most ``slots`` groups of about equal total ``size``.
+
+    Largest first, each to the lightest group so far; no group is empty.
+    """
+    groups: list[list] = [[] for _ in range(min(max(slots, 1), len(items)))]
+    loads = [0] * len(groups)
+    for item in sorted(items, key=size, reverse=True):
+        k = loads.index(min(loads))
+        groups[k].append(item)
+        loads[k] += size(item)
+    return groups
+
+
 class OffsetPlanner:
     """The driver side: which offsets the next micro-batch reads.
 
@@ -254,20 +268,12 @@ class OffsetPlanner:
     def tasks(self, start: dict, end: dict, slots: int) -> list[list[OffsetRange]]:
         """The ranges of a micro-batch in at most ``slots`` tasks of about equal size.
 
-        A task costs a fixed part (its Python worker's turn, the consumer's
-        assignment, a wait for Kafka's acknowledgements) whatever it reads:
-        with 4 partitions on 2 cores, a batch of a second's alerts spent more
-        on four tasks' fixed parts than on its alerts. The largest range goes
-        to the lightest task first.
+        A task costs a fixed part (Spark scheduling it, its Python worker's
+        turn) whatever it reads: with 4 partitions on 2 cores, a batch of a
+        second's alerts spent more on four tasks' fixed parts than on its
+        alerts.
         """
-        ranges = sorted(self.ranges(start, end), key=lambda r: r.start - r.end)
-        groups: list[list[OffsetRange]] = [[] for _ in range(min(max(slots, 1), len(ranges)))]
-        loads = [0] * len(groups)
-        for r in ranges:
-            k = loads.index(min(loads))
-            groups[k].append(r)
-            loads[k] += r.end - r.start
-        return groups
+        return balance(self.ranges(start, end), lambda r: r.end - r.start, slots)
 
 
 def kafka_alert_source(work: Callable[[OffsetRange, Iterator[KafkaRecords]], None], name: str):
@@ -405,14 +411,8 @@ class CommitPlanner:
         files = self.upstream.committed_files(self.output, start["batch"] + 1, end["batch"])
         sizes = {f: f.stat().st_size for f in files}
         key = batch_key(start, end)
-        shares: list[list[str]] = [[] for _ in range(min(self.tasks, len(files)))]
-        load = [0] * len(shares)
-        # Largest first, each to the least loaded task.
-        for f in sorted(files, key=sizes.__getitem__, reverse=True):
-            i = load.index(min(load))
-            shares[i].append(str(f))
-            load[i] += sizes[f]
-        return [FileShare(sorted(s), key) for s in shares]
+        groups = balance(files, sizes.__getitem__, self.tasks)
+        return [FileShare(sorted(str(f) for f in g), key) for g in groups]
 
 
 def committed_files_source(work: Callable[[FileShare], int], name: str):

@@ -154,7 +154,8 @@ CHECKPOINT_MANAGER = (
 #: hundreds of MB; by default both allocators hand freed memory back to the
 #: system within a second, so every batch faulted in and zeroed fresh pages
 #: again (a tenth of a worker's CPU in a 10,000-alert batch, ``perf``).
-#: Memory is kept for the next batch instead; the peak is unchanged.
+#: Memory is kept for the next batch instead: between batches a worker stays
+#: at the size its largest batch needed.
 WORKER_ENV = {
     # pyarrow's default pool (mimalloc): never purge freed pages.
     "MIMALLOC_PURGE_DELAY": "-1",
