@@ -22,8 +22,10 @@ import pytest
 from alertbench.alerts.files import find_alert_files
 from alertbench.config import Settings, load_settings
 from alertbench.java import find_java
+from alertbench.kafka import credentials
 from alertbench.kafka.cluster import ClusterState, KafkaCluster, local_inventory
 from alertbench.kafka.fetch import KafkaInstall, fetch_kafka
+from alertbench.kafka.security import Connection, NodeSecurity
 
 
 @pytest.fixture(scope="session")
@@ -97,15 +99,36 @@ class RunningCluster:
     def bootstrap(self) -> str:
         return self.state.bootstrap_servers
 
+    @property
+    def admin(self) -> Connection:
+        """The admin principal's connection (plain servers on a PLAINTEXT cluster)."""
+        return self.cluster.connection(self.state)
+
 
 @contextlib.contextmanager
 def running_cluster(
-    run_dir: Path, install: KafkaInstall, *, nodes: int, mode: str
+    run_dir: Path,
+    install: KafkaInstall,
+    *,
+    nodes: int,
+    mode: str,
+    security: str = "plaintext",
+    listeners: list[str] | None = None,
 ) -> Iterator[RunningCluster]:
     """Start a local cluster and always stop and purge it afterwards."""
     cluster = KafkaCluster(run_dir / "kafka", find_java(), heap="384m", zookeeper_heap="128m")
-    inv = local_inventory(cluster.state_dir, nodes=nodes, mode=mode)  # type: ignore[arg-type]
-    state = cluster.plan(inv, install, local=True)
+    inv = local_inventory(
+        cluster.state_dir,
+        nodes=nodes,
+        mode=mode,  # type: ignore[arg-type]
+        listeners=listeners,
+    )
+    secured = None
+    if security != "plaintext":
+        secured = credentials.prepare(
+            NodeSecurity(security, list(listeners or [])), inv, cluster.state_dir
+        )
+    state = cluster.plan(inv, install, local=True, secured=secured)
     cluster.save_state(state)
     try:
         cluster.start(state, timeout=120)
@@ -146,14 +169,16 @@ def cli():
 def kafka_cluster(tmp_path: Path):
     """Start a cluster for one test: ``with kafka_cluster(install, nodes=3, mode="kraft")``."""
 
-    def start(install: KafkaInstall, *, nodes: int, mode: str = "kraft"):
-        return running_cluster(tmp_path / f"{mode}-{nodes}", install, nodes=nodes, mode=mode)
+    def start(install: KafkaInstall, *, nodes: int, mode: str = "kraft", **security):
+        return running_cluster(
+            tmp_path / f"{mode}-{nodes}", install, nodes=nodes, mode=mode, **security
+        )
 
     return start
 
 
 def read_messages(
-    servers: str,
+    servers: str | Connection,
     topic: str,
     *,
     count: int | None = None,
@@ -169,12 +194,13 @@ def read_messages(
     from confluent_kafka import Consumer
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": servers,
-            "group.id": f"t-{topic}-{time.time()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        Connection.of(servers).conf(
+            {
+                "group.id": f"t-{topic}-{time.time()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
     )
     consumer.subscribe([topic])
     out: list = []

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from alertbench import __version__
 from alertbench.config import Flags
@@ -62,12 +63,28 @@ def root(
             resolve_path=True,
         ),
     ] = None,
+    client_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--client-config",
+            help="Kafka client properties (librdkafka names: security.protocol, sasl.username, "
+            "...) every client uses, e.g. one `kafka user add` wrote \\[default: the admin's "
+            "of the cluster `kafka up` started].",
+            resolve_path=True,
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
     ] = False,
 ) -> None:
     """Options that apply to every command (also settable in alertbench.toml or ALERTBENCH_*)."""
-    ctx.obj = Flags(run_dir=run_dir, cache_dir=cache_dir, java_home=java_home, inventory=inventory)
+    ctx.obj = Flags(
+        run_dir=run_dir,
+        cache_dir=cache_dir,
+        java_home=java_home,
+        inventory=inventory,
+        kafka={"client_config": client_config},
+    )
 
 
 def _register() -> None:
@@ -96,5 +113,6 @@ def main() -> None:
         # Standalone mode: Typer handles --help, usage errors and exit codes.
         app()
     except AlertbenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # The message is text, not markup: "[defaults]" and the like stay as written.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)

@@ -33,6 +33,7 @@ CONFIG_FILE_ENV = "ALERTBENCH_CONFIG"
 DEFAULT_CONFIG_FILE = "alertbench.toml"
 
 KafkaMode = Literal["kraft", "zookeeper"]
+Protocol = Literal["plaintext", "sasl_plaintext", "ssl", "sasl_ssl"]
 
 # Paths that are not relative to the working directory or the TOML file's folder.
 RUN_DIR_RELATIVE = {("broker", "output")}
@@ -68,6 +69,33 @@ class KafkaSettings(BaseModel):
     )
     maven: Path | None = Field(
         None, description="`mvn` executable; found or bootstrapped if unset."
+    )
+    security: Protocol = Field(
+        "plaintext",
+        description="Security of the clusters `kafka up` starts: the main listener's protocol, "
+        "used by alertbench's own clients and between brokers. SASL uses SCRAM-SHA-512; ACLs "
+        "decide what each user may do.",
+    )
+    listeners: list[Protocol] = Field(
+        default_factory=list,
+        description="More listeners, one per protocol, e.g. ['sasl_plaintext'] beside "
+        "sasl_ssl for a distribution service.",
+    )
+    tls_ca_cert: Path | None = Field(
+        None, description="A CA certificate (PEM) to use instead of the one alertbench makes."
+    )
+    tls_ca_key: Path | None = Field(
+        None, description="Its key, so alertbench can issue host and user certificates."
+    )
+    client_config: Path | None = Field(
+        None,
+        description="Client properties file (librdkafka names) every alertbench client uses, "
+        "e.g. one `kafka user add` wrote; default: the admin's of the cluster `kafka up` "
+        "started.",
+    )
+    client: dict[str, str] = Field(
+        default_factory=dict,
+        description="Client properties (librdkafka names), applied over client_config.",
     )
 
 
@@ -148,6 +176,11 @@ class BrokerSettings(BaseModel):
         default_factory=dict, description="Distribution topic -> SQL predicate or module:function."
     )
     distribution_partitions: int = Field(2, ge=1, description="Partitions of distribution topics.")
+    distribution_key: Literal["id", "schema"] = Field(
+        "id",
+        description="Key of distributed messages: the alert's id (objectId), or the topic's "
+        "Avro schema as JSON text, as Fink sends it (Fink's client then needs no schema).",
+    )
     distribution_retention_ms: int = Field(
         7 * 24 * 3600 * 1000, description="Retention of distribution topics."
     )

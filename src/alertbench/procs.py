@@ -60,8 +60,8 @@ class Transport(Protocol):
     def make_dirs(self, path: Path) -> None:
         """Create a folder and its parents."""
 
-    def write_text(self, path: Path, text: str) -> None:
-        """Write a text file, creating its folder."""
+    def write_text(self, path: Path, text: str, *, secret: bool = False) -> None:
+        """Write a text file, creating its folder; ``secret``: readable by its owner only."""
 
     def remove_tree(self, path: Path) -> None:
         """Delete a folder and everything in it, if it exists."""
@@ -103,10 +103,14 @@ class LocalTransport:
     def make_dirs(self, path: Path) -> None:  # noqa: D102
         path.mkdir(parents=True, exist_ok=True)
 
-    def write_text(self, path: Path, text: str) -> None:  # noqa: D102
+    def write_text(self, path: Path, text: str, *, secret: bool = False) -> None:  # noqa: D102
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        if secret:
+            os.chmod(tmp, 0o600)
         tmp.replace(path)
 
     def remove_tree(self, path: Path) -> None:  # noqa: D102

@@ -226,10 +226,12 @@ class SSHTransport:
     def make_dirs(self, path: Path) -> None:  # noqa: D102
         self._check(f"mkdir -p {shlex.quote(str(path))}", f"creating {path}")
 
-    def write_text(self, path: Path, text: str) -> None:  # noqa: D102
+    def write_text(self, path: Path, text: str, *, secret: bool = False) -> None:  # noqa: D102
         tmp = f"{path}.tmp"
         command = (
-            f"mkdir -p {shlex.quote(str(Path(path).parent))} && cat > {shlex.quote(tmp)} && "
+            f"mkdir -p {shlex.quote(str(Path(path).parent))} && "
+            + ("umask 077 && rm -f " + shlex.quote(tmp) + " && " if secret else "")
+            + f"cat > {shlex.quote(tmp)} && "
             f"mv {shlex.quote(tmp)} {shlex.quote(str(path))}"
         )
         with self._lock:

@@ -50,9 +50,15 @@ def inventory(
     installs: Path,
     data: Path,
     per_host: dict[str, dict[str, str]] | None = None,
+    top: list[str] | None = None,
+    defaults: list[str] | None = None,
 ) -> Path:
-    """Write a TOML inventory of ``hosts``; ``per_host`` overrides keys of one host."""
-    lines = [f'mode = "{mode}"', "[defaults]", f'ssh_key = "{hosts[0].key_file}"']
+    """Write a TOML inventory of ``hosts``; ``per_host`` overrides keys of one host.
+
+    ``top`` and ``defaults`` are more TOML lines for the file's top and ``[defaults]``.
+    """
+    lines = [f'mode = "{mode}"', *(top or []), "[defaults]", f'ssh_key = "{hosts[0].key_file}"']
+    lines += defaults or []
     for h in hosts:
         entry = {
             "name": h.name,
@@ -247,3 +253,80 @@ def test_a_failed_host_is_named_and_nothing_starts(case, hosts, installs, tmp_pa
         if squatter is not None and transport is not None:
             transport.send_signal(squatter, 9)
             transport.close()
+
+
+@pytest.mark.spark
+def test_a_secured_cluster_on_three_hosts_carries_alerts_through_the_broker(
+    hosts, installs, alerts_dir, tmp_path, cli
+) -> None:
+    """SASL_SSL between the hosts and to every client; a user reads over SASL_PLAINTEXT."""
+    run_dir = tmp_path / "run"
+    inv = inventory(
+        tmp_path / "secured.toml",
+        hosts,
+        mode="kraft",
+        installs=installs,
+        data=tmp_path,
+        top=['security = "sasl_ssl"', 'listeners = ["sasl_plaintext"]'],
+        defaults=["listener_ports = { sasl_plaintext = 24502 }"],
+    )
+    top = ("--inventory", str(inv))
+    config = tmp_path / "alertbench.toml"
+    config.write_text(
+        '[broker]\nmaster = "local[2]"\ntopics = ["secure-in"]\n'
+        'filters = { "secure-out" = "candid > 0" }\n'
+    )
+    env = {"ALERTBENCH_CONFIG": str(config)}
+    try:
+        up = cli(*top, "kafka", "up", run_dir=run_dir, env=env)
+        assert up.returncode == 0, up.stderr
+        state = state_of(run_dir)
+        assert state["security"]["protocol"] == "sasl_ssl"
+        assert state["security"]["listeners"]["sasl_plaintext"] == ",".join(
+            f"{h.address}:24502" for h in hosts
+        )
+        for h in hosts:
+            # The node's secrets on its host, readable by their owner only.
+            config_dir = installs / h.name / h.name / "config"
+            for secret in ("server.properties", "tls/node.pem"):
+                assert (config_dir / secret).stat().st_mode & 0o777 == 0o600
+        sim = cli(
+            *top, "simulate", "--topic", "secure-in", "--alerts", str(alerts_dir),
+            "--max", "--count", "60", run_dir=run_dir, env=env,
+        )  # fmt: skip
+        assert sim.returncode == 0, sim.stderr
+        broker = cli(
+            *top, "broker", "run", "--fused", "--until-idle", "6", "--timeout", "300",
+            run_dir=run_dir, env=env,
+        )  # fmt: skip
+        assert broker.returncode == 0, broker.stderr
+        added = cli(
+            *top, "kafka", "user", "add", "reader", "--read", "secure-out",
+            "--listener", "sasl_plaintext", "--out", str(tmp_path / "reader.properties"),
+            run_dir=run_dir, env=env,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        from alertbench.kafka.credentials import admin_connection
+        from alertbench.kafka.security import Connection, read_client_properties
+
+        admin = admin_connection(run_dir / "kafka", state["bootstrap_servers"])
+        sent = [record(v) for *_, v in consume(admin, "secure-in", count=60, timeout=60)]
+        want = sorted(
+            r["candid"]
+            for r in sent
+            if r["candidate"]["rb"] >= 0.55 and r["candidate"]["nbad"] == 0
+        )
+        assert want
+        props = read_client_properties(tmp_path / "reader.properties")
+        reader = Connection.build(props.pop("bootstrap.servers"), props)
+        assert reader.servers == state["security"]["listeners"]["sasl_plaintext"]
+        got = consume(reader, "secure-out", count=len(want), config={"group.id": "reader-1"})
+        schema = fastavro.parse_schema(
+            json.loads((run_dir / "broker" / "schemas" / "secure-out.avsc").read_text())
+        )
+        ids = sorted(fastavro.schemaless_reader(io.BytesIO(v), schema)["candid"] for *_, v in got)
+        assert ids == want
+    finally:
+        down = cli(*top, "kafka", "down", "--purge", run_dir=run_dir, env=env)
+    assert down.returncode == 0, down.stderr
+    assert all(java_pids(h) == [] for h in hosts)

@@ -3,25 +3,57 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from alertbench.errors import ClusterError
+from alertbench.kafka.security import Connection, explain
+
+# A cluster to talk to: a Connection, or bootstrap servers of a PLAINTEXT one.
+Kafka = str | Connection
 
 
-def admin_client(bootstrap_servers: str) -> AdminClient:
-    """An AdminClient that stays quiet while brokers are still starting."""
-    return AdminClient(
+def admin_client(kafka: Kafka, errors: list[KafkaError] | None = None) -> AdminClient:
+    """An AdminClient that stays quiet while brokers are still starting.
+
+    ``errors`` receives the client's own errors (a refused login, a TLS
+    handshake that failed): a request then only times out, and they say why.
+    """
+    conf = Connection.of(kafka).conf(
         {
-            "bootstrap.servers": bootstrap_servers,
             # Connection-refused chatter during start-up is expected; failures
             # surface as exceptions from the calls themselves.
             "log_level": 0,
             "socket.connection.setup.timeout.ms": 3000,
         }
     )
+    if errors is not None:
+        conf["error_cb"] = errors.append
+    return AdminClient(conf)
+
+
+def _telling(admin: AdminClient, errors: list[KafkaError], exc: BaseException):
+    """The error that says why a request failed: a refused login or handshake, else ``exc``."""
+    admin.poll(0)  # serves the error callbacks
+    for err in errors:
+        if err.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL) or "SSL" in err.str():
+            return err
+    return exc
+
+
+def _where(kafka: Kafka) -> str:
+    return Connection.of(kafka).describe()
+
+
+def _refused(exc: BaseException | KafkaError) -> bool:
+    """Whether the cluster refused these credentials (waiting will not help)."""
+    if isinstance(exc, KafkaError):
+        err: KafkaError | None = exc
+    else:
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    return err is not None and err.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL)
 
 
 @dataclass
@@ -77,7 +109,7 @@ class TopicInfo:
         return sum(p.under_replicated for p in self.partitions)
 
 
-def describe_cluster(bootstrap_servers: str, timeout: float = 10.0) -> ClusterInfo:
+def describe_cluster(bootstrap_servers: Kafka, timeout: float = 10.0) -> ClusterInfo:
     """Ask the cluster for its id, controller and live brokers.
 
     Raises
@@ -85,7 +117,8 @@ def describe_cluster(bootstrap_servers: str, timeout: float = 10.0) -> ClusterIn
     ClusterError
         If no broker answers within ``timeout`` seconds.
     """
-    admin = admin_client(bootstrap_servers)
+    errors: list[KafkaError] = []
+    admin = admin_client(bootstrap_servers, errors)
     deadline = time.monotonic() + timeout
     while True:
         # One slow answer (a controller moving, a loaded machine) is retried
@@ -95,9 +128,10 @@ def describe_cluster(bootstrap_servers: str, timeout: float = 10.0) -> ClusterIn
             desc = admin.describe_cluster(request_timeout=min(5.0, left)).result(timeout=left + 5)
             break
         except (KafkaException, TimeoutError) as exc:
-            if time.monotonic() >= deadline:
+            why = _telling(admin, errors, exc)
+            if time.monotonic() >= deadline or _refused(why):
                 raise ClusterError(
-                    f"no Kafka broker answers at {bootstrap_servers}: {exc}"
+                    f"no Kafka broker answers at {_where(bootstrap_servers)}: {explain(why)}"
                 ) from exc
             time.sleep(0.2)
     controller = desc.controller.id if desc.controller is not None else None
@@ -109,24 +143,26 @@ def describe_cluster(bootstrap_servers: str, timeout: float = 10.0) -> ClusterIn
 
 
 def list_topics(
-    bootstrap_servers: str, *, internal: bool = False, timeout: float = 10.0
+    bootstrap_servers: Kafka, *, internal: bool = False, timeout: float = 10.0
 ) -> list[TopicInfo]:
     """Every topic with its partitions, sorted by name.
 
     Parameters
     ----------
-    bootstrap_servers : str
+    bootstrap_servers : str or Connection
         Where to connect.
     internal : bool
         Include internal topics such as ``__consumer_offsets``.
     timeout : float
         Seconds to wait for metadata.
     """
-    admin = admin_client(bootstrap_servers)
+    errors: list[KafkaError] = []
+    admin = admin_client(bootstrap_servers, errors)
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise ClusterError(f"cannot list topics at {bootstrap_servers}: {exc}") from exc
+        why = explain(_telling(admin, errors, exc))
+        raise ClusterError(f"cannot list topics at {_where(bootstrap_servers)}: {why}") from exc
     out = []
     for name, t in md.topics.items():
         if name.startswith("__") and not internal:
@@ -140,7 +176,7 @@ def list_topics(
 
 
 def create_topic(
-    bootstrap_servers: str,
+    bootstrap_servers: Kafka,
     name: str,
     *,
     partitions: int = 1,
@@ -153,7 +189,7 @@ def create_topic(
 
     Parameters
     ----------
-    bootstrap_servers : str
+    bootstrap_servers : str or Connection
         Where to connect.
     name : str
         Topic name.
@@ -186,8 +222,8 @@ def create_topic(
     except KafkaException as exc:
         err = exc.args[0]
         if not (exist_ok and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
-            raise ClusterError(f"cannot create topic {name!r}: {err.str()}") from exc
-    _wait_for_leaders(admin, name, timeout)
+            raise ClusterError(f"cannot create topic {name!r}: {explain(exc)}") from exc
+    _wait_for_leaders(admin, Connection.of(bootstrap_servers), name, timeout)
 
 
 def _has_leaders(admin: AdminClient, name: str) -> tuple[bool, dict]:
@@ -206,7 +242,7 @@ def _has_leaders(admin: AdminClient, name: str) -> tuple[bool, dict]:
     return ok, md.brokers
 
 
-def _wait_for_leaders(admin: AdminClient, name: str, timeout: float) -> None:
+def _wait_for_leaders(admin: AdminClient, conn: Connection, name: str, timeout: float) -> None:
     """Wait until every broker's metadata has ``name`` with a leader for each partition.
 
     The controller acknowledges a new topic before every broker knows it; a
@@ -224,7 +260,7 @@ def _wait_for_leaders(admin: AdminClient, name: str, timeout: float) -> None:
             )
         time.sleep(0.2)
     for broker in brokers.values():
-        one = admin_client(f"{broker.host}:{broker.port}")
+        one = admin_client(replace(conn, servers=f"{broker.host}:{broker.port}"))
         while not _has_leaders(one, name)[0]:
             if time.monotonic() > deadline:
                 raise ClusterError(
@@ -233,7 +269,7 @@ def _wait_for_leaders(admin: AdminClient, name: str, timeout: float) -> None:
             time.sleep(0.2)
 
 
-def delete_topic(bootstrap_servers: str, name: str, *, timeout: float = 30.0) -> None:
+def delete_topic(bootstrap_servers: Kafka, name: str, *, timeout: float = 30.0) -> None:
     """Delete a topic.
 
     Raises
@@ -246,10 +282,10 @@ def delete_topic(bootstrap_servers: str, name: str, *, timeout: float = 30.0) ->
     try:
         future.result(timeout=timeout + 5)
     except KafkaException as exc:
-        raise ClusterError(f"cannot delete topic {name!r}: {exc.args[0].str()}") from exc
+        raise ClusterError(f"cannot delete topic {name!r}: {explain(exc)}") from exc
 
 
-def describe_topic(bootstrap_servers: str, name: str, *, timeout: float = 10.0) -> TopicInfo:
+def describe_topic(bootstrap_servers: Kafka, name: str, *, timeout: float = 10.0) -> TopicInfo:
     """A topic's partitions and its non-default configuration.
 
     Raises
@@ -261,7 +297,7 @@ def describe_topic(bootstrap_servers: str, name: str, *, timeout: float = 10.0) 
     matches = [t for t in found if t.name == name]
     if not matches:
         raise ClusterError(
-            f"topic {name!r} does not exist at {bootstrap_servers}; "
+            f"topic {name!r} does not exist at {_where(bootstrap_servers)}; "
             "`alertbench kafka topic list` shows the topics there."
         )
     topic = matches[0]
@@ -270,7 +306,7 @@ def describe_topic(bootstrap_servers: str, name: str, *, timeout: float = 10.0) 
     try:
         configs = admin.describe_configs([resource])[resource].result(timeout=timeout)
     except KafkaException as exc:
-        raise ClusterError(f"cannot describe topic {name!r}: {exc.args[0].str()}") from exc
+        raise ClusterError(f"cannot describe topic {name!r}: {explain(exc)}") from exc
     topic.config = {
         k: v.value for k, v in sorted(configs.items()) if not v.is_default and v.value is not None
     }

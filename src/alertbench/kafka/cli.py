@@ -20,6 +20,11 @@ kafka_app = typer.Typer(
 )
 topic_app = typer.Typer(help="Create, list, describe and delete topics.", no_args_is_help=True)
 kafka_app.add_typer(topic_app, name="topic")
+user_app = typer.Typer(
+    help="Users of a secured cluster: SCRAM credentials, ACLs and client config files.",
+    no_args_is_help=True,
+)
+kafka_app.add_typer(user_app, name="user")
 
 ModeOpt = Annotated[
     str | None, typer.Option("--mode", help="kraft (default) or zookeeper (Kafka 3.x).")
@@ -87,19 +92,46 @@ def config(
     ],
     mode: ModeOpt = None,
     version: VersionOpt = None,
+    security: Annotated[
+        str | None,
+        typer.Option(
+            help="The main listener's protocol \\[default: the inventory's, else plaintext]."
+        ),
+    ] = None,
+    listener: Annotated[
+        list[str] | None, typer.Option(help="A further listener's protocol (repeatable).")
+    ] = None,
 ) -> None:
-    """Render every node's files (server.properties, zoo.cfg, myid) from an inventory."""
+    """Render every node's files (server.properties, zoo.cfg, myid) from an inventory.
+
+    A secured cluster also gets its CA, host key stores (mode 0600) and the admin's client
+    properties under OUT/security/.
+    """
+    from alertbench.kafka import credentials
     from alertbench.kafka.inventory import load_inventory
-    from alertbench.kafka.local import kafka_version_for
+    from alertbench.kafka.local import kafka_version_for, node_security
     from alertbench.kafka.release import parse_release
     from alertbench.kafka.render import write_rendered
+    from alertbench.kafka.security import check_protocol
 
     settings = _settings(
         ctx,
+        security=check_protocol(security, "--security") if security else None,
+        listeners=[check_protocol(p, "--listener") for p in listener] if listener else None,
     )
     inv = load_inventory(inventory, mode=_mode(mode))  # type: ignore[arg-type]
     release = parse_release(kafka_version_for(settings, inv.mode, version))
-    written = write_rendered(inv, release, out)
+    sec = node_security(settings, inv)
+    secured = None
+    if sec.secured:
+        secured = credentials.prepare(
+            sec,
+            inv,
+            out,
+            ca_cert=settings.kafka.tls_ca_cert,
+            ca_key=settings.kafka.tls_ca_key,
+        )
+    written = write_rendered(inv, release, out, secured=secured)
     table = Table(title=f"{inv.mode} cluster, Kafka {release.version}: {len(inv.hosts)} hosts")
     for col in ("host", "address", "id", "roles", "files"):
         table.add_column(col)
@@ -134,11 +166,36 @@ def up(
             resolve_path=True,
         ),
     ] = None,
+    security: Annotated[
+        str | None,
+        typer.Option(
+            help="plaintext, sasl_plaintext, ssl or sasl_ssl: the main listener, used by "
+            "alertbench's clients and between brokers \\[default: plaintext].",
+        ),
+    ] = None,
+    listener: Annotated[
+        list[str] | None,
+        typer.Option(help="A further listener's protocol (repeatable), e.g. sasl_plaintext."),
+    ] = None,
 ) -> None:
-    """Start a Kafka cluster (here, or on an inventory's hosts) and wait until it has formed."""
-    from alertbench.kafka import local
+    """Start a Kafka cluster (here, or on an inventory's hosts) and wait until it has formed.
 
-    settings = _settings(ctx, nodes=nodes, mode=_mode(mode), base_port=base_port, heap=heap)
+    A secured cluster gets SCRAM-SHA-512 users, TLS from a CA made here (or yours), an
+    authorizer that denies what no ACL grants, and an admin principal for alertbench's own
+    commands. `kafka user add` makes users.
+    """
+    from alertbench.kafka import local
+    from alertbench.kafka.security import check_protocol
+
+    settings = _settings(
+        ctx,
+        nodes=nodes,
+        mode=_mode(mode),
+        base_port=base_port,
+        heap=heap,
+        security=check_protocol(security, "--security") if security else None,
+        listeners=[check_protocol(p, "--listener") for p in listener] if listener else None,
+    )
     with console.status("starting Kafka…"):
         result = local.up(settings, version=version, inventory=inventory, progress=_say)
     for note in result.notes:
@@ -147,11 +204,21 @@ def up(
         _print_hosts(result.hosts)
     state = result.state
     console.print(
-        f"[green]Kafka {state.kafka_version}[/] ({state.mode}) up: "
+        f"[green]Kafka {state.kafka_version}[/] ({state.mode}, {state.protocol.upper()}) up: "
         f"{len(result.info.brokers)} broker(s), controller {result.info.controller}, "
         f"cluster id {result.info.cluster_id}"
     )
     console.print(f"bootstrap servers: [bold]{state.bootstrap_servers}[/]")
+    for proto, servers in list(state.listeners.items())[1:]:
+        console.print(f"{proto.upper()} listener: [bold]{servers}[/]")
+    if state.protocol != "plaintext":
+        from alertbench.kafka.credentials import ADMIN_PROPERTIES, SECURITY_DIR
+
+        folder = local.cluster_for(settings).state_dir / SECURITY_DIR
+        console.print(
+            f"admin client config: {folder / ADMIN_PROPERTIES} (alertbench's commands use it); "
+            "add users with `alertbench kafka user add NAME --read TOPIC`"
+        )
 
 
 def _print_hosts(reports: list) -> None:
@@ -215,7 +282,9 @@ def status(
     console.print(table)
     for host, why in st.unreachable.items():
         console.print(f"[red]{host}:[/] {why}")
-    console.print(f"bootstrap servers: {st.state.bootstrap_servers}")
+    console.print(f"bootstrap servers: {st.state.bootstrap_servers} ({st.state.protocol.upper()})")
+    for proto, servers in list(st.state.listeners.items())[1:]:
+        console.print(f"{proto.upper()} listener: {servers}")
     if st.info:
         console.print(
             f"controller: {st.info.controller}   brokers: {st.info.brokers}   "
@@ -264,9 +333,9 @@ def topic_create(
 ) -> None:
     """Create a topic."""
     from alertbench.kafka.admin import create_topic
-    from alertbench.kafka.local import bootstrap_servers as find_bootstrap
+    from alertbench.kafka.local import connection
 
-    servers = find_bootstrap(_settings(ctx, bootstrap_servers=bootstrap_servers))
+    servers = connection(_settings(ctx, bootstrap_servers=bootstrap_servers))
     create_topic(
         servers,
         name,
@@ -285,9 +354,9 @@ def topic_list(
 ) -> None:
     """List topics with partitions and replication."""
     from alertbench.kafka.admin import list_topics
-    from alertbench.kafka.local import bootstrap_servers as find_bootstrap
+    from alertbench.kafka.local import connection
 
-    servers = find_bootstrap(_settings(ctx, bootstrap_servers=bootstrap_servers))
+    servers = connection(_settings(ctx, bootstrap_servers=bootstrap_servers))
     _print_topics(list_topics(servers, internal=internal))
 
 
@@ -295,9 +364,9 @@ def topic_list(
 def topic_describe(ctx: typer.Context, name: str, bootstrap_servers: BootstrapOpt = None) -> None:
     """Show a topic's partitions (leader, replicas, ISR) and non-default configuration."""
     from alertbench.kafka.admin import describe_topic
-    from alertbench.kafka.local import bootstrap_servers as find_bootstrap
+    from alertbench.kafka.local import connection
 
-    servers = find_bootstrap(_settings(ctx, bootstrap_servers=bootstrap_servers))
+    servers = connection(_settings(ctx, bootstrap_servers=bootstrap_servers))
     topic = describe_topic(servers, name)
     table = Table(title=f"topic {name}")
     for col in ("partition", "leader", "replicas", "isr"):
@@ -313,8 +382,124 @@ def topic_describe(ctx: typer.Context, name: str, bootstrap_servers: BootstrapOp
 def topic_delete(ctx: typer.Context, name: str, bootstrap_servers: BootstrapOpt = None) -> None:
     """Delete a topic."""
     from alertbench.kafka.admin import delete_topic
-    from alertbench.kafka.local import bootstrap_servers as find_bootstrap
+    from alertbench.kafka.local import connection
 
-    servers = find_bootstrap(_settings(ctx, bootstrap_servers=bootstrap_servers))
+    servers = connection(_settings(ctx, bootstrap_servers=bootstrap_servers))
     delete_topic(servers, name)
     console.print(f"deleted topic [bold]{name}[/]")
+
+
+def _user_target(ctx: typer.Context, listener: str | None, bootstrap_servers: str | None):
+    """The admin connection, and the protocol and servers a new user connects to."""
+    from alertbench.kafka import credentials
+    from alertbench.kafka.local import connection
+
+    settings = _settings(ctx, bootstrap_servers=bootstrap_servers)
+    admin = connection(settings)
+    state = local_state(settings)
+    listeners = (
+        state.listeners
+        if state is not None and admin.servers == state.bootstrap_servers
+        else {admin.protocol: admin.servers}
+    )
+    proto = listener.lower() if listener else next(iter(listeners))
+    if proto not in listeners:
+        raise ConfigError(
+            f"the cluster has no {proto} listener (it has {', '.join(listeners)}); "
+            "choose one of those with --listener."
+        )
+    if proto == "plaintext" or admin.protocol == "plaintext":
+        raise ConfigError(
+            "users need a secured cluster: start one with `alertbench kafka up --security "
+            "sasl_ssl` (or sasl_plaintext, ssl)."
+        )
+    folder = settings.kafka_state_dir
+    ca_file = admin.props.get("ssl.ca.location")
+    if ca_file is None and (folder / credentials.SECURITY_DIR / credentials.CA_CERT).exists():
+        ca_file = str(folder / credentials.SECURITY_DIR / credentials.CA_CERT)
+    return admin, proto, listeners[proto], ca_file, credentials.ca_key(folder)
+
+
+def local_state(settings: Settings):
+    """The cluster recorded in the run dir, or None."""
+    from alertbench.kafka.cluster import STATE_FILE, read_state
+
+    return read_state(settings.kafka_state_dir / STATE_FILE)
+
+
+@user_app.command("add")
+def user_add(
+    ctx: typer.Context,
+    name: str,
+    read: Annotated[
+        list[str] | None,
+        typer.Option("--read", help="A topic the user reads; PREFIX* for every topic so named."),
+    ] = None,
+    write: Annotated[
+        list[str] | None, typer.Option("--write", help="A topic the user writes; PREFIX* too.")
+    ] = None,
+    group_prefix: Annotated[
+        str | None,
+        typer.Option(help="Consumer groups the user may use start with this \\[default: NAME]."),
+    ] = None,
+    listener: Annotated[
+        str | None,
+        typer.Option(help="The listener the user connects to \\[default: the main one]."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Client config to write \\[default: ./NAME.properties].",
+            resolve_path=True,
+        ),
+    ] = None,
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """Create a user with SCRAM credentials and ACLs, and write its client config (mode 0600)."""
+    from alertbench.kafka.users import Grant, add_user
+
+    admin, proto, servers, ca_file, ca = _user_target(ctx, listener, bootstrap_servers)
+    grant = Grant(read=read or [], write=write or [], group_prefix=group_prefix or name)
+    path = add_user(
+        admin,
+        name,
+        grant,
+        protocol=proto,
+        servers=servers,
+        out=out or Path.cwd() / f"{name}.properties",
+        ca_file=Path(ca_file) if ca_file else None,
+        ca=ca,
+    )
+    what = (
+        ", ".join([f"reads {t}" for t in grant.read] + [f"writes {t}" for t in grant.write])
+        or "no topics yet"
+    )
+    console.print(f"user [bold]{name}[/] ({proto.upper()} at {servers}): {what}")
+    console.print(f"client config written to {path} (mode 0600)")
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context, bootstrap_servers: BootstrapOpt = None) -> None:
+    """Users with SCRAM credentials or ACLs, and what they may do."""
+    from alertbench.kafka.local import connection
+    from alertbench.kafka.users import list_users
+
+    users = list_users(connection(_settings(ctx, bootstrap_servers=bootstrap_servers)))
+    table = Table(title="users")
+    for col in ("user", "credentials", "ACLs"):
+        table.add_column(col)
+    for u in users:
+        table.add_row(u.name, ", ".join(u.mechanisms) or "-", "\n".join(u.acls) or "-")
+    console.print(table)
+
+
+@user_app.command("remove")
+def user_remove(ctx: typer.Context, name: str, bootstrap_servers: BootstrapOpt = None) -> None:
+    """Delete a user's credentials and ACLs."""
+    from alertbench.kafka.local import connection
+    from alertbench.kafka.users import remove_user
+
+    removed = remove_user(connection(_settings(ctx, bootstrap_servers=bootstrap_servers)), name)
+    console.print(f"removed user [bold]{name}[/] and {removed} ACL(s)")

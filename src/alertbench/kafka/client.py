@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from alertbench.errors import ClusterError
+from alertbench.kafka.security import Connection, explain
+
+Kafka = str | Connection
 
 
 @dataclass
@@ -35,7 +38,7 @@ class DeliveryReport:
 
 
 def produce(
-    bootstrap_servers: str,
+    bootstrap_servers: Kafka,
     topic: str,
     messages: Iterable[tuple[bytes | None, bytes]],
     *,
@@ -46,8 +49,8 @@ def produce(
 
     Parameters
     ----------
-    bootstrap_servers : str
-        Where to connect.
+    bootstrap_servers : str or Connection
+        Where to connect, and with which credentials.
     topic : str
         Destination topic.
     messages : iterable of (bytes or None, bytes)
@@ -62,7 +65,7 @@ def produce(
     DeliveryReport
     """
     conf: dict[str, object] = {
-        "bootstrap.servers": bootstrap_servers,
+        **Connection.of(bootstrap_servers).conf(),
         "acks": "all",
         "linger.ms": 5,
         "message.max.bytes": 10 * 1024 * 1024,
@@ -98,7 +101,7 @@ def produce(
 
 
 def consume(
-    bootstrap_servers: str,
+    bootstrap_servers: Kafka,
     topic: str,
     *,
     count: int,
@@ -109,8 +112,8 @@ def consume(
 
     Parameters
     ----------
-    bootstrap_servers : str
-        Where to connect.
+    bootstrap_servers : str or Connection
+        Where to connect, and with which credentials.
     topic : str
         Topic to read.
     count : int
@@ -131,7 +134,7 @@ def consume(
         If fewer than ``count`` messages arrive in time, or the consumer fails.
     """
     conf: dict[str, object] = {
-        "bootstrap.servers": bootstrap_servers,
+        **Connection.of(bootstrap_servers).conf(),
         "group.id": f"alertbench-{uuid.uuid4().hex[:12]}",
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
@@ -143,7 +146,10 @@ def consume(
     out: list[tuple[int, int, bytes | None, bytes]] = []
     try:
         # Assign every partition from the start: no group join to wait for.
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        found = consumer.list_topics(topic, timeout=10).topics[topic]
+        if found.error is not None:
+            raise ClusterError(f"consuming {topic}: {explain(found.error)}")
+        partitions = found.partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         deadline = time.monotonic() + timeout
         while len(out) < count and time.monotonic() < deadline:
@@ -151,7 +157,7 @@ def consume(
                 if msg.error():
                     if msg.error().code() == KafkaError._PARTITION_EOF:
                         continue
-                    raise ClusterError(f"consuming {topic}: {msg.error().str()}")
+                    raise ClusterError(f"consuming {topic}: {explain(msg.error())}")
                 out.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
     finally:
         consumer.close()
@@ -170,13 +176,18 @@ class Watermarks:
 
     Parameters
     ----------
-    bootstrap_servers : str
-        Where to connect.
+    bootstrap_servers : str or Connection
+        Where to connect, and with which credentials.
     """
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: Kafka) -> None:
         self._consumer = Consumer(
-            {"bootstrap.servers": bootstrap_servers, "group.id": "alertbench-offsets"}
+            Connection.of(bootstrap_servers).conf(
+                # It joins no group: a coordinator connection that drops (SASL
+                # re-authentication on a secured cluster) is not its error, and
+                # failed lookups raise from the calls themselves.
+                {"group.id": "alertbench-offsets", "log_level": 0}
+            )
         )
 
     def end_offsets(self, topic: str, partitions: int) -> dict[int, int]:
@@ -197,7 +208,7 @@ class Watermarks:
         self.close()
 
 
-def end_offsets(bootstrap_servers: str, topic: str, partitions: int) -> dict[int, int]:
+def end_offsets(bootstrap_servers: Kafka, topic: str, partitions: int) -> dict[int, int]:
     """The high watermark of each partition of ``topic`` (one short-lived consumer)."""
     with Watermarks(bootstrap_servers) as marks:
         return marks.end_offsets(topic, partitions)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from alertbench.errors import ClusterError
 from alertbench.java import Java
+from alertbench.kafka import credentials
 from alertbench.kafka.admin import ClusterInfo, describe_cluster
 from alertbench.kafka.fetch import KafkaInstall
 from alertbench.kafka.inventory import Host, Inventory, Mode
@@ -29,10 +30,13 @@ from alertbench.kafka.release import parse_release
 from alertbench.kafka.remote import java_of
 from alertbench.kafka.render import (
     HostFiles,
+    Secured,
+    listener_port,
     log_config_name,
     new_cluster_id,
     render_cluster,
 )
+from alertbench.kafka.security import MECHANISM, Connection, scram_credential
 from alertbench.procs import LocalTransport, ProcessRecord, Transport, free_ports, stop_processes
 from alertbench.ssh import HostPool, SSHTarget
 
@@ -170,6 +174,18 @@ class ClusterState:
     layout: dict[str, object]
     nodes: list[Node] = field(default_factory=list)
     hosts: dict[str, dict[str, object]] = field(default_factory=dict)
+    security: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def protocol(self) -> str:
+        """The main listener's security protocol."""
+        return str(self.security.get("protocol", "plaintext"))
+
+    @property
+    def listeners(self) -> dict[str, str]:
+        """Bootstrap servers of every listener, by protocol (the main one first)."""
+        found = self.security.get("listeners")
+        return dict(found) if isinstance(found, dict) else {self.protocol: self.bootstrap_servers}
 
     def to_json(self) -> dict[str, object]:
         """The state as JSON data."""
@@ -191,6 +207,7 @@ class ClusterState:
             layout=dict(data.get("layout") or {}),  # type: ignore[arg-type]
             nodes=[Node.from_json(n) for n in data["nodes"]],  # type: ignore[union-attr]
             hosts=dict(data.get("hosts") or {}),  # type: ignore[arg-type]
+            security=dict(data.get("security") or {}),  # type: ignore[arg-type]
         )
 
     def targets(self) -> dict[str, SSHTarget]:
@@ -213,7 +230,13 @@ class ClusterState:
 
 
 def local_inventory(
-    state_dir: Path, *, nodes: int, mode: Mode, address: str = "127.0.0.1", base_port: int = 0
+    state_dir: Path,
+    *,
+    nodes: int,
+    mode: Mode,
+    address: str = "127.0.0.1",
+    base_port: int = 0,
+    listeners: list[str] | None = None,
 ) -> Inventory:
     """Lay out ``nodes`` hosts on this machine, each with its own ports and dirs.
 
@@ -230,14 +253,18 @@ def local_inventory(
     base_port : int
         0 picks free ports; otherwise node ``i`` (from 0) uses
         ``base_port + 10*i`` (broker), ``+1`` (controller), ``+2`` (ZooKeeper
-        client), ``+3`` and ``+4`` (ZooKeeper quorum and election).
+        client), ``+3`` and ``+4`` (ZooKeeper quorum and election), ``+5``...
+        (the further listeners).
+    listeners : list of str, optional
+        Protocols of listeners beyond the main one; each gets a port.
 
     Returns
     -------
     Inventory
     """
     roles = ("controller", "broker") if mode == "kraft" else ("zookeeper", "broker")
-    keys = list(_PORT_NAMES)
+    extras = list(listeners or [])
+    keys = list(_PORT_NAMES) + [f"listener:{p}" for p in extras]
     ports = (
         free_ports(nodes * len(keys), address)
         if base_port == 0
@@ -248,6 +275,7 @@ def local_inventory(
     for i in range(nodes):
         name = f"node-{i + 1}"
         mine = dict(zip(keys, ports[i * len(keys) : (i + 1) * len(keys)], strict=True))
+        extra_ports = {k.split(":", 1)[1]: mine.pop(k) for k in list(mine) if ":" in k}
         hosts.append(
             Host(
                 name=name,
@@ -256,13 +284,16 @@ def local_inventory(
                 data_dir=state_dir / name / "data",
                 zookeeper_data_dir=state_dir / name / "zookeeper",
                 install_dir=state_dir,
+                listener_ports=extra_ports,
                 **mine,
             )
         )
     return Inventory(mode=mode, hosts=hosts, source=f"local:{nodes}")
 
 
-def _nodes_for(inv: Inventory, home_of: Callable[[Host], Path]) -> list[Node]:
+def _nodes_for(
+    inv: Inventory, home_of: Callable[[Host], Path], protocols: list[str] | None = None
+) -> list[Node]:
     nodes = []
     for host in inv.hosts:
         node_id = inv.node_id(host)
@@ -289,6 +320,9 @@ def _nodes_for(inv: Inventory, home_of: Callable[[Host], Path]) -> list[Node]:
         kafka_roles = [r for r in ("broker", "controller") if host.has(r)]
         if kafka_roles:
             ports = {"broker_port": host.broker_port} if host.has("broker") else {}
+            if host.has("broker"):
+                for proto in (protocols or [])[1:]:
+                    ports[f"{proto} listener"] = listener_port(host, proto, protocols[0])
             if host.has("controller"):
                 ports["controller_port"] = host.controller_port
             nodes.append(
@@ -377,6 +411,15 @@ class KafkaCluster:
     def _t(self, node: Node) -> Transport:
         return self._transport_for(node.host)
 
+    def connection(self, state: ClusterState) -> Connection:
+        """How alertbench's own clients reach this cluster (the admin's credentials if secured)."""
+        return credentials.admin_connection(self.state_dir, state.bootstrap_servers)
+
+    def _admin_scram(self, state: ClusterState) -> dict[str, str] | None:
+        """A salted SCRAM credential of the admin principal, if the cluster takes SCRAM."""
+        password = self.connection(state).props.get("sasl.password")
+        return scram_credential(password) if password else None
+
     # -- planning ----------------------------------------------------------------
 
     def plan(
@@ -387,6 +430,7 @@ class KafkaCluster:
         local: bool,
         targets: dict[str, SSHTarget] | None = None,
         lib_dirs: dict[str, Path] | None = None,
+        secured: Secured | None = None,
     ) -> ClusterState:
         """Lay out the nodes of ``inv`` and render their files (nothing is started).
 
@@ -404,6 +448,8 @@ class KafkaCluster:
         lib_dirs : dict of str to Path, optional
             Where each remote host has Kafka's jars (see
             :func:`~alertbench.kafka.remote.install_kafka`).
+        secured : Secured, optional
+            Listeners, keys and secrets (from :func:`~alertbench.kafka.credentials.prepare`).
 
         Returns
         -------
@@ -412,15 +458,19 @@ class KafkaCluster:
         targets = targets or {}
         self.pool.targets.update(targets)
         install.release.check_mode(inv.mode)
-        rendered = {
-            hf.host.name: hf
-            for hf in render_cluster(
-                inv, install.release, overrides=SMALL_MACHINE if local else None
-            )
-        }
 
         def home_of(host: Host) -> Path:
             return (self.state_dir / host.name) if local else (host.install_dir / host.name)
+
+        if secured is not None:
+            secured.config_dir_of = lambda h: home_of(h) / "config"
+        rendered = {
+            hf.host.name: hf
+            for hf in render_cluster(
+                inv, install.release, overrides=SMALL_MACHINE if local else None, secured=secured
+            )
+        }
+        protocols = secured.security.protocols if secured else ["plaintext"]
 
         state = ClusterState(
             mode=inv.mode,
@@ -430,8 +480,17 @@ class KafkaCluster:
             bootstrap_servers=inv.bootstrap_servers,
             zookeeper_connect=inv.zookeeper_connect or None,
             layout={"source": inv.source, "hosts": len(inv.hosts)},
-            nodes=_nodes_for(inv, home_of),
+            nodes=_nodes_for(inv, home_of, protocols),
             hosts={name: t.to_json() for name, t in targets.items()},
+            security={
+                "protocol": protocols[0],
+                "listeners": {
+                    p: ",".join(
+                        f"{h.address}:{listener_port(h, p, protocols[0])}" for h in inv.brokers
+                    )
+                    for p in protocols
+                },
+            },
         )
         by_name = {h.name: h for h in inv.hosts}
         for node in state.nodes:
@@ -445,7 +504,7 @@ class KafkaCluster:
             hf: HostFiles = rendered[node.host]
             t = self._t(node)
             for name, text in hf.files.items():
-                t.write_text(node.config_dir / name, text)
+                t.write_text(node.config_dir / name, text, secret=name in hf.secret)
         for host in inv.hosts:
             t = self._transport_for(host.name)
             if host.has("zookeeper"):
@@ -497,18 +556,71 @@ class KafkaCluster:
             str(node.config_dir / "server.properties"),
             "--ignore-formatted",
         ]
+        scram = self._admin_scram(state)
+        if scram is not None:
+            # Salted, so the admin's password is on no command line; the brokers
+            # authenticate to each other with it before any user could be created.
+            fields = ",".join(
+                [f"name={credentials.ADMIN_USER}"]
+                + [f'{k}="{v}"' if k != "iterations" else f"{k}={v}" for k, v in scram.items()]
+            )
+            argv += ["--add-scram", f"{MECHANISM}=[{fields}]"]
         proc = self._t(node).run(argv, timeout=120)
         if proc.returncode != 0:
             raise ClusterError(
                 f"formatting the storage of {node.name} failed:\n{proc.stdout}{proc.stderr}"
             )
 
+    def _zookeeper_scram(self, state: ClusterState) -> None:
+        """Store the admin's SCRAM credential in ZooKeeper before any broker starts.
+
+        In ZooKeeper mode brokers read credentials from ZooKeeper; the one they
+        authenticate to each other with must be there first. The password goes
+        through a 0600 file, not the command line.
+        """
+        password = self.connection(state).props.get("sasl.password")
+        if not password:
+            return
+        secrets_file = self.state_dir / credentials.SECURITY_DIR / "scram-admin.properties"
+        self._local.write_text(
+            secrets_file,
+            # A file's value is read as it is, without --add-config's [...] around it.
+            f"{MECHANISM}=iterations=8192,password={password}\n",
+            secret=True,
+        )
+        argv = [
+            str(self.java.executable),
+            "-Xmx256m",
+            "-XX:TieredStopAtLevel=1",
+            "-Dlog4j.configuration=file:/dev/null",
+            "-cp",
+            str(Path(state.lib_dir) / "*"),
+            "kafka.admin.ConfigCommand",
+            "--zookeeper",
+            str(state.zookeeper_connect),
+            "--alter",
+            "--add-config-file",
+            str(secrets_file),
+            "--entity-type",
+            "users",
+            "--entity-name",
+            credentials.ADMIN_USER,
+        ]
+        try:
+            proc = self._local.run(argv, timeout=120)
+        finally:
+            secrets_file.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            said = (proc.stdout[-2000:] + proc.stderr[-2000:]).replace(password, "[hidden]")
+            raise ClusterError(f"storing the admin's SCRAM credential in ZooKeeper failed:\n{said}")
+
     def _check_ports(self, node: Node) -> None:
         t = self._t(node)
         for key, port in node.ports.items():
             if t.port_in_use(node.address, port):
                 raise ClusterError(
-                    f"port {port} on {node.address}, the {_PORT_NAMES[key]} of {node.name}, is "
+                    f"port {port} on {node.address}, the {_PORT_NAMES.get(key, key)} of "
+                    f"{node.name}, is "
                     "already in use by another process. Stop that process, or start on other "
                     "ports (`--base-port N`, or `--base-port 0` for free ones)."
                 )
@@ -571,7 +683,7 @@ class KafkaCluster:
                 if not self._t(node).is_running(node.proc):  # type: ignore[arg-type]
                     raise self._failure(node, f"Kafka node {node.name} exited during start-up.")
             try:
-                info = describe_cluster(state.bootstrap_servers, timeout=3)
+                info = describe_cluster(self.connection(state), timeout=3)
             except ClusterError:
                 info = None
             if info and set(brokers) <= set(info.brokers) and info.controller is not None:
@@ -629,6 +741,8 @@ class KafkaCluster:
             if zks:
                 say(f"waiting for the ZooKeeper ensemble ({len(zks)} nodes)")
                 self._wait_zookeeper(state, zks, timeout)
+                if state.mode == "zookeeper" and kafka:
+                    self._zookeeper_scram(state)
             if state.mode == "kraft" and kafka:
                 say(f"formatting KRaft storage of {len(kafka)} node(s)")
                 with ThreadPoolExecutor(max_workers=len(kafka)) as pool:

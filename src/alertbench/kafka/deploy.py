@@ -26,6 +26,7 @@ from alertbench.kafka.cluster import _PORT_NAMES, ClusterState, KafkaCluster, Pr
 from alertbench.kafka.fetch import KafkaInstall
 from alertbench.kafka.inventory import Host, Inventory
 from alertbench.kafka.remote import check_java, install_kafka, java_of, ssh_target
+from alertbench.kafka.render import Secured
 from alertbench.procs import Transport
 from alertbench.ssh import SSHTarget
 
@@ -86,6 +87,7 @@ def _host_ports(host: Host) -> dict[str, int]:
     ports = {}
     if host.has("broker"):
         ports["broker_port"] = host.broker_port
+        ports.update({f"{p} listener": port for p, port in host.listener_ports.items()})
     if host.has("controller"):
         ports["controller_port"] = host.controller_port
     if host.has("zookeeper"):
@@ -118,7 +120,7 @@ def _prepare(cluster: KafkaCluster, host: Host, install: KafkaInstall, running: 
             _probe_writable(t, folder)
         if not running:
             taken = [
-                f"{port} ({_PORT_NAMES[key]})"
+                f"{port} ({_PORT_NAMES.get(key, key)})"
                 for key, port in _host_ports(host).items()
                 if t.port_in_use(host.address, port)
             ]
@@ -182,6 +184,7 @@ def deploy(
     *,
     timeout: float,
     progress: Progress | None = None,
+    secured: Secured | None = None,
 ) -> tuple[ClusterState, ClusterInfo, list[HostReport]]:
     """Prepare the hosts, lay out and start a new cluster on them, and wait until it forms.
 
@@ -197,6 +200,8 @@ def deploy(
         Seconds to wait for each start-up phase.
     progress : callable, optional
         Called with a short message at each step.
+    secured : Secured, optional
+        Listeners, keys and secrets of a secured cluster.
 
     Returns
     -------
@@ -218,7 +223,9 @@ def deploy(
     if any(r.error for r in reports):
         raise failed_hosts_error(reports)
     lib_dirs = {r.host: Path(r.lib_dir) for r in reports}
-    state = cluster.plan(inv, install, local=False, targets=targets, lib_dirs=lib_dirs)
+    state = cluster.plan(
+        inv, install, local=False, targets=targets, lib_dirs=lib_dirs, secured=secured
+    )
     cluster.save_state(state)
     info = cluster.start(state, timeout=timeout, progress=progress)
     fill_nodes(reports, state)

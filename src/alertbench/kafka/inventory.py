@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alertbench.errors import ConfigError
+from alertbench.kafka.security import PROTOCOLS
 
 Mode = Literal["kraft", "zookeeper"]
 Role = Literal["controller", "broker", "zookeeper", "spark-master", "spark-worker"]
@@ -58,6 +59,11 @@ class HostDefaults(BaseModel):
     spark_worker_cores: int | None = Field(None, ge=1)  # else every core of the host
     spark_worker_memory: str = "3g"
     spark_dir: Path | None = None  # Spark's logs and work dirs; else <install_dir>/spark
+    # Ports of the listeners beyond the main one, by protocol, e.g. {sasl_plaintext = 24502}.
+    listener_ports: dict[str, int] = Field(default_factory=dict)
+    # A certificate and key the user gives (PEM); else alertbench issues them from its CA.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 class Host(HostDefaults):
@@ -80,11 +86,19 @@ class Inventory(BaseModel):
     mode: Mode = "kraft"
     hosts: list[Host]
     source: str = "<memory>"
+    # The main listener's protocol and any further listeners; None: from [kafka].
+    security: str | None = None
+    listeners: list[str] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Inventory:
         if not self.hosts:
             raise ValueError("no hosts")
+        for proto in [self.security or "plaintext", *(self.listeners or [])]:
+            if proto not in PROTOCOLS:
+                raise ValueError(
+                    f"unknown security protocol {proto!r}; use one of {', '.join(PROTOCOLS)}"
+                )
         names = [h.name for h in self.hosts]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -118,7 +132,7 @@ class Inventory(BaseModel):
         used: dict[tuple[str, int], str] = {}
         for h in self.hosts:
             for port_name in _ports_in_use(h):
-                key = (h.address, getattr(h, port_name))
+                key = (h.address, _port(h, port_name))
                 if key in used:
                     raise ValueError(
                         f"host {h.name}: {port_name} {key[1]} on {key[0]} is already used by "
@@ -184,6 +198,7 @@ def _ports_in_use(host: Host) -> list[str]:
     ports = []
     if host.has("broker"):
         ports.append("broker_port")
+        ports += [f"listener_ports.{p}" for p in host.listener_ports]
     if host.has("controller"):
         ports.append("controller_port")
     if host.has("zookeeper"):
@@ -193,6 +208,12 @@ def _ports_in_use(host: Host) -> list[str]:
     if host.has("spark-worker"):
         ports.append("spark_worker_ui_port")
     return ports
+
+
+def _port(host: Host, name: str) -> int:
+    if name.startswith("listener_ports."):
+        return host.listener_ports[name.split(".", 1)[1]]
+    return getattr(host, name)
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -279,11 +300,11 @@ def parse_toml(text: str, *, source: str, mode: Mode | None = None) -> Inventory
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    unknown = set(data) - {"mode", "defaults", "hosts"}
+    unknown = set(data) - {"mode", "security", "listeners", "defaults", "hosts"}
     if unknown:
         raise ConfigError(
-            f"{source}: unknown key(s) {', '.join(sorted(unknown))}; "
-            "an inventory has 'mode', '[defaults]' and '[[hosts]]'."
+            f"{source}: unknown key(s) {', '.join(sorted(unknown))}; an inventory has "
+            "'mode', 'security', 'listeners', '[defaults]' and '[[hosts]]'."
         )
     chosen: Mode = mode or data.get("mode", "kraft")
     if chosen not in MODE_ROLES:
@@ -302,6 +323,8 @@ def parse_toml(text: str, *, source: str, mode: Mode | None = None) -> Inventory
             mode=chosen,
             hosts=[{**base, **h} for h in hosts],
             source=source,
+            security=data.get("security"),
+            listeners=data.get("listeners"),
         )
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_validation_message(exc)}") from None

@@ -8,7 +8,7 @@ from pathlib import Path
 from alertbench.config import Settings
 from alertbench.errors import ClusterError
 from alertbench.java import find_java
-from alertbench.kafka import deploy
+from alertbench.kafka import credentials, deploy
 from alertbench.kafka.admin import ClusterInfo, TopicInfo, describe_cluster, list_topics
 from alertbench.kafka.cluster import (
     STATE_FILE,
@@ -20,6 +20,8 @@ from alertbench.kafka.cluster import (
 )
 from alertbench.kafka.fetch import resolve_kafka
 from alertbench.kafka.inventory import MODE_ROLES, Inventory, Mode, load_inventory
+from alertbench.kafka.render import listener_port
+from alertbench.kafka.security import Connection, NodeSecurity, read_client_properties
 
 
 def kafka_version_for(settings: Settings, mode: Mode, version: str | None = None) -> str:
@@ -163,6 +165,13 @@ def _up(
     notes: list[str] = []
     if state is not None:
         same = state.mode == mode and state.kafka_version == version and state.layout == layout
+        asked = node_security(settings, inv).protocols
+        if same and list(state.listeners) != asked:
+            raise ClusterError(
+                f"{cluster.state_file} records a cluster with listener(s) "
+                f"{', '.join(state.listeners)}; you asked for {', '.join(asked)}. Run "
+                "`alertbench kafka down --purge` first, or use another --run-dir."
+            )
         described = (
             f"a {len(state.nodes)}-process {state.mode} cluster (Kafka {state.kafka_version})"
         )
@@ -184,7 +193,7 @@ def _up(
         running = cluster.running(state)
         if len(running) == len(state.nodes):
             deploy.fill_nodes(reports, state)
-            info = describe_cluster(state.bootstrap_servers)
+            info = describe_cluster(cluster.connection(state))
             return UpResult(
                 state, info, notes=[f"already running ({cluster.state_file})"], hosts=reports
             )
@@ -199,9 +208,22 @@ def _up(
         deploy.fill_nodes(reports, state)
         return UpResult(state, info, notes=notes, hosts=reports)
     install = resolve_kafka(settings, version)
+    sec = node_security(settings, inv)
     if remote and inv is not None:
+        secured = credentials.prepare(
+            sec,
+            inv,
+            cluster.state_dir,
+            ca_cert=settings.kafka.tls_ca_cert,
+            ca_key=settings.kafka.tls_ca_key,
+        )
         state, info, reports = deploy.deploy(
-            cluster, inv, install, timeout=settings.kafka.start_timeout, progress=progress
+            cluster,
+            inv,
+            install,
+            timeout=settings.kafka.start_timeout,
+            progress=progress,
+            secured=secured,
         )
         return UpResult(state, info, created=True, hosts=reports)
     inv = inv or local_inventory(
@@ -210,11 +232,38 @@ def _up(
         mode=mode,
         address=settings.kafka.host,
         base_port=settings.kafka.base_port,
+        listeners=sec.protocols[1:],
     )
-    state = cluster.plan(inv, install, local=True)
+    # Checked and made before anything starts: a bad certificate leaves nothing running.
+    secured = credentials.prepare(
+        sec,
+        inv,
+        cluster.state_dir,
+        ca_cert=settings.kafka.tls_ca_cert,
+        ca_key=settings.kafka.tls_ca_key,
+    )
+    state = cluster.plan(inv, install, local=True, secured=secured)
     cluster.save_state(state)
     info = cluster.start(state, timeout=settings.kafka.start_timeout, progress=progress)
     return UpResult(state, info, created=True)
+
+
+def node_security(settings: Settings, inv: Inventory | None) -> NodeSecurity:
+    """The security asked for: the inventory's if it sets one, else ``[kafka]``'s.
+
+    Raises
+    ------
+    ConfigError
+        For combinations that cannot run securely.
+    """
+    protocol = (inv.security if inv and inv.security else None) or settings.kafka.security
+    listeners = inv.listeners if inv and inv.listeners is not None else settings.kafka.listeners
+    sec = NodeSecurity(protocol, [p for p in listeners if p != protocol])
+    sec.check()
+    for host in inv.brokers if inv else []:
+        for proto in sec.protocols:
+            listener_port(host, proto, sec.protocol)  # names a host without a port
+    return sec
 
 
 def down(settings: Settings, *, purge: bool = False) -> tuple[ClusterState | None, list[str]]:
@@ -297,8 +346,9 @@ def status(settings: Settings) -> Status:
     info, topics, error = None, [], None
     if any(alive.values()):
         try:
-            info = describe_cluster(state.bootstrap_servers, timeout=5)
-            topics = list_topics(state.bootstrap_servers, timeout=5)
+            conn = credentials.admin_connection(settings.kafka_state_dir, state.bootstrap_servers)
+            info = describe_cluster(conn, timeout=5)
+            topics = list_topics(conn, timeout=5)
         except ClusterError as exc:
             error = str(exc)
     return Status(
@@ -324,25 +374,55 @@ def inventory_of(settings: Settings, path: Path | None = None) -> Inventory | No
 
 
 def bootstrap_servers(settings: Settings) -> str:
-    """Where clients connect.
+    """Where clients connect: the servers of :func:`connection`.
 
-    ``kafka.bootstrap_servers`` if set, else the brokers of the configured
-    inventory, else the cluster recorded in the run dir.
+    ``kafka.bootstrap_servers`` if set, else the client config's, else the
+    brokers of the configured inventory, else the cluster recorded in the run
+    dir.
 
     Raises
     ------
     ClusterError
-        If neither is available.
+        If none is available.
     """
-    if settings.kafka.bootstrap_servers:
-        return settings.kafka.bootstrap_servers
-    inv = inventory_of(settings)
-    if inv is not None and inv.bootstrap_servers:
-        return inv.bootstrap_servers
+    return connection(settings).servers
+
+
+def connection(settings: Settings) -> Connection:
+    """Where alertbench's clients connect, and with which credentials.
+
+    Servers as :func:`bootstrap_servers` finds them. Credentials: the client
+    config file (``kafka.client_config``, ``--client-config``) with
+    ``[kafka.client]`` over it; else, when the servers are those of the cluster
+    recorded in the run dir, the admin principal ``kafka up`` made for it.
+
+    Raises
+    ------
+    ClusterError
+        If there is no Kafka to talk to.
+    ConfigError
+        If the client config file is missing or malformed.
+    """
+    props: dict[str, str] = {}
+    source = settings.kafka.client_config
+    if source is not None:
+        props.update(read_client_properties(source))
+    props.update(settings.kafka.client)
+    servers = settings.kafka.bootstrap_servers or props.get("bootstrap.servers") or None
+    if servers is None:
+        inv = inventory_of(settings)
+        servers = inv.bootstrap_servers if inv is not None and inv.bootstrap_servers else None
     state = read_state(settings.kafka_state_dir / STATE_FILE)
-    if state is None:
-        raise ClusterError(
-            "no Kafka to talk to: start the embedded one with `alertbench kafka up`, or give "
-            "--bootstrap-servers HOST:PORT (ALERTBENCH_KAFKA__BOOTSTRAP_SERVERS)."
-        )
-    return state.bootstrap_servers
+    if servers is None:
+        if state is None:
+            raise ClusterError(
+                "no Kafka to talk to: start the embedded one with `alertbench kafka up`, or "
+                "give --bootstrap-servers HOST:PORT (ALERTBENCH_KAFKA__BOOTSTRAP_SERVERS)."
+            )
+        servers = state.bootstrap_servers
+    ours = state is not None and servers == state.bootstrap_servers
+    if source is None and not settings.kafka.client and ours:
+        return credentials.admin_connection(settings.kafka_state_dir, servers)
+    if settings.kafka.client and source is not None:
+        source = None  # the file alone no longer says it all
+    return Connection.build(servers, props, source=source)

@@ -12,11 +12,19 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alertbench.errors import ConfigError
 from alertbench.kafka.inventory import Host, Inventory
 from alertbench.kafka.release import KafkaRelease
+from alertbench.kafka.security import NodeSecurity
+from alertbench.kafka.tls import KeyPair
+
+# Where a node's TLS files live, relative to its config folder.
+KEY_STORE = "tls/node.pem"
+TRUST_STORE = "tls/ca.pem"
 
 # Alerts with cutouts reach a few hundred KB; Rubin's can exceed Kafka's 1 MB
 # default, so brokers accept up to 10 MiB messages.
@@ -41,6 +49,30 @@ class HostFiles:
     host: Host
     node_id: int
     files: dict[str, str] = field(default_factory=dict)
+    secret: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Secured:
+    """Everything a secured cluster's nodes are rendered with.
+
+    Attributes
+    ----------
+    security : NodeSecurity
+        Protocols and the cluster's own secrets.
+    ca_pem : str
+        The CA certificate(s) every node and client trusts.
+    pairs : dict of str to KeyPair
+        Each host's key and certificate, by host name (TLS protocols only).
+    config_dir_of : callable
+        The config folder of a host's Kafka node on that host (key store paths
+        in ``server.properties`` are absolute).
+    """
+
+    security: NodeSecurity
+    ca_pem: str = ""
+    pairs: dict[str, KeyPair] = field(default_factory=dict)
+    config_dir_of: Callable[[Host], Path] = lambda h: Path(h.name) / "config"
 
 
 def new_cluster_id() -> str:
@@ -84,12 +116,31 @@ def parse_properties(text: str) -> dict[str, str]:
     return out
 
 
+def listener_port(host: Host, protocol: str, main: str) -> int:
+    """The port of ``host``'s listener for ``protocol`` (the main one is ``broker_port``).
+
+    Raises
+    ------
+    ConfigError
+        If an extra listener has no port in the host's ``listener_ports``.
+    """
+    if protocol == main:
+        return host.broker_port
+    if protocol not in host.listener_ports:
+        raise ConfigError(
+            f"host {host.name} has no port for its {protocol} listener; add "
+            f"listener_ports = {{{protocol} = PORT}} to it, or to the inventory's defaults."
+        )
+    return host.listener_ports[protocol]
+
+
 def server_properties(
     inv: Inventory,
     host: Host,
     release: KafkaRelease,
     *,
     overrides: dict[str, str | int] | None = None,
+    secured: Secured | None = None,
 ) -> dict[str, str | int]:
     """The ``server.properties`` of one Kafka node, as an ordered dict.
 
@@ -103,6 +154,8 @@ def server_properties(
         Kafka version; decides which keys exist.
     overrides : dict, optional
         Extra or replacing properties (e.g. thread counts for a small machine).
+    secured : Secured, optional
+        Listeners, SASL, TLS and ACLs; PLAINTEXT without authorization if not given.
 
     Returns
     -------
@@ -112,9 +165,19 @@ def server_properties(
     rf, min_isr = replication(inv)
     node_id = inv.node_id(host)
     props: dict[str, str | int] = {}
-    listeners = []
-    if host.has("broker"):
-        listeners.append(f"PLAINTEXT://{host.address}:{host.broker_port}")
+    sec = secured.security if secured else NodeSecurity("plaintext")
+    # One listener per protocol, named after it; the first carries the brokers' own traffic.
+    names = [p.upper() for p in sec.protocols]
+    broker_listeners = (
+        [
+            f"{p.upper()}://{host.address}:{listener_port(host, p, sec.protocol)}"
+            for p in sec.protocols
+        ]
+        if host.has("broker")
+        else []
+    )
+    protocol_map = {n: n for n in names}
+    listeners = list(broker_listeners)
     if inv.mode == "kraft":
         roles = [r for r in ("broker", "controller") if host.has(r)]
         props["process.roles"] = ",".join(roles)
@@ -126,16 +189,34 @@ def server_properties(
             listeners.append(f"CONTROLLER://{host.address}:{host.controller_port}")
         props["listeners"] = ",".join(listeners)
         if host.has("broker"):
-            props["advertised.listeners"] = f"PLAINTEXT://{host.address}:{host.broker_port}"
-            props["inter.broker.listener.name"] = "PLAINTEXT"
+            props["advertised.listeners"] = ",".join(broker_listeners)
+            props["inter.broker.listener.name"] = names[0]
         props["controller.listener.names"] = "CONTROLLER"
-        props["listener.security.protocol.map"] = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+        controller = sec.controller_protocol() if sec.secured else "PLAINTEXT"
+        props["listener.security.protocol.map"] = ",".join(
+            f"{k}:{v}" for k, v in {"CONTROLLER": controller, **protocol_map}.items()
+        )
     else:
         props["broker.id"] = node_id
         props["listeners"] = ",".join(listeners)
-        props["advertised.listeners"] = f"PLAINTEXT://{host.address}:{host.broker_port}"
+        props["advertised.listeners"] = ",".join(broker_listeners)
+        props["listener.security.protocol.map"] = ",".join(
+            f"{k}:{v}" for k, v in protocol_map.items()
+        )
         props["zookeeper.connect"] = inv.zookeeper_connect
         props["zookeeper.connection.timeout.ms"] = 18000
+    if secured and sec.secured:
+        tls = secured.config_dir_of(host)
+        props.update(
+            sec.server_properties(
+                kraft=inv.mode == "kraft",
+                node_names=[h.name for h in inv.hosts],
+                key_store=tls / KEY_STORE,
+                trust_store=tls / TRUST_STORE,
+            )
+        )
+        if not host.has("broker"):
+            props.pop("inter.broker.listener.name", None)
     props["log.dirs"] = str(host.data_dir)
     props["num.partitions"] = 1
     props["default.replication.factor"] = rf
@@ -219,6 +300,7 @@ def render_cluster(
     release: KafkaRelease,
     *,
     overrides: dict[str, str | int] | None = None,
+    secured: Secured | None = None,
 ) -> list[HostFiles]:
     """Render the files of every host.
 
@@ -230,6 +312,8 @@ def render_cluster(
         Kafka version; must support ``inv.mode``.
     overrides : dict, optional
         Extra ``server.properties`` entries for every node.
+    secured : Secured, optional
+        Security; its secrets and keys go into files marked secret (mode 0600).
 
     Returns
     -------
@@ -243,8 +327,15 @@ def render_cluster(
         header = f"{host.name}: rendered by alertbench for Kafka {release.version} ({inv.mode})"
         if host.has("broker") or host.has("controller"):
             hf.files["server.properties"] = format_properties(
-                server_properties(inv, host, release, overrides=overrides), header
+                server_properties(inv, host, release, overrides=overrides, secured=secured),
+                header,
             )
+            if secured and secured.security.secured:
+                hf.secret.add("server.properties")
+            if secured and host.name in secured.pairs:
+                hf.files[KEY_STORE] = secured.pairs[host.name].pem
+                hf.files[TRUST_STORE] = secured.ca_pem
+                hf.secret.add(KEY_STORE)
         if host.has("zookeeper"):
             hf.files["zoo.cfg"] = format_properties(zoo_cfg(inv, host), header)
             hf.files["myid"] = f"{hf.node_id}\n"
@@ -259,6 +350,7 @@ def write_rendered(
     out_dir: Path,
     *,
     cluster_id: str | None = None,
+    secured: Secured | None = None,
 ) -> list[Path]:
     """Write every host's files under ``out_dir/<host name>/`` plus ``cluster.json``.
 
@@ -272,25 +364,34 @@ def write_rendered(
         Destination folder (created).
     cluster_id : str, optional
         KRaft cluster id; a new one is made if not given.
+    secured : Secured, optional
+        Security; key stores and secrets are written with mode 0600. Their
+        paths in ``server.properties`` are where a deploy puts the config
+        (``<install_dir>/<host>/config``).
 
     Returns
     -------
     list of Path
         Every file written.
     """
+    from alertbench.procs import LocalTransport
+
     written = []
-    rendered = render_cluster(inv, release)
+    if secured is not None:
+        secured.config_dir_of = lambda h: h.install_dir / h.name / "config"
+    rendered = render_cluster(inv, release, secured=secured)
+    local = LocalTransport()
     for hf in rendered:
         folder = out_dir / hf.host.name
-        folder.mkdir(parents=True, exist_ok=True)
         for name, text in hf.files.items():
-            (folder / name).write_text(text)
+            local.write_text(folder / name, text, secret=name in hf.secret)
             written.append(folder / name)
     summary = {
         "mode": inv.mode,
         "kafka_version": release.version,
         "cluster_id": (cluster_id or new_cluster_id()) if inv.mode == "kraft" else None,
         "bootstrap_servers": inv.bootstrap_servers,
+        "security": secured.security.protocols if secured else ["plaintext"],
         "zookeeper_connect": inv.zookeeper_connect or None,
         "inventory": inv.source,
         "hosts": [
