@@ -190,3 +190,38 @@ def test_a_run_on_an_existing_kafka_leaves_it_running(
     prefix = f"ab-{run.name.lower()}-main-"
     assert f"{prefix}alerts" in {t.name for t in list_topics(single_kafka.bootstrap)}
     assert not (run / "work").exists()  # bulky data is removed unless --keep-data
+
+
+def test_a_secured_run_authenticates_every_client_and_leaks_no_secret(
+    tmp_path: Path, alerts_dir: Path, kafka4
+) -> None:
+    """The scenario's security: SASL_SSL for the simulator, broker and timing consumer."""
+    from alertbench.kafka.security import read_client_properties
+
+    scenario = load_scenario("smoke", visits=2, warmup_alerts=20, security="sasl_ssl")
+    run = run_bench(
+        load_settings(run_dir=tmp_path / "state", broker={"driver_memory": "1g"}),
+        scenario,
+        out=tmp_path / "results",
+        sources=[str(alerts_dir)],
+        keep_data=True,
+    )
+    results = json.loads((run / "results.json").read_text())
+    assert results["status"] == "passed", results["failures"]
+    assert results["config"]["kafka"]["security"] == "sasl_ssl"
+    assert results["config"]["kafka"]["user"] == "admin"
+    assert results["integrity"]["in_raw"] == 20 + 2 * 300
+    assert results["latency"]["distribution"]["count"] > 0
+    secrets_file = run / "work" / "kafka" / "security" / "admin.properties"
+    password = read_client_properties(secrets_file)["sasl.password"]
+    # Only the files meant to hold it do: the admin's properties and the nodes' own config.
+    holders = {
+        p.relative_to(run).as_posix()
+        for p in run.rglob("*")
+        if p.is_file() and password.encode() in p.read_bytes()
+    }
+    assert holders <= {
+        "work/kafka/security/admin.properties",
+        "work/kafka/node-1/config/server.properties",
+    }, holders
+    shutil.rmtree(run / "work", ignore_errors=True)

@@ -57,6 +57,13 @@ def run(
     keep_data: Annotated[
         bool, typer.Option(help="Keep Kafka's data and the broker's Parquet (work/).")
     ] = False,
+    security: Annotated[
+        str | None,
+        typer.Option(
+            help="Override the scenario's security of the embedded Kafka: plaintext, "
+            "sasl_plaintext, ssl or sasl_ssl."
+        ),
+    ] = None,
 ) -> None:
     """Stand up Kafka and the broker, drive the scenario's load, measure, report."""
     from alertbench.alerts.files import alert_sources
@@ -70,10 +77,28 @@ def run(
     inv = inventory_of(settings)
     if inv is not None:
         bootstrap_servers = bootstrap_servers or inv.bootstrap_servers or None
+    servers = None
+    if bootstrap_servers:
+        # An existing cluster: with the client config's credentials, if any.
+        from alertbench.kafka.local import connection
+
+        servers = connection(
+            settings.model_copy(
+                update={
+                    "kafka": settings.kafka.model_copy(
+                        update={"bootstrap_servers": bootstrap_servers}
+                    )
+                }
+            )
+        )
     configured = resolve_master(settings)
     # A local master is the scenario's to size (local[cores]).
     master = master or (None if configured.startswith("local") else configured)
-    chosen = load_scenario(scenario, visits=visits, alerts=count)
+    if security is not None:
+        from alertbench.kafka.security import check_protocol
+
+        security = check_protocol(security, "--security")
+    chosen = load_scenario(scenario, visits=visits, alerts=count, security=security)
     sources = alert_sources(alerts, settings.alerts)
     console.print(f"[bold]{chosen.name}[/]: {chosen.description}")
     console.print(sources.describe(), highlight=False)
@@ -82,7 +107,7 @@ def run(
         chosen,
         out=out,
         sources=sources.paths,
-        servers=bootstrap_servers,
+        servers=servers,
         master=master,
         keep_data=keep_data,
         say=lambda m: console.print(f"[dim]…[/] {m}"),

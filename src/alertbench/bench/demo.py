@@ -84,7 +84,7 @@ def run_demo(settings: Settings, files: list[Path], *, topic: str) -> DemoResult
     -------
     DemoResult
     """
-    servers = local.bootstrap_servers(settings)
+    servers = local.connection(settings)
     packets = [read_packet(f) for f in files]
     create_topic(servers, topic, partitions=1, exist_ok=True)
     report = produce(

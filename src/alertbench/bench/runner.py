@@ -34,6 +34,8 @@ from alertbench.config import Settings
 from alertbench.errors import AlertbenchError, ClusterError
 from alertbench.kafka.admin import create_topic, list_topics
 from alertbench.kafka.client import Watermarks, end_offsets
+from alertbench.kafka.credentials import admin_connection
+from alertbench.kafka.security import Connection, client_file
 from alertbench.procs import LocalTransport, ProcessRecord, stop_processes
 from alertbench.simulator.run import SimulationOptions, load_alerts, simulate
 from alertbench.simulator.schedule import Schedule
@@ -54,6 +56,7 @@ INHERITED_BROKER_SETTINGS = {
     "driver_host",
     "shuffle_partitions",
     "distribution_partitions",
+    "distribution_key",
     "distribution_retention_ms",
     "spark_version",
 }
@@ -81,7 +84,7 @@ class Bench:
     scenario: Scenario
     settings: Settings
     run: Path
-    servers: str
+    servers: Connection
     master: str | None
     alerts: list[Alert]
     report: ReadReport
@@ -164,7 +167,7 @@ def run_bench(
     *,
     out: Path,
     sources: list[str],
-    servers: str | None = None,
+    servers: str | Connection | None = None,
     master: str | None = None,
     keep_data: bool = False,
     say: Callable[[str], None] = lambda _m: None,
@@ -181,8 +184,9 @@ def run_bench(
         Folder that receives the run directory.
     sources : list of str
         Files or folders of real alerts (templates for clones).
-    servers : str, optional
-        An existing Kafka cluster; by default a single embedded node is started.
+    servers : str or Connection, optional
+        An existing Kafka cluster, with credentials; by default a single embedded
+        node is started, secured as the scenario says.
     master : str, optional
         An existing Spark master; by default ``local[N]`` with the scenario's cores.
     keep_data : bool
@@ -208,7 +212,13 @@ def run_bench(
             "run_dir": run / "work",
             "inventory": None,  # the embedded Kafka is one local node, whatever is deployed
             "kafka": settings.kafka.model_copy(
-                update={"nodes": 1, "base_port": 0, "bootstrap_servers": None}
+                update={
+                    "nodes": 1,
+                    "base_port": 0,
+                    "bootstrap_servers": None,
+                    "security": scenario.security,
+                    "listeners": [],
+                }
             ),
         }
     )
@@ -219,8 +229,9 @@ def run_bench(
         if embedded:
             say("starting an embedded single-node Kafka")
             up = local.up(kafka_settings)
-            servers = up.state.bootstrap_servers
-        bench = Bench(scenario, settings, run, servers, master, alerts, report, filters, t0, say)
+            servers = admin_connection(kafka_settings.kafka_state_dir, up.state.bootstrap_servers)
+        conn = Connection.of(servers)  # type: ignore[arg-type]
+        bench = Bench(scenario, settings, run, conn, master, alerts, report, filters, t0, say)
         bench.kafka_pids = [n.proc.pid for n in up.state.nodes if n.proc] if embedded else []
         outcomes = []
         for seg in segments_of(scenario):
@@ -262,7 +273,10 @@ def bench_info(bench: Bench, embedded: bool, settings: Settings) -> dict[str, An
         "config": {
             "kafka": {
                 "embedded": embedded,
-                "bootstrap_servers": bench.servers,
+                "bootstrap_servers": bench.servers.servers,
+                # The protocol and user, never a secret.
+                "security": bench.servers.protocol,
+                "user": bench.servers.props.get("sasl.username"),
                 "nodes": 1 if embedded else None,
                 "version": settings.kafka.version,
                 "heap": settings.kafka.heap,
@@ -499,7 +513,7 @@ def _start_broker(bench: Bench, seg: Segment, topic: str, dist: dict[str, str], 
     config = {
         "run_dir": str(seg_dir),
         "cache_dir": str(bench.settings.cache_dir),
-        "kafka": {"bootstrap_servers": bench.servers},
+        "kafka": {"bootstrap_servers": bench.servers.servers, **_client_file(bench)},
         "broker": {
             **inherited,
             "master": bench.master or f"local[{seg.cores}]",
@@ -563,7 +577,8 @@ def _start_timing(bench: Bench, seg: Segment, dist: dict[str, str], seg_dir: Pat
         "-m",
         "alertbench.bench.timing",
         "--servers",
-        bench.servers,
+        bench.servers.servers,
+        *[a for path in _client_file(bench).values() for a in ("--client-config", path)],
         "--topics",
         ",".join(dist),
         "--out",
@@ -575,6 +590,12 @@ def _start_timing(bench: Bench, seg: Segment, dist: dict[str, str], seg_dir: Pat
         argv, log=bench.work / "logs" / f"timing-{seg.tag}.log", cwd=seg_dir
     )
     bench.save_state()
+
+
+def _client_file(bench: Bench) -> dict[str, str]:
+    """``{"client_config": path}`` for a child that connects as the bench does, or nothing."""
+    path = client_file(bench.servers, bench.work / "client.properties")
+    return {"client_config": str(path)} if path else {}
 
 
 def _wait_exit(bench: Bench, name: str, timeout: float) -> None:

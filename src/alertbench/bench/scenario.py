@@ -84,6 +84,11 @@ class Scenario(BaseModel):
     )
     sweep: Sweep = Field(default_factory=Sweep)
     drain_timeout: float = Field(300.0, gt=0, description="Seconds to wait for the broker.")
+    security: Literal["plaintext", "sasl_plaintext", "ssl", "sasl_ssl"] = Field(
+        "plaintext",
+        description="Security of the embedded Kafka: every client (simulator, broker, timing) "
+        "then authenticates and, with ssl, encrypts.",
+    )
 
     @model_validator(mode="after")
     def _kind_needs(self) -> Scenario:

@@ -20,15 +20,16 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from alertbench.alerts.wire import ALERT_ID_HEADER, SENT_HEADER
+from alertbench.kafka.security import Connection, read_client_properties
 
 COLUMNS = ["topic", "alert_id", "sent_us", "arrival_us", "partition", "offset"]
 
 
-def read_arrivals(servers: str, topics: list[str], out: Path, targets: Path) -> int:
+def read_arrivals(servers: str | Connection, topics: list[str], out: Path, targets: Path) -> int:
     """Consume ``topics`` from the beginning until ``targets`` is reached; returns messages."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": servers,
+        Connection.of(servers).conf()
+        | {
             "group.id": f"alertbench-timing-{time.time_ns()}",
             "enable.auto.commit": False,
             # Small fetch waits: a message is timed when it can be read, not 500 ms later.
@@ -118,8 +119,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topics", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--targets", type=Path, required=True)
+    parser.add_argument("--client-config", type=Path, default=None)
     args = parser.parse_args(argv)
-    read_arrivals(args.servers, args.topics.split(","), args.out, args.targets)
+    props = read_client_properties(args.client_config) if args.client_config else {}
+    conn = Connection.build(args.servers, props)
+    read_arrivals(conn, args.topics.split(","), args.out, args.targets)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def run(
 ) -> None:
     """Run stream2raw, raw2science and distribute (together or apart) until stopped or idle."""
     from alertbench.broker.run import run_broker
-    from alertbench.kafka.local import bootstrap_servers as find_bootstrap
+    from alertbench.kafka.local import connection
 
     flags = ctx.find_root().obj if isinstance(ctx.find_root().obj, Flags) else Flags()
     broker = {
@@ -74,7 +74,7 @@ def run(
 
     result = run_broker(
         settings,
-        servers=find_bootstrap(settings),
+        servers=connection(settings),
         stages=[s.strip() for s in stages.split(",") if s.strip()],
         until_idle=until_idle,
         timeout=timeout,

@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from alertbench.alerts.schema import OCF_MAGIC, Schema
 from alertbench.alerts.wire import schema_source
 from alertbench.errors import ClusterError, ConfigError
+from alertbench.kafka.security import Connection, explain
 
 
 @dataclass
@@ -55,7 +56,7 @@ class DecodePlan:
     notes: list[str] = field(default_factory=list)
 
 
-def first_message(servers: str, topics: list[str], *, timeout: float) -> bytes:
+def first_message(servers: str | Connection, topics: list[str], *, timeout: float) -> bytes:
     """The earliest message of ``topics``, waiting up to ``timeout`` s for one to arrive.
 
     Raises
@@ -64,12 +65,9 @@ def first_message(servers: str, topics: list[str], *, timeout: float) -> bytes:
         If none arrives in time.
     """
     consumer = Consumer(
-        {
-            "bootstrap.servers": servers,
-            "group.id": "alertbench-probe",
-            "log_level": 0,
-            "enable.auto.commit": False,
-        }
+        Connection.of(servers).conf(
+            {"group.id": "alertbench-probe", "log_level": 0, "enable.auto.commit": False}
+        )
     )
     try:
         deadline = time.monotonic() + timeout
@@ -96,11 +94,15 @@ def first_message(servers: str, topics: list[str], *, timeout: float) -> bytes:
             if msg is not None and msg.error() is None and msg.value():
                 return msg.value()
             if msg is not None and msg.error() and msg.error().code() != KafkaError._PARTITION_EOF:
-                raise ClusterError(f"reading {topics} at {servers}: {msg.error().str()}")
+                raise ClusterError(
+                    f"reading {topics} at {Connection.of(servers).describe()}: "
+                    f"{explain(msg.error())}"
+                )
     finally:
         consumer.close()
     raise ClusterError(
-        f"no alert arrived on {', '.join(topics)} at {servers} within {timeout:.0f} s; the "
+        f"no alert arrived on {', '.join(topics)} at {Connection.of(servers).describe()} "
+        f"within {timeout:.0f} s; the "
         "ztf format learns the writer's schema from the first message."
     )
 
@@ -130,7 +132,7 @@ def ztf_plan(message: bytes) -> DecodePlan:
 def make_plan(
     fmt: str,
     *,
-    servers: str,
+    servers: str | Connection,
     topics: list[str],
     schema_file: str | None = None,
     registry: str | None = None,

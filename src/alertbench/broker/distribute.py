@@ -23,6 +23,7 @@ from typing import Any
 from alertbench.alerts.schema import Schema
 from alertbench.broker.flatten import alert_columns
 from alertbench.errors import ConfigError
+from alertbench.kafka.security import Connection
 
 # Kafka's own coordinates of the raw alert would clash with the sink's columns.
 NOT_DISTRIBUTED = {"topic", "partition", "offset"}
@@ -132,7 +133,9 @@ def key_column(columns: list[str]) -> str:
     return "objectId" if "objectId" in columns else columns[0]
 
 
-def create_topics(servers: str, filters: list[Filter], *, partitions: int, retention_ms: int):
+def create_topics(
+    servers: str | Connection, filters: list[Filter], *, partitions: int, retention_ms: int
+):
     """Create every filter's topic up front, with explicit partitions and retention."""
     from alertbench.kafka.admin import create_topic
 

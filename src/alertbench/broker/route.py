@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from alertbench.broker.distribute import Filter, key_column
 from alertbench.broker.science import ScienceModule
+from alertbench.kafka.security import Connection
 
 
 @dataclass
@@ -25,13 +26,17 @@ class Routing:
         SQL or Python filters, one topic each.
     tail : dict
         The Avro record schema of the broker's columns, as published.
-    servers : str
+    servers : str or Connection
         The Kafka cluster of the distribution topics.
+    schema_key : bytes or None
+        The published schema as JSON, put in every message's key as Fink does
+        (its client decodes the value with it); ``None``: the alert's id.
     """
 
     filters: list[Filter]
     tail: dict
-    servers: str
+    servers: str | Connection
+    schema_key: bytes | None = None
 
 
 _PREDICATES: list = []
@@ -111,10 +116,13 @@ def route(science, bodies, routing: Routing, encoder) -> list[tuple]:
     rows = science.take(pa.array(chosen, pa.int64()))
     chosen_bodies = bodies(chosen)
     tails = encoder.encode(rows.select(encoder.fields).to_pylist())
-    keys = [
-        None if k is None else str(k).encode()
-        for k in rows[key_column(rows.column_names)].to_pylist()
-    ]
+    if routing.schema_key is not None:
+        keys = [routing.schema_key] * len(chosen)
+    else:
+        keys = [
+            None if k is None else str(k).encode()
+            for k in rows[key_column(rows.column_names)].to_pylist()
+        ]
     id_col = alert_id_column(rows.column_names)
     ids = rows[id_col].to_pylist() if id_col else [None] * len(chosen)
     sent = (

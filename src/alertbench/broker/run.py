@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from alertbench.broker.source import KafkaInput
 from alertbench.broker.spark import build_session, resolve_master
 from alertbench.config import Settings
 from alertbench.errors import AlertbenchError, ConfigError
+from alertbench.kafka.security import Connection
 
 STAGES = ("stream2raw", "raw2science", "distribute")
 DEFAULT_FILTERS = {
@@ -54,7 +56,7 @@ def broker_output(settings: Settings) -> Path:
 def run_broker(
     settings: Settings,
     *,
-    servers: str,
+    servers: str | Connection,
     stages: list[str] | None = None,
     until_idle: float | None = None,
     timeout: float | None = None,
@@ -69,8 +71,8 @@ def run_broker(
     ----------
     settings : Settings
         ``broker`` section: format, topics, modules, filters, trigger, master.
-    servers : str
-        Kafka bootstrap servers (input and distribution).
+    servers : str or Connection
+        The Kafka cluster (input and distribution), with the broker's credentials.
     stages : list of str, optional
         Some of stream2raw, raw2science, distribute; all by default.
     until_idle : float, optional
@@ -142,7 +144,12 @@ def run_broker(
         result.stages = ["fused"]
     try:
         published, tail = distribute.distribution_schema(spark, science, plan.schema)
-        routing = Routing(filters, tail, servers)
+        schema_key = (
+            json.dumps(published, separators=(",", ":")).encode()
+            if b.distribution_key == "schema"
+            else None
+        )
+        routing = Routing(filters, tail, servers, schema_key)
         distributes = fused or "distribute" in stages
         check_predicates(raw, science, cuts, filters if distributes else [])
         if distributes:

@@ -18,6 +18,7 @@ from typing import Any
 import fastavro
 
 from alertbench.alerts.wire import ALERT_ID_HEADER, SENT_HEADER
+from alertbench.kafka.security import Connection
 
 # The producer settings of Spark's Kafka writer before: 75 KB alerts, batched.
 PRODUCER_CONFIG = {
@@ -96,13 +97,14 @@ def alert_bodies(table, schema) -> list[bytes]:
     return out
 
 
-def producer(servers: str):
+def producer(servers: str | Connection):
     """One producer per Kafka cluster per Python worker (Spark reuses its workers)."""
     from confluent_kafka import Producer
 
-    found = _PRODUCERS.get(servers)
+    key = Connection.of(servers)
+    found = _PRODUCERS.get(key)
     if found is None:
-        found = _PRODUCERS[servers] = Producer({"bootstrap.servers": servers, **PRODUCER_CONFIG})
+        found = _PRODUCERS[key] = Producer(key.conf(PRODUCER_CONFIG))
     return found
 
 
@@ -123,11 +125,11 @@ class Sender:
 
     Parameters
     ----------
-    servers : str
+    servers : str or Connection
         The Kafka cluster of the distribution topics.
     """
 
-    def __init__(self, servers: str) -> None:
+    def __init__(self, servers: str | Connection) -> None:
         self.producer = producer(servers)
         self.count = 0
         self.failures: list[str] = []
@@ -168,7 +170,7 @@ class Sender:
         return self.count
 
 
-def send(servers: str, messages: Iterable[tuple[str, bytes, bytes, list]]) -> int:
+def send(servers: str | Connection, messages: Iterable[tuple[str, bytes, bytes, list]]) -> int:
     """Produce ``(topic, key, value, headers)`` messages and wait until all are acknowledged.
 
     Raises

@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from alertbench.broker.records import HEADERS, KafkaRecords
+from alertbench.kafka.security import Connection
 
 #: The rows a task returns: one per alert read.
 ROWS_SCHEMA = "topic string, partition int, offset long, staging string"
@@ -50,10 +51,10 @@ def batch_key(start: dict, end: dict) -> str:
     return hashlib.sha256(json.dumps([start, end], sort_keys=True).encode()).hexdigest()[:20]
 
 
-def consumer_config(servers: str, group: str = "alertbench-ranges") -> dict[str, Any]:
+def consumer_config(servers: str | Connection, group: str = "alertbench-ranges") -> dict[str, Any]:
     """confluent-kafka settings for reading offset ranges (assigned, never committed)."""
     return {
-        "bootstrap.servers": servers,
+        **Connection.of(servers).conf(),
         "group.id": group,
         "enable.auto.commit": False,
         "enable.partition.eof": True,
@@ -74,7 +75,7 @@ def consumer_config(servers: str, group: str = "alertbench-ranges") -> dict[str,
     }
 
 
-def _consumer(servers: str):
+def _consumer(servers: str | Connection):
     """One consumer per Kafka cluster per Python worker (Spark reuses its workers).
 
     A new consumer costs a connection and a metadata round trip in every
@@ -82,13 +83,16 @@ def _consumer(servers: str):
     """
     from confluent_kafka import Consumer
 
-    found = _CONSUMERS.get(servers)
+    key = Connection.of(servers)
+    found = _CONSUMERS.get(key)
     if found is None:
-        found = _CONSUMERS[servers] = Consumer(consumer_config(servers))
+        found = _CONSUMERS[key] = Consumer(consumer_config(key))
     return found
 
 
-def read_range(servers: str, r: OffsetRange, chunk: int = 1000) -> Iterator[KafkaRecords]:
+def read_range(
+    servers: str | Connection, r: OffsetRange, chunk: int = 1000
+) -> Iterator[KafkaRecords]:
     """The records of ``r``, in batches of at most ``chunk``.
 
     Coordinates ``topic, partition, offset, timestamp, headers`` as Arrow,
@@ -173,7 +177,7 @@ class OffsetPlanner:
 
     def __init__(
         self,
-        servers: str,
+        servers: str | Connection,
         topics: list[str],
         *,
         min_offsets: int | None = None,
@@ -297,11 +301,13 @@ def kafka_alert_source(work: Callable[[OffsetRange, Iterator[KafkaRecords]], Non
 
     class Reader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         def __init__(self, options) -> None:
-            self.servers = options["servers"]
+            self.servers = Connection.build(
+                options["servers"], json.loads(options.get("client") or "{}")
+            )
             self.chunk = int(options.get("chunk") or 1000)
             self.slots = int(options.get("tasks") or 0) or 1_000_000
             self.planner = OffsetPlanner(
-                options["servers"],
+                self.servers,
                 json.loads(options["topics"]),
                 min_offsets=int(options.get("min_offsets") or 0) or None,
                 max_offsets=int(options.get("max_offsets") or 0) or None,
@@ -541,7 +547,7 @@ class KafkaInput:
         Read what the topics hold at the start, then stop (benchmarks).
     """
 
-    servers: str
+    servers: str | Connection
     topics: list[str]
     out: Path
     trigger: str = "1 second"
@@ -594,7 +600,9 @@ def start_kafka_tasks_query(
     spark.dataSource.register(source)
     reader = (
         spark.readStream.format(f"alertbench_kafka_{name}")
-        .option("servers", q.servers)
+        .option("servers", Connection.of(q.servers).servers)
+        # Spark redacts option values that mention a password in its plans and logs.
+        .option("client", json.dumps(Connection.of(q.servers).props))
         .option("topics", json.dumps(q.topics))
         .option("min_offsets", str(q.min_offsets or 0))
         .option("max_offsets", str(q.max_offsets or 0))

@@ -16,9 +16,10 @@ from pathlib import Path
 from alertbench.broker.decode import DecodePlan
 from alertbench.broker.sink import BatchSink
 from alertbench.broker.source import KafkaInput
+from alertbench.kafka.security import Connection
 
 
-def _consumer_options(servers: str, check_crcs: bool) -> dict[str, str]:
+def _consumer_options(servers: str | Connection, check_crcs: bool) -> dict[str, str]:
     """Options of Spark's Kafka reader, streaming or batch.
 
     ``check_crcs`` lets the consumer verify each record batch's CRC32C. Off
@@ -27,7 +28,8 @@ def _consumer_options(servers: str, check_crcs: bool) -> dict[str, str]:
     corrupted alert fails to decode and is quarantined anyway.
     """
     return {
-        "kafka.bootstrap.servers": servers,
+        # Servers and security, in the Java client's names.
+        **Connection.of(servers).java_options(),
         "includeHeaders": "true",
         # Test clusters come and go; a missing offset must not kill the stream.
         "failOnDataLoss": "false",
@@ -77,7 +79,7 @@ def limit_options(
 
 def kafka_source(
     spark,
-    servers: str,
+    servers: str | Connection,
     topics: list[str],
     *,
     max_offsets: int | None = None,

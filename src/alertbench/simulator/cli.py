@@ -15,6 +15,7 @@ from rich.table import Table
 from alertbench.alerts.files import alert_sources
 from alertbench.config import Flags
 from alertbench.errors import ConfigError
+from alertbench.kafka.security import Connection
 from alertbench.simulator.run import SimulationOptions, load_alerts, simulate
 from alertbench.simulator.schedule import Schedule
 
@@ -88,7 +89,7 @@ def simulate_command(
     ] = None,
 ) -> None:
     """Stream alerts into Kafka: survey visits, a rate, real-time replay or flat out."""
-    from alertbench.kafka.local import bootstrap_servers
+    from alertbench.kafka.local import connection
 
     flags = ctx.find_root().obj if isinstance(ctx.find_root().obj, Flags) else Flags()
     settings = flags.settings(kafka={"bootstrap_servers": servers})
@@ -115,7 +116,7 @@ def simulate_command(
     if sources.sample:
         console.print(sources.describe(), highlight=False)
     opts = SimulationOptions(
-        servers=bootstrap_servers(settings),
+        servers=connection(settings),
         topic=topic_option or topic,
         sources=sources.paths,
         wire=wire,
@@ -146,7 +147,8 @@ def simulate_command(
         console.print(f"[yellow]skipped[/] {path}: {why}")
     if len(report.problems) > 10:
         console.print(f"[yellow]… and {len(report.problems) - 10} more skipped files[/]")
-    console.print(f"sending to {opts.servers} topic {opts.topic!r}: {schedule.describe()}")
+    where = Connection.of(opts.servers).describe()
+    console.print(f"sending to {where} topic {opts.topic!r}: {schedule.describe()}")
 
     with Progress(
         TextColumn("[bold]{task.description}"),

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, Producer
 
 from alertbench.alerts.wire import SENT_HEADER, VISIT_HEADER
+from alertbench.kafka.security import Connection
 from alertbench.simulator.schedule import Schedule
 from alertbench.simulator.source import Message
 
@@ -28,7 +29,11 @@ class Source(Protocol):
 
 
 def producer_config(
-    bootstrap_servers: str, *, acks: str, compression: str, extra: dict[str, Any] | None = None
+    bootstrap_servers: str | Connection,
+    *,
+    acks: str,
+    compression: str,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Producer settings (librdkafka) for 50-150 KB alerts.
 
@@ -36,7 +41,7 @@ def producer_config(
     idempotence makes retries after a broker failure exactly-once per partition.
     """
     conf: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers,
+        **Connection.of(bootstrap_servers).conf(),
         "acks": acks,
         "enable.idempotence": acks in ("all", "-1"),
         "compression.type": compression,

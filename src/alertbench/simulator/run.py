@@ -19,6 +19,7 @@ from alertbench.alerts.schema import Schema
 from alertbench.alerts.wire import make_format
 from alertbench.errors import ClusterError, ConfigError
 from alertbench.kafka.admin import create_topic, describe_cluster, list_topics
+from alertbench.kafka.security import Connection
 from alertbench.simulator.producer import Plan, producer_config, run_producer
 from alertbench.simulator.schedule import Schedule
 from alertbench.simulator.source import ReplaySource, SynthSource
@@ -31,7 +32,7 @@ class SimulationOptions:
     Attributes mirror the command's flags; see ``alertbench simulate --help``.
     """
 
-    servers: str
+    servers: str | Connection
     topic: str = "ztf-stream"
     sources: list[str] = field(default_factory=list)
     wire: str = "ztf"
@@ -112,7 +113,7 @@ def stream_length(opts: SimulationOptions, available: int) -> int:
     return wanted
 
 
-def check_kafka(servers: str) -> None:
+def check_kafka(servers: str | Connection) -> None:
     """Fail before anything is sent if Kafka does not answer.
 
     Raises
@@ -123,7 +124,8 @@ def check_kafka(servers: str) -> None:
         describe_cluster(servers, timeout=10)
     except ClusterError as exc:
         raise ClusterError(
-            f"cannot reach Kafka at {servers}; nothing was sent. Start it (`alertbench kafka up`) "
+            f"cannot reach Kafka at {Connection.of(servers).describe()}; nothing was sent. Start "
+            "it (`alertbench kafka up`) "
             f"or fix the servers. ({exc})"
         ) from None
 
@@ -331,7 +333,7 @@ def summarise(
     samples = [s for r in results for s in r["failure_samples"]][:10]
     return {
         "topic": opts.topic,
-        "servers": opts.servers,
+        "servers": Connection.of(opts.servers).servers,
         "format": opts.wire,
         "schedule": {
             "mode": opts.schedule.mode,
