@@ -190,6 +190,22 @@ def test_kafka_commands_use_the_admin_found_in_the_run_dir(cli, tmp_path):
         )  # fmt: skip
         assert refused.returncode == 1
         assert "No ACL grants this user that" in refused.stderr.replace("\n", " ")
+        # A plain `up` confirms the secured cluster; status and the demo use the admin.
+        again = cli("kafka", "up", run_dir=run)
+        assert again.returncode == 0, again.stderr
+        assert "already running" in again.stdout
+        status = cli("kafka", "status", run_dir=run)
+        assert status.returncode == 0, status.stderr
+        assert "(SASL_SSL)" in status.stdout
+        assert "fink_x" in status.stdout
+        demo = cli("demo", "--count", "20", run_dir=run)
+        assert demo.returncode == 0, demo.stderr
+        said = " ".join(demo.stdout.split())
+        assert "20 real alerts through Kafka topic 'alertbench-demo'" in said
+        assert "every message read back equals its alert file, byte for byte" in said
+        asked_other = cli("kafka", "up", "--security", "ssl", run_dir=run)
+        assert asked_other.returncode == 1
+        assert "you asked for ssl" in " ".join(asked_other.stderr.split())
         users = cli("kafka", "user", "list", run_dir=run)
         assert "alice" in users.stdout
         assert "READ topic fink_*" in users.stdout

@@ -43,7 +43,8 @@ FIELDS: dict[str, str] = {
     "scenario.name": "Scenario name.",
     "scenario.description": "What the scenario models.",
     "scenario.kind": "stream, max-throughput or scaling.",
-    "config.kafka": "Kafka: version, nodes, bootstrap servers, embedded or external.",
+    "config.kafka": "Kafka: version, nodes, bootstrap servers, embedded or external, "
+    "security protocol and user (never a secret).",
     "config.broker": "Broker: master, mode (fused or staged), trigger, filters, cuts, modules.",
     "config.simulator": "Simulator: schedule, alerts, visits, producers, partitions, wire.",
     "machine.cores": "Logical cores of the machine that ran the benchmark.",

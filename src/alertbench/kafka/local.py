@@ -166,7 +166,12 @@ def _up(
     if state is not None:
         same = state.mode == mode and state.kafka_version == version and state.layout == layout
         asked = node_security(settings, inv).protocols
-        if same and list(state.listeners) != asked:
+        # A plain `up` confirms the recorded cluster, secured or not; only a
+        # security asked for (flag, config, inventory) must match it.
+        explicit = bool({"security", "listeners"} & settings.kafka.model_fields_set) or bool(
+            inv and (inv.security or inv.listeners is not None)
+        )
+        if same and explicit and list(state.listeners) != asked:
             raise ClusterError(
                 f"{cluster.state_file} records a cluster with listener(s) "
                 f"{', '.join(state.listeners)}; you asked for {', '.join(asked)}. Run "
