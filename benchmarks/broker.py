@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import shutil
 import tempfile
 import time
@@ -41,7 +40,6 @@ import fastavro
 import pyarrow.parquet as pq
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from alertbench.alerts.files import find_alert_files
 from alertbench.alerts.reader import AlertReader
 from alertbench.broker import stream2raw
 from alertbench.broker.decode import make_plan
@@ -55,7 +53,7 @@ from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
 from jvm_path import KAFKA_SCHEMA, decoded, flatten
 from jvm_path import write_raw_batch as write_raw_batch_jvm
-from output import machine, write_result
+from output import machine, real_alerts, write_result
 
 
 def _fink_worker(servers: str, topic: str, partition: int, out: str, batch: int) -> None:
@@ -208,10 +206,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="runs per contender; the best counts")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    sources = os.environ.get("ALERTBENCH_ALERTS")
-    if not sources:
-        raise SystemExit("set ALERTBENCH_ALERTS to a folder of real ZTF alerts")
-    alerts = AlertReader().read(find_alert_files([sources]))
+    alerts = real_alerts()
 
     work = Path(tempfile.mkdtemp(prefix="alertbench-broker-bench-"))
     settings = load_settings(

@@ -16,23 +16,18 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-from alertbench.alerts.files import find_alert_files
-from alertbench.alerts.reader import AlertReader
 from alertbench.broker.run import run_broker
 from alertbench.config import load_settings
 from alertbench.kafka import local
 from alertbench.kafka.admin import create_topic
 from alertbench.kafka.client import consume
-from fused_batch import batches, send
-from output import machine, write_result
+from fused_batch import batches, feeding
+from output import machine, real_alerts, write_result
 
 
 def topic_bytes(data_dirs: list[Path], topic: str) -> int:
@@ -60,22 +55,8 @@ def measure(servers, work: Path, alerts, key: str, visit: int, round_: int, data
         },
     )
     progress = work / topic / "broker" / "progress.jsonl"
-
-    def sender() -> None:
-        for k in range(2):
-            send(servers, topic, alerts, visit, first_clone=(round_ * 10 + k + 1) * 100_000)
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                done = progress.exists() and sum(b["rows"] for b in batches(progress))
-                if done and done >= (k + 1) * visit:
-                    break
-                time.sleep(0.2)
-            time.sleep(2)
-
-    thread = threading.Thread(target=sender, daemon=True)
-    thread.start()
-    result = run_broker(settings, servers=servers, fused=True, until_idle=45, timeout=900)
-    thread.join()
+    with feeding(servers, topic, alerts, visit, 2, progress, first_clone=round_ * 1_000_000):
+        result = run_broker(settings, servers=servers, fused=True, until_idle=45, timeout=900)
     found = batches(result.out / "progress.jsonl")
     sample = consume(servers, out_topic, count=50)
     return {
@@ -94,10 +75,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    sources = os.environ.get("ALERTBENCH_ALERTS")
-    if not sources:
-        raise SystemExit("set ALERTBENCH_ALERTS to a folder of real ZTF alerts")
-    alerts = AlertReader().read(find_alert_files([sources]))
+    alerts = real_alerts()
     work = Path(tempfile.mkdtemp(prefix="alertbench-key-bench-"))
     settings = load_settings(run_dir=work, kafka={"base_port": 0, "heap": "1g"})
     state = local.up(settings).state

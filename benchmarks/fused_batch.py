@@ -18,15 +18,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from alertbench.alerts.files import find_alert_files
 from alertbench.alerts.reader import AlertReader
 from alertbench.broker.run import run_broker
 from alertbench.config import load_settings
@@ -34,7 +34,7 @@ from alertbench.kafka import local
 from alertbench.kafka.admin import create_topic
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
-from output import machine, write_result
+from output import machine, real_alerts, write_result
 
 
 def send(servers: str, topic: str, alerts, count: int, first_clone: int) -> None:
@@ -52,6 +52,34 @@ def send(servers: str, topic: str, alerts, count: int, first_clone: int) -> None
         alerts=alerts,
         report=AlertReader().report,
     )
+
+
+@contextlib.contextmanager
+def feeding(
+    servers, topic: str, alerts, size: int, repeats: int, progress: Path, first_clone: int = 0
+) -> Iterator[None]:
+    """Send ``repeats`` loads of ``size`` alerts in the background while the broker runs.
+
+    One batch at a time: the next load is sent once the broker has read the last.
+    """
+
+    def sender() -> None:
+        for k in range(repeats):
+            send(servers, topic, alerts, size, first_clone=first_clone + (k + 1) * 100_000)
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                done = progress.exists() and sum(b["rows"] for b in batches(progress))
+                if done and done >= (k + 1) * size:
+                    break
+                time.sleep(0.2)
+            time.sleep(2)
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
 
 
 def batches(progress: Path) -> list[dict]:
@@ -103,24 +131,9 @@ def measure(servers: str, work: Path, alerts, variant: str, small: int, visit: i
             },
         )
         progress = work / variant / name / "broker" / "progress.jsonl"
-
-        def sender(t=topic, s=size, r=repeats, progress=progress) -> None:
-            # One batch at a time: the next load is sent once the broker has read the last.
-            for k in range(r):
-                send(servers, t, alerts, s, first_clone=(k + 1) * 100_000)
-                deadline = time.monotonic() + 300
-                while time.monotonic() < deadline:
-                    done = progress.exists() and sum(b["rows"] for b in batches(progress))
-                    if done and done >= (k + 1) * s:
-                        break
-                    time.sleep(0.2)
-                time.sleep(2)
-
-        thread = threading.Thread(target=sender, daemon=True)
-        thread.start()
-        # Idle for longer than a batch may wait for its minimum (max_trigger_delay_s).
-        result = run_broker(settings, servers=servers, fused=True, until_idle=45, timeout=900)
-        thread.join()
+        with feeding(servers, topic, alerts, size, repeats, progress):
+            # Idle for longer than a batch may wait for its minimum (max_trigger_delay_s).
+            result = run_broker(settings, servers=servers, fused=True, until_idle=45, timeout=900)
         found = batches(result.out / "progress.jsonl")
         out[name] = {
             "first": found[0] if found else None,
@@ -138,10 +151,7 @@ def main() -> None:
     parser.add_argument("--variants", default="spark,tasks")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    sources = os.environ.get("ALERTBENCH_ALERTS")
-    if not sources:
-        raise SystemExit("set ALERTBENCH_ALERTS to a folder of real ZTF alerts")
-    alerts = AlertReader().read(find_alert_files([sources]))
+    alerts = real_alerts()
     work = Path(tempfile.mkdtemp(prefix="alertbench-fused-bench-"))
     settings = load_settings(run_dir=work, kafka={"base_port": 0, "heap": "1g"})
     servers = local.up(settings).state.bootstrap_servers

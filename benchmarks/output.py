@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
 from typing import Any
 
+from alertbench.alerts.files import find_alert_files
+from alertbench.alerts.reader import Alert, AlertReader
 from alertbench.bench.runner import machine as bench_machine
 
 
@@ -23,3 +26,16 @@ def write_result(out: Path, name: str, result: dict[str, Any]) -> Path:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def alert_files() -> list[Path]:
+    """The alert files of ``ALERTBENCH_ALERTS``; exits with what to set if it is not."""
+    sources = os.environ.get("ALERTBENCH_ALERTS")
+    if not sources:
+        raise SystemExit("set ALERTBENCH_ALERTS to a folder of real ZTF alerts")
+    return find_alert_files([sources])
+
+
+def real_alerts() -> list[Alert]:
+    """The alerts of ``ALERTBENCH_ALERTS``, read."""
+    return AlertReader().read(alert_files())

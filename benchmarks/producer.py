@@ -20,14 +20,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from alertbench.alerts.files import find_alert_files
 from alertbench.alerts.reader import AlertReader
 from alertbench.config import load_settings
 from alertbench.java import find_java
@@ -36,7 +34,7 @@ from alertbench.kafka.admin import create_topic
 from alertbench.kafka.fetch import resolve_kafka
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
-from output import machine, write_result
+from output import alert_files, machine, write_result
 
 JAVA_LINE = re.compile(
     r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency"
@@ -91,10 +89,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
 
-    alerts_env = os.environ.get("ALERTBENCH_ALERTS")
-    if not alerts_env:
-        raise SystemExit("set ALERTBENCH_ALERTS to a folder of real ZTF alerts")
-    files = find_alert_files([alerts_env])
+    files = alert_files()
     alerts = AlertReader().read(files)
     mean_size = round(sum(len(a.schema.container(a.body)) for a in alerts) / len(alerts))
 

@@ -107,9 +107,8 @@ def config(
     A secured cluster also gets its CA, host key stores (mode 0600) and the admin's client
     properties under OUT/security/.
     """
-    from alertbench.kafka import credentials
     from alertbench.kafka.inventory import load_inventory
-    from alertbench.kafka.local import kafka_version_for, node_security
+    from alertbench.kafka.local import kafka_version_for, node_security, prepare_security
     from alertbench.kafka.release import parse_release
     from alertbench.kafka.render import write_rendered
     from alertbench.kafka.security import check_protocol
@@ -122,15 +121,7 @@ def config(
     inv = load_inventory(inventory, mode=_mode(mode))  # type: ignore[arg-type]
     release = parse_release(kafka_version_for(settings, inv.mode, version))
     sec = node_security(settings, inv)
-    secured = None
-    if sec.secured:
-        secured = credentials.prepare(
-            sec,
-            inv,
-            out,
-            ca_cert=settings.kafka.tls_ca_cert,
-            ca_key=settings.kafka.tls_ca_key,
-        )
+    secured = prepare_security(settings, sec, inv, out) if sec.secured else None
     written = write_rendered(inv, release, out, secured=secured)
     table = Table(title=f"{inv.mode} cluster, Kafka {release.version}: {len(inv.hosts)} hosts")
     for col in ("host", "address", "id", "roles", "files"):

@@ -20,7 +20,7 @@ from alertbench.kafka.cluster import (
 )
 from alertbench.kafka.fetch import resolve_kafka
 from alertbench.kafka.inventory import MODE_ROLES, Inventory, Mode, load_inventory
-from alertbench.kafka.render import listener_port
+from alertbench.kafka.render import Secured, listener_port
 from alertbench.kafka.security import Connection, NodeSecurity, read_client_properties
 
 
@@ -215,13 +215,7 @@ def _up(
     install = resolve_kafka(settings, version)
     sec = node_security(settings, inv)
     if remote and inv is not None:
-        secured = credentials.prepare(
-            sec,
-            inv,
-            cluster.state_dir,
-            ca_cert=settings.kafka.tls_ca_cert,
-            ca_key=settings.kafka.tls_ca_key,
-        )
+        secured = prepare_security(settings, sec, inv, cluster.state_dir)
         state, info, reports = deploy.deploy(
             cluster,
             inv,
@@ -240,13 +234,7 @@ def _up(
         listeners=sec.protocols[1:],
     )
     # Checked and made before anything starts: a bad certificate leaves nothing running.
-    secured = credentials.prepare(
-        sec,
-        inv,
-        cluster.state_dir,
-        ca_cert=settings.kafka.tls_ca_cert,
-        ca_key=settings.kafka.tls_ca_key,
-    )
+    secured = prepare_security(settings, sec, inv, cluster.state_dir)
     state = cluster.plan(inv, install, local=True, secured=secured)
     cluster.save_state(state)
     info = cluster.start(state, timeout=settings.kafka.start_timeout, progress=progress)
@@ -269,6 +257,15 @@ def node_security(settings: Settings, inv: Inventory | None) -> NodeSecurity:
         for proto in sec.protocols:
             listener_port(host, proto, sec.protocol)  # names a host without a port
     return sec
+
+
+def prepare_security(
+    settings: Settings, sec: NodeSecurity, inv: Inventory, folder: Path
+) -> Secured:
+    """The keys and secrets of a new cluster, from the configured CA if any (see credentials)."""
+    return credentials.prepare(
+        sec, inv, folder, ca_cert=settings.kafka.tls_ca_cert, ca_key=settings.kafka.tls_ca_key
+    )
 
 
 def down(settings: Settings, *, purge: bool = False) -> tuple[ClusterState | None, list[str]]:
