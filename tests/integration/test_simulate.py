@@ -20,7 +20,7 @@ from alertbench.alerts.wire import make_format
 from alertbench.errors import ClusterError, ConfigError
 from alertbench.kafka.admin import create_topic
 from alertbench.kafka.client import end_offsets
-from alertbench.simulator.producer import SENT_HEADER, VISIT_HEADER
+from alertbench.simulator.producer import ALERT_ID_HEADER, SENT_HEADER, VISIT_HEADER
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
 from alertbench.simulator.source import in_observation_order
@@ -78,6 +78,8 @@ def test_each_format_round_trips_real_alerts(single_kafka, ztf_sample, tmp_path,
         assert before <= h[SENT_HEADER] / 1e6 <= after
         assert m.timestamp()[1] == h[SENT_HEADER] // 1000
         assert h[VISIT_HEADER] == 0
+        # The alert's id, for matching any broker's output to this send.
+        assert h[ALERT_ID_HEADER] == record["candid"]
         seen.add(record["candid"])
     assert seen == set(by_candid)
     if wire == "confluent":

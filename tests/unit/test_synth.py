@@ -164,7 +164,7 @@ def test_ztf_clone_ids_are_unique_and_new(
     ztf_templates: Templates,
     ztf_records: dict[int, dict[str, Any]],
 ) -> None:
-    ids = [_ztf_ids(body) for body, _ in ztf_clones]
+    ids = [_ztf_ids(body) for body, *_ in ztf_clones]
     object_ids = [o for o, _ in ids]
     candids = [c for _, c in ids]
     assert len(set(object_ids)) == N_CLONES
@@ -188,7 +188,7 @@ def test_rubin_clone_ids_are_unique_and_new(
     rubin_records: dict[int, dict[str, Any]],
 ) -> None:
     # diaSourceId is the first field of lsst.v9_0.alert.
-    ids = [_varint(body, 0)[0] for body, _ in rubin_clones]
+    ids = [_varint(body, 0)[0] for body, *_ in rubin_clones]
     assert len(set(ids)) == N_CLONES
     real = {r["diaSourceId"] for _, r in rubin_templates}
     assert real.isdisjoint(ids)
@@ -354,7 +354,7 @@ def test_ztf_clone_key_is_its_object_id(
     ztf_cloner: Cloner,
     ztf_records: dict[int, dict[str, Any]],
 ) -> None:
-    for g, (body, key) in enumerate(ztf_clones):
+    for g, (body, key, _id) in enumerate(ztf_clones):
         assert key == _ztf_ids(body)[0], g
     assert ztf_clones[0][1] == "ZTF26aaaaaaa"
     assert ztf_clones[27][1] == "ZTF26aaaaabb"
@@ -367,7 +367,7 @@ def test_rubin_clone_key_is_its_object_id(
 ) -> None:
     with_object = 0
     for g in SPREAD:
-        body, key = rubin_clones[g]
+        body, key, _id = rubin_clones[g]
         record = rubin_cloner.template_of(g).schema.decode(body)
         assert key == alert_key(record), g
         if record["diaObject"] is not None:
@@ -445,3 +445,18 @@ def test_every_rubin_version_can_be_cloned(shared_data: Path) -> None:
             time = "midpointMjdTai" if "midpointMjdTai" in source else "midPointTai"
             assert 0.0 <= source[time] - template["diaSource"][time] <= 1.0
         assert len(ids) == 4, path.name
+
+
+@pytest.mark.parametrize("which", ["ztf", "rubin", "simulated"])
+def test_a_clone_names_its_own_alert_id(which, request) -> None:
+    from alertbench.alerts.ids import alert_id
+
+    cloner = request.getfixturevalue(f"{which}_cloner")
+    records = request.getfixturevalue(f"{which}_records")
+    seen = set()
+    for g in SPREAD[:60]:
+        clone = cloner.clone(g)
+        assert clone.alert_id is not None
+        assert clone.alert_id == alert_id(records[g])
+        seen.add(clone.alert_id)
+    assert len(seen) == 60

@@ -23,7 +23,7 @@ import string
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from alertbench.alerts.reader import alert_key
 from alertbench.alerts.schema import Schema, zigzag
@@ -143,6 +143,18 @@ def _encoded(kind: str, value: Any) -> bytes:
     return zigzag(len(data)) + data
 
 
+# Where alerts.ids.alert_id looks for an alert's id, in its order.
+ID_PATHS = (("candid",), ("diaSourceId",), ("diaSource", "diaSourceId"), ("alertId",))
+
+
+class Clone(NamedTuple):
+    """One clone: its encoded body, object id (Kafka key) and alert id."""
+
+    body: bytes
+    key: str
+    alert_id: str | None
+
+
 class Template:
     """One real alert prepared for cloning.
 
@@ -237,8 +249,8 @@ class Template:
         """The encoded body of clone ``g``."""
         return self.clone(g, seed)[0]
 
-    def clone(self, g: int, seed: int) -> tuple[bytes, str]:
-        """The encoded body of clone ``g`` and its object id (its natural Kafka key)."""
+    def clone(self, g: int, seed: int) -> Clone:
+        """Clone ``g``: its encoded body, object id (its natural Kafka key) and alert id."""
         values = self.clone_values(g, seed)
         key = next(
             (str(v) for slot, v in zip(self.slots, values, strict=True) if slot.role == "object"),
@@ -251,7 +263,10 @@ class Template:
             renewed = {str(_get(self.record, s.path)) for s in self.slots if s.role == "id"}
             if key in renewed:
                 key = str(values[0])
-        return self._body(values), key
+        ids = {s.path: v for s, v in zip(self.slots, values, strict=True) if s.role == "id"}
+        # The same choice as alerts.ids.alert_id makes on the clone's record.
+        ident = next((str(ids[p]) for p in ID_PATHS if p in ids), None)
+        return Clone(self._body(values), key, ident)
 
     def _body(self, values: list[Any]) -> bytes:
         if self.offsets is None:
@@ -304,8 +319,8 @@ class Cloner:
         """Encoded body of clone ``g``."""
         return self.template_of(g).body_of(g, self.seed)
 
-    def clone(self, g: int) -> tuple[bytes, str]:
-        """Encoded body of clone ``g`` and its object id."""
+    def clone(self, g: int) -> Clone:
+        """Clone ``g``: encoded body, object id and alert id."""
         return self.template_of(g).clone(g, self.seed)
 
     def record(self, g: int) -> dict[str, Any]:

@@ -23,7 +23,9 @@ FORMATS = ("ztf", "schemaless", "confluent")
 # Headers the simulator puts on every message and the broker and benchmarks read.
 SENT_HEADER = "alertbench.sent_us"  # send time, microseconds since the epoch
 VISIT_HEADER = "alertbench.visit"  # visit number
-ALERT_ID_HEADER = "alertbench.alert_id"  # a distributed alert's id (candid, diaSourceId...)
+ALERT_ID_HEADER = (
+    "alertbench.alert_id"  # the alert's id (candid, diaSourceId...), sent and distributed
+)
 
 
 class WireError(ValueError):

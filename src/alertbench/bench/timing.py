@@ -3,9 +3,15 @@
 It runs in a process of its own (``python -m alertbench.bench.timing``), so
 neither the simulator nor the bench's samplers share its interpreter, and
 records for every message the arrival time on this machine's clock with the
-alert id and send time that travel as headers. It stops when the bench
-writes the topics' final end offsets to ``--targets`` and it has read up to
-them (or on SIGTERM), then writes one CSV row per message.
+alert's id and send time. alertbench's broker carries both as headers. Any
+other broker is read by what it writes (``--id-format``, see
+:class:`~alertbench.alerts.ids.IdReader`): the id comes from the message, and
+the send time from the input topic (``--input-topic``), whose every message
+carries the simulator's send time and the alert's id as headers. An output
+message whose id was never sent keeps an empty send time, and one whose id
+cannot be read an empty id: both are counted, not dropped. It stops when the
+bench writes the topics' final end offsets to ``--targets`` and it has read
+up to them (or on SIGTERM), then writes one CSV row per message.
 """
 
 from __future__ import annotations
@@ -19,14 +25,45 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from alertbench.alerts.ids import OUTPUT_FORMATS, IdReader, IdReadError
 from alertbench.alerts.wire import ALERT_ID_HEADER, SENT_HEADER
 from alertbench.kafka.security import Connection, read_client_properties
 
 COLUMNS = ["topic", "alert_id", "sent_us", "arrival_us", "partition", "offset"]
 
 
-def read_arrivals(servers: str | Connection, topics: list[str], out: Path, targets: Path) -> int:
-    """Consume ``topics`` from the beginning until ``targets`` is reached; returns messages."""
+def read_arrivals(
+    servers: str | Connection,
+    topics: list[str],
+    out: Path,
+    targets: Path,
+    *,
+    reader: IdReader | None = None,
+    input_topic: str | None = None,
+) -> int:
+    """Consume ``topics`` from the beginning until ``targets`` is reached; returns messages.
+
+    Parameters
+    ----------
+    servers : str or Connection
+        The cluster.
+    topics : list of str
+        The broker's output topics.
+    out : Path
+        The CSV to write (``COLUMNS``).
+    targets : Path
+        JSON ``{topic: {partition: end offset}}`` the bench writes once the
+        load is in; reading stops there.
+    reader : IdReader, optional
+        How to read an id from an output message; alertbench's headers by default.
+    input_topic : str, optional
+        With ``reader``: the topic the simulator wrote, read for send times by id.
+    """
+    reader = reader or IdReader("header")
+    by_content = reader.fmt != "header"
+    if by_content and not input_topic:
+        raise ValueError("reading ids from the messages needs the input topic for send times")
+    sent_by_id: dict[str, int] = {}
     consumer = Consumer(
         Connection.of(servers).conf()
         | {
@@ -53,8 +90,9 @@ def read_arrivals(servers: str | Connection, topics: list[str], out: Path, targe
             now = time.monotonic()
             if now - checked > 0.5:
                 checked = now
-                if len(assigned) < len(topics):
-                    _assign_new(consumer, topics, assigned)
+                wanted = [*topics, *([input_topic] if by_content else [])]
+                if len(assigned) < len(wanted):
+                    _assign_new(consumer, wanted, assigned)
                 if goal is None and targets.exists():
                     goal = {
                         (t, int(p)): end
@@ -68,12 +106,21 @@ def read_arrivals(servers: str | Connection, topics: list[str], out: Path, targe
                     continue
                 arrival = time.time_ns() // 1000
                 headers = dict(msg.headers() or [])
+                if by_content and msg.topic() == input_topic:
+                    ident, sent = headers.get(ALERT_ID_HEADER), headers.get(SENT_HEADER, b"")
+                    if ident and sent.isdigit():
+                        sent_by_id[ident.decode()] = int(sent)
+                    continue
+                try:
+                    ident = reader.read(msg.key(), msg.value(), msg.headers())
+                except IdReadError:
+                    ident = ""
                 sent = headers.get(SENT_HEADER, b"") or b""
                 rows.append(
                     (
                         msg.topic(),
-                        (headers.get(ALERT_ID_HEADER) or b"").decode(),
-                        int(sent) if sent.isdigit() else "",
+                        ident,
+                        "" if by_content else (int(sent) if sent.isdigit() else ""),
                         arrival,
                         msg.partition(),
                         msg.offset(),
@@ -81,12 +128,19 @@ def read_arrivals(servers: str | Connection, topics: list[str], out: Path, targe
                 )
     finally:
         consumer.close()
+        if by_content:
+            rows = with_send_times(rows, sent_by_id)
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(COLUMNS)
             writer.writerows(rows)
     return len(rows)
+
+
+def with_send_times(rows: list[tuple], sent_by_id: dict[str, int]) -> list[tuple]:
+    """Arrival rows with each alert's send time, looked up by its id (empty if never sent)."""
+    return [(t, i, sent_by_id.get(i, "") if i else "", *rest) for t, i, _s, *rest in rows]
 
 
 def _assign_new(consumer: Consumer, topics: list[str], assigned: set[str]) -> None:
@@ -120,10 +174,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--targets", type=Path, required=True)
     parser.add_argument("--client-config", type=Path, default=None)
+    parser.add_argument("--id-format", default="header", choices=OUTPUT_FORMATS)
+    parser.add_argument("--id-field", default=None)
+    parser.add_argument("--schemas", type=Path, default=None)
+    parser.add_argument("--input-topic", default=None)
     args = parser.parse_args(argv)
     props = read_client_properties(args.client_config) if args.client_config else {}
     conn = Connection.build(args.servers, props)
-    read_arrivals(conn, args.topics.split(","), args.out, args.targets)
+    reader = IdReader(args.id_format, field=args.id_field, schemas=args.schemas)
+    read_arrivals(
+        conn,
+        args.topics.split(","),
+        args.out,
+        args.targets,
+        reader=reader,
+        input_topic=args.input_topic,
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Producer
 
-from alertbench.alerts.wire import SENT_HEADER, VISIT_HEADER
+from alertbench.alerts.wire import ALERT_ID_HEADER, SENT_HEADER, VISIT_HEADER
 from alertbench.kafka.security import Connection
 from alertbench.simulator.schedule import Schedule
 from alertbench.simulator.source import Message
@@ -195,6 +195,9 @@ def run_producer(
         msg = source.message(i)
         sent_us = int(now * 1e6)
         headers = [(SENT_HEADER, str(sent_us).encode()), (VISIT_HEADER, str(v).encode())]
+        if msg.alert_id is not None:
+            # Lets a timing consumer match any broker's output to this send, by id.
+            headers.append((ALERT_ID_HEADER, msg.alert_id.encode()))
         while True:
             try:
                 producer.produce(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from alertbench.alerts.ids import alert_id
 from alertbench.alerts.reader import Alert
 from alertbench.alerts.synth import Cloner
 from alertbench.alerts.wire import WireFormat
@@ -19,10 +20,11 @@ SECONDS_PER_DAY = 86400.0
 
 @dataclass
 class Message:
-    """A Kafka message ready to send."""
+    """A Kafka message ready to send, and the id of the alert it carries."""
 
     key: bytes | None
     value: bytes
+    alert_id: str | None = None
 
 
 def in_observation_order(alerts: list[Alert]) -> list[Alert]:
@@ -46,7 +48,10 @@ class ReplaySource:
     def __init__(self, alerts: list[Alert], wire: WireFormat, *, keyed: bool = True) -> None:
         alerts = in_observation_order(alerts)
         self.messages = [
-            Message(a.key.encode() if keyed else None, wire.frame(a.body, a.schema)) for a in alerts
+            Message(
+                a.key.encode() if keyed else None, wire.frame(a.body, a.schema), alert_id(a.record)
+            )
+            for a in alerts
         ]
         self.observed = [a.observed for a in alerts]
 
@@ -103,8 +108,10 @@ class SynthSource:
         """Clone ``first + i``: unique for every ``i``."""
         g = self.first + i
         template = self.cloner.template_of(g)
-        body, key = template.clone(g, self.cloner.seed)
-        return Message(key.encode() if self.keyed else None, self.wire.frame(body, template.schema))
+        body, key, ident = template.clone(g, self.cloner.seed)
+        return Message(
+            key.encode() if self.keyed else None, self.wire.frame(body, template.schema), ident
+        )
 
     def replay_offsets(self) -> tuple[list[float], float]:
         """Seconds from the first template's observation to each one's, and the span."""

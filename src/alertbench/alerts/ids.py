@@ -1,0 +1,153 @@
+"""Which alert a message carries: its id, read from the record or from a broker's output.
+
+An alert's id is ZTF's ``candid`` or Rubin's ``diaSourceId`` (``alertId`` in
+the oldest Rubin schemas). The simulator puts it in a header of every message
+it sends; a broker's output message is matched to it by reading the same id
+back, whatever the broker writes (:class:`IdReader`): alertbench's own
+header, an Avro container (ZTF's wire format), schemaless Avro with the
+schema in the key (Fink), the Confluent wire format (Rubin's, with a folder of
+schemas by id), or JSON (Lasair). The id field may be dotted
+(``candidate.candid``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from pathlib import Path
+from typing import Any, Literal
+
+import fastavro
+
+from alertbench.alerts.wire import ALERT_ID_HEADER
+from alertbench.errors import ConfigError
+
+# The fields that identify an alert, first match wins (ZTF, Rubin, Rubin's oldest).
+ID_FIELDS = ("candid", "diaSourceId", "alertId")
+OutputFormat = Literal["header", "container", "schema-key", "confluent", "json"]
+OUTPUT_FORMATS: tuple[str, ...] = ("header", "container", "schema-key", "confluent", "json")
+
+
+def _get(record: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(record, dict) or part not in record:
+            return None
+        record = record[part]
+    return record
+
+
+def alert_id(record: dict[str, Any], field: str | None = None) -> str | None:
+    """The id of an alert record: ``field`` (dotted) if given, else the first of ID_FIELDS.
+
+    Rubin's newer schemas keep ``diaSourceId`` inside ``diaSource`` only; it is
+    found there too.
+    """
+    if field is not None:
+        value = _get(record, field)
+        return None if value is None else str(value)
+    for name in ID_FIELDS:
+        value = record.get(name)
+        if value is None and name == "diaSourceId":
+            value = _get(record, "diaSource.diaSourceId")
+        if value is not None:
+            return str(value)
+    return None
+
+
+class IdReadError(ValueError):
+    """An output message whose id cannot be read (counted, never fatal)."""
+
+
+class IdReader:
+    """Reads the alert id out of a broker's output messages.
+
+    Parameters
+    ----------
+    fmt : {"header", "container", "schema-key", "confluent", "json"}
+        How the broker writes its messages.
+    field : str, optional
+        The id field (dotted); by default the first of ``candid``,
+        ``diaSourceId``, ``alertId`` the record has.
+    schemas : Path, optional
+        ``confluent``: a folder of ``<id>.avsc`` files.
+    """
+
+    def __init__(
+        self, fmt: str = "header", *, field: str | None = None, schemas: Path | None = None
+    ) -> None:
+        if fmt not in OUTPUT_FORMATS:
+            raise ConfigError(
+                f"unknown output format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}."
+            )
+        if fmt == "confluent" and schemas is None:
+            raise ConfigError(
+                "the confluent output format needs a folder of <schema id>.avsc files."
+            )
+        self.fmt = fmt
+        self.field = field
+        self.schemas = schemas
+        self._parsed: dict[bytes | int, Any] = {}
+
+    def _schema_from_key(self, key: bytes | None) -> Any:
+        if not key:
+            raise IdReadError("no key: the schema-key format carries the schema there")
+        found = self._parsed.get(key)
+        if found is None:
+            try:
+                found = fastavro.parse_schema(json.loads(key))
+            except (ValueError, TypeError, fastavro.schema.SchemaParseException) as exc:
+                raise IdReadError(f"the key is not an Avro schema: {exc}") from None
+            self._parsed[key] = found
+        return found
+
+    def _registry_schema(self, schema_id: int) -> Any:
+        found = self._parsed.get(schema_id)
+        if found is None:
+            path = Path(self.schemas or ".") / f"{schema_id}.avsc"
+            try:
+                found = fastavro.parse_schema(json.loads(path.read_text()))
+            except OSError:
+                raise IdReadError(f"schema id {schema_id}: no {path}") from None
+            self._parsed[schema_id] = found
+        return found
+
+    def record(self, key: bytes | None, value: bytes) -> dict[str, Any]:
+        """The output message decoded as a record (not for ``header``)."""
+        try:
+            if self.fmt == "container":
+                return next(fastavro.reader(io.BytesIO(value)))  # type: ignore[return-value]
+            if self.fmt == "schema-key":
+                schema = self._schema_from_key(key)
+                return fastavro.schemaless_reader(io.BytesIO(value), schema)  # type: ignore[return-value]
+            if self.fmt == "confluent":
+                if len(value) < 5 or value[0] != 0:
+                    raise IdReadError("no Confluent framing (magic byte 0, schema id)")
+                schema = self._registry_schema(struct.unpack(">I", value[1:5])[0])
+                return fastavro.schemaless_reader(io.BytesIO(value[5:]), schema)  # type: ignore[return-value]
+            decoded = json.loads(value)
+            if not isinstance(decoded, dict):
+                raise IdReadError("the JSON message is not an object")
+            return decoded
+        except IdReadError:
+            raise
+        except (ValueError, EOFError, StopIteration, IndexError, TypeError, KeyError) as exc:
+            raise IdReadError(f"cannot decode the message as {self.fmt}: {exc}") from None
+
+    def read(self, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None) -> str:
+        """The id of the alert an output message carries.
+
+        Raises
+        ------
+        IdReadError
+            If the message cannot be decoded or has no such field.
+        """
+        if self.fmt == "header":
+            found = dict(headers or []).get(ALERT_ID_HEADER)
+            if not found:
+                raise IdReadError(f"no {ALERT_ID_HEADER} header")
+            return found.decode()
+        ident = alert_id(self.record(key, value), self.field)
+        if ident is None:
+            raise IdReadError(f"no id field {self.field or ' / '.join(ID_FIELDS)}")
+        return ident
