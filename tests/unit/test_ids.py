@@ -65,33 +65,33 @@ def test_every_output_format_gives_the_sent_id(ztf, tmp_path) -> None:
         lasair = json.dumps(
             {"objectId": record["objectId"], "candid": record["candid"], "candidate": candidate}
         ).encode()
-        assert readers["container"].read(None, container.getvalue(), None) == want
-        assert readers["schema-key"].read(json.dumps(schema).encode(), body, None) == want
-        assert readers["confluent"].read(None, b"\x00" + (7).to_bytes(4, "big") + body, []) == want
-        assert readers["json"].read(None, lasair, None) == want
-        assert readers["dotted"].read(None, lasair, None) == want
-        assert readers["header"].read(None, b"", [(ALERT_ID_HEADER, want.encode())]) == want
+        assert readers["container"].read(None, container.getvalue(), {}) == want
+        assert readers["schema-key"].read(json.dumps(schema).encode(), body, {}) == want
+        assert readers["confluent"].read(None, b"\x00" + (7).to_bytes(4, "big") + body, {}) == want
+        assert readers["json"].read(None, lasair, {}) == want
+        assert readers["dotted"].read(None, lasair, {}) == want
+        assert readers["header"].read(None, b"", {ALERT_ID_HEADER: want.encode()}) == want
         # The whole record, not only the id, is what fastavro decodes.
         assert readers["schema-key"].record(json.dumps(schema).encode(), body) == record
 
 
 def test_unreadable_messages_say_why(ztf, tmp_path) -> None:
     with pytest.raises(IdReadError, match="no key"):
-        IdReader("schema-key").read(None, b"\x02", None)
+        IdReader("schema-key").read(None, b"\x02", {})
     with pytest.raises(IdReadError, match="not an Avro schema"):
-        IdReader("schema-key").read(b"ZTF23abc", b"\x02", None)
+        IdReader("schema-key").read(b"ZTF23abc", b"\x02", {})
     with pytest.raises(IdReadError, match="cannot decode the message as container"):
-        IdReader("container").read(None, b"garbage", None)
+        IdReader("container").read(None, b"garbage", {})
     with pytest.raises(IdReadError, match="no Confluent framing"):
-        IdReader("confluent", schemas=tmp_path).read(None, b"\x01abcd", None)
+        IdReader("confluent", schemas=tmp_path).read(None, b"\x01abcd", {})
     with pytest.raises(IdReadError, match=r"schema id 9: no .*9\.avsc"):
-        IdReader("confluent", schemas=tmp_path).read(None, b"\x00\x00\x00\x00\x09xx", None)
+        IdReader("confluent", schemas=tmp_path).read(None, b"\x00\x00\x00\x00\x09xx", {})
     with pytest.raises(IdReadError, match="no id field"):
-        IdReader("json").read(None, b'{"objectId": "ZTF1"}', None)
+        IdReader("json").read(None, b'{"objectId": "ZTF1"}', {})
     with pytest.raises(IdReadError, match="not an object"):
-        IdReader("json").read(None, b"[1, 2]", None)
+        IdReader("json").read(None, b"[1, 2]", {})
     with pytest.raises(IdReadError, match=r"no alertbench\.alert_id header"):
-        IdReader("header").read(None, b"", [])
+        IdReader("header").read(None, b"", {})
     with pytest.raises(ConfigError, match="unknown output format 'xml'"):
         IdReader("xml")
     with pytest.raises(ConfigError, match="needs a folder"):

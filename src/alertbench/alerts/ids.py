@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,14 +24,15 @@ import fastavro
 from alertbench.alerts.wire import ALERT_ID_HEADER
 from alertbench.errors import ConfigError
 
-# The fields that identify an alert, first match wins (ZTF, Rubin, Rubin's oldest).
-ID_FIELDS = ("candid", "diaSourceId", "alertId")
+# Where an alert's id is, first match wins: ZTF, Rubin (top level, or only inside
+# diaSource in some versions), Rubin's oldest. Clones report theirs by the same rule.
+ID_PATHS = (("candid",), ("diaSourceId",), ("diaSource", "diaSourceId"), ("alertId",))
 OutputFormat = Literal["header", "container", "schema-key", "confluent", "json"]
 OUTPUT_FORMATS: tuple[str, ...] = ("header", "container", "schema-key", "confluent", "json")
 
 
-def _get(record: Any, path: str) -> Any:
-    for part in path.split("."):
+def _get(record: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
         if not isinstance(record, dict) or part not in record:
             return None
         record = record[part]
@@ -38,18 +40,10 @@ def _get(record: Any, path: str) -> Any:
 
 
 def alert_id(record: dict[str, Any], field: str | None = None) -> str | None:
-    """The id of an alert record: ``field`` (dotted) if given, else the first of ID_FIELDS.
-
-    Rubin's newer schemas keep ``diaSourceId`` inside ``diaSource`` only; it is
-    found there too.
-    """
-    if field is not None:
-        value = _get(record, field)
-        return None if value is None else str(value)
-    for name in ID_FIELDS:
-        value = record.get(name)
-        if value is None and name == "diaSourceId":
-            value = _get(record, "diaSource.diaSourceId")
+    """The id of an alert record: ``field`` (dotted) if given, else the first of ID_PATHS."""
+    paths = [tuple(field.split("."))] if field is not None else ID_PATHS
+    for path in paths:
+        value = _get(record, path)
         if value is not None:
             return str(value)
     return None
@@ -134,8 +128,8 @@ class IdReader:
         except (ValueError, EOFError, StopIteration, IndexError, TypeError, KeyError) as exc:
             raise IdReadError(f"cannot decode the message as {self.fmt}: {exc}") from None
 
-    def read(self, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None) -> str:
-        """The id of the alert an output message carries.
+    def read(self, key: bytes | None, value: bytes, headers: Mapping[str, bytes]) -> str:
+        """The id of the alert an output message carries (``headers``: the message's, by name).
 
         Raises
         ------
@@ -143,11 +137,12 @@ class IdReader:
             If the message cannot be decoded or has no such field.
         """
         if self.fmt == "header":
-            found = dict(headers or []).get(ALERT_ID_HEADER)
+            found = headers.get(ALERT_ID_HEADER)
             if not found:
                 raise IdReadError(f"no {ALERT_ID_HEADER} header")
             return found.decode()
         ident = alert_id(self.record(key, value), self.field)
         if ident is None:
-            raise IdReadError(f"no id field {self.field or ' / '.join(ID_FIELDS)}")
+            names = [".".join(p) for p in ID_PATHS]
+            raise IdReadError(f"no id field {self.field or ' / '.join(names)}")
         return ident

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from alertbench.alerts.ids import ID_PATHS
 from alertbench.alerts.reader import alert_key
 from alertbench.alerts.schema import Schema, zigzag
 
@@ -141,10 +142,6 @@ def _encoded(kind: str, value: Any) -> bytes:
         return zigzag(value)
     data = value.encode()
     return zigzag(len(data)) + data
-
-
-# Where alerts.ids.alert_id looks for an alert's id, in its order.
-ID_PATHS = (("candid",), ("diaSourceId",), ("diaSource", "diaSourceId"), ("alertId",))
 
 
 class Clone(NamedTuple):
@@ -264,7 +261,7 @@ class Template:
             if key in renewed:
                 key = str(values[0])
         ids = {s.path: v for s, v in zip(self.slots, values, strict=True) if s.role == "id"}
-        # The same choice as alerts.ids.alert_id makes on the clone's record.
+        # The same rule as alerts.ids.alert_id applies to the clone's record.
         ident = next((str(ids[p]) for p in ID_PATHS if p in ids), None)
         return Clone(self._body(values), key, ident)
 

@@ -82,15 +82,7 @@ def run(
         # An existing cluster: with the client config's credentials, if any.
         from alertbench.kafka.local import connection
 
-        servers = connection(
-            settings.model_copy(
-                update={
-                    "kafka": settings.kafka.model_copy(
-                        update={"bootstrap_servers": bootstrap_servers}
-                    )
-                }
-            )
-        )
+        servers = connection(flags.settings(kafka={"bootstrap_servers": bootstrap_servers}))
     configured = resolve_master(settings)
     # A local master is the scenario's to size (local[cores]).
     master = master or (None if configured.startswith("local") else configured)

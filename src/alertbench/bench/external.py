@@ -19,8 +19,8 @@ import psutil
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from alertbench.errors import AlertbenchError, ConfigError
-from alertbench.kafka.admin import Kafka, list_topics
-from alertbench.kafka.security import Connection, explain
+from alertbench.kafka.admin import list_topics
+from alertbench.kafka.security import Connection, Kafka, explain
 from alertbench.procs import LocalTransport, ProcessRecord, stop_processes
 
 PLACEHOLDERS = ("servers", "input_topic", "client_config")

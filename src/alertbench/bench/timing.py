@@ -85,12 +85,12 @@ def read_arrivals(
     assigned: set[str] = set()
     goal: dict[tuple[str, int], int] | None = None
     checked = 0.0
+    wanted = [*topics, *([input_topic] if by_content else [])]
     try:
         while not stop:
             now = time.monotonic()
             if now - checked > 0.5:
                 checked = now
-                wanted = [*topics, *([input_topic] if by_content else [])]
                 if len(assigned) < len(wanted):
                     _assign_new(consumer, wanted, assigned)
                 if goal is None and targets.exists():
@@ -112,15 +112,16 @@ def read_arrivals(
                         sent_by_id[ident.decode()] = int(sent)
                     continue
                 try:
-                    ident = reader.read(msg.key(), msg.value(), msg.headers())
+                    ident = reader.read(msg.key(), msg.value(), headers)
                 except IdReadError:
                     ident = ""
-                sent = headers.get(SENT_HEADER, b"") or b""
+                # From the header, or (by content) looked up by id once the input is read.
+                sent = b"" if by_content else headers.get(SENT_HEADER) or b""
                 rows.append(
                     (
                         msg.topic(),
                         ident,
-                        "" if by_content else (int(sent) if sent.isdigit() else ""),
+                        int(sent) if sent.isdigit() else "",
                         arrival,
                         msg.partition(),
                         msg.offset(),

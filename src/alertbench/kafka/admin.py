@@ -9,10 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from alertbench.errors import ClusterError
-from alertbench.kafka.security import Connection, explain
-
-# A cluster to talk to: a Connection, or bootstrap servers of a PLAINTEXT one.
-Kafka = str | Connection
+from alertbench.kafka.security import Connection, Kafka, explain, kafka_error
 
 
 def admin_client(kafka: Kafka, errors: list[KafkaError] | None = None) -> AdminClient:
@@ -49,10 +46,7 @@ def _where(kafka: Kafka) -> str:
 
 def _refused(exc: BaseException | KafkaError) -> bool:
     """Whether the cluster refused these credentials (waiting will not help)."""
-    if isinstance(exc, KafkaError):
-        err: KafkaError | None = exc
-    else:
-        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    err = kafka_error(exc)
     return err is not None and err.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL)
 
 

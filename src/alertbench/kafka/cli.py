@@ -383,11 +383,11 @@ def topic_delete(ctx: typer.Context, name: str, bootstrap_servers: BootstrapOpt 
 def _user_target(ctx: typer.Context, listener: str | None, bootstrap_servers: str | None):
     """The admin connection, and the protocol and servers a new user connects to."""
     from alertbench.kafka import credentials
-    from alertbench.kafka.local import connection
+    from alertbench.kafka.local import connection, recorded_state
 
     settings = _settings(ctx, bootstrap_servers=bootstrap_servers)
     admin = connection(settings)
-    state = local_state(settings)
+    state = recorded_state(settings)
     listeners = (
         state.listeners
         if state is not None and admin.servers == state.bootstrap_servers
@@ -409,13 +409,6 @@ def _user_target(ctx: typer.Context, listener: str | None, bootstrap_servers: st
     if ca_file is None and (folder / credentials.SECURITY_DIR / credentials.CA_CERT).exists():
         ca_file = str(folder / credentials.SECURITY_DIR / credentials.CA_CERT)
     return admin, proto, listeners[proto], ca_file, credentials.ca_key(folder)
-
-
-def local_state(settings: Settings):
-    """The cluster recorded in the run dir, or None."""
-    from alertbench.kafka.cluster import STATE_FILE, read_state
-
-    return read_state(settings.kafka_state_dir / STATE_FILE)
 
 
 @user_app.command("add")

@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from alertbench.errors import ClusterError
-from alertbench.kafka.security import Connection, explain
-
-Kafka = str | Connection
+from alertbench.kafka.security import Connection, Kafka, explain
 
 
 @dataclass

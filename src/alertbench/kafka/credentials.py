@@ -31,11 +31,6 @@ CA_CERT = "ca.pem"
 CA_KEY = "ca-key.pem"
 
 
-def _needs_tls(sec: NodeSecurity, kraft: bool) -> bool:
-    controller_tls = kraft and uses_tls(sec.controller_protocol().lower())
-    return sec.secured and (sec.any_tls or controller_tls)
-
-
 def prepare(
     sec: NodeSecurity,
     inv: Inventory,
@@ -73,7 +68,8 @@ def prepare(
     secured = Secured(security=sec)
     key_store = None
     kafka_hosts = [h for h in inv.hosts if h.has("broker") or h.has("controller")]
-    if _needs_tls(sec, inv.mode == "kraft"):
+    # The controller listener is TLS only when the main one is: any_tls covers it.
+    if sec.secured and sec.any_tls:
         ca: KeyPair | None
         if ca_cert is not None:
             ca_pem, ca = load_ca(ca_cert, ca_key)

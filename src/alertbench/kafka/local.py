@@ -375,6 +375,11 @@ def inventory_of(settings: Settings, path: Path | None = None) -> Inventory | No
     return load_inventory(path, mode=chosen)
 
 
+def recorded_state(settings: Settings) -> ClusterState | None:
+    """The cluster recorded in the run dir, or None."""
+    return read_state(settings.kafka_state_dir / STATE_FILE)
+
+
 def bootstrap_servers(settings: Settings) -> str:
     """Where clients connect: the servers of :func:`connection`.
 
@@ -414,7 +419,7 @@ def connection(settings: Settings) -> Connection:
     if servers is None:
         inv = inventory_of(settings)
         servers = inv.bootstrap_servers if inv is not None and inv.bootstrap_servers else None
-    state = read_state(settings.kafka_state_dir / STATE_FILE)
+    state = recorded_state(settings)
     if servers is None:
         if state is None:
             raise ClusterError(

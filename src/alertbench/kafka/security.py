@@ -29,6 +29,7 @@ from typing import Literal, get_args
 from confluent_kafka import KafkaError
 
 from alertbench.errors import ConfigError
+from alertbench.procs import LocalTransport
 
 SecurityProtocol = Literal["plaintext", "sasl_plaintext", "ssl", "sasl_ssl"]
 PROTOCOLS: tuple[str, ...] = get_args(SecurityProtocol)
@@ -40,12 +41,16 @@ CONTROLLER_USER = "controller"
 SECRET_KEYS = ("sasl.password", "ssl.key.password", "ssl.keystore.password")
 
 
+def kafka_error(exc: BaseException | KafkaError) -> KafkaError | None:
+    """The KafkaError itself, the one a KafkaException carries, or None."""
+    if isinstance(exc, KafkaError):
+        return exc
+    return exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+
+
 def explain(exc: BaseException | KafkaError) -> str:
     """A Kafka failure in words, with what to do when it is about credentials."""
-    if isinstance(exc, KafkaError):
-        err: KafkaError | None = exc
-    else:
-        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    err = kafka_error(exc)
     text = err.str() if err is not None else str(exc)
     code = err.code() if err is not None else None
     if code == KafkaError._AUTHENTICATION or "Authentication failed" in text:
@@ -163,6 +168,10 @@ class Connection:
         return f"Connection({self.servers!r}, {self.redacted()!r})"
 
 
+# A cluster to talk to: a Connection, or bootstrap servers of a PLAINTEXT one.
+Kafka = str | Connection
+
+
 def java_properties(props: dict[str, str]) -> dict[str, str]:
     """Librdkafka security properties translated to the Java client's.
 
@@ -259,24 +268,12 @@ def read_client_properties(path: Path) -> dict[str, str]:
 def write_client_properties(path: Path, props: dict[str, str], header: str = "") -> None:
     """Write a client properties file readable by its owner only (mode 0600)."""
     lines = [f"# {h}" for h in header.splitlines()] + [f"{k}={v}" for k, v in props.items()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    write_secret(path, "\n".join(lines) + "\n")
 
 
 def write_secret(path: Path, text: str) -> None:
     """Write a file readable by its owner only (mode 0600), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    LocalTransport().write_text(path, text, secret=True)
 
 
 def client_file(conn: Connection, path: Path) -> Path | None:
@@ -354,7 +351,7 @@ class NodeSecurity:
 
     @property
     def any_tls(self) -> bool:
-        """Whether any listener (or the controller one) needs key stores."""
+        """Whether any listener needs key stores (the KRaft controller one is TLS only then)."""
         return any(uses_tls(p) for p in self.protocols)
 
     def check(self) -> None:
@@ -452,7 +449,7 @@ class NodeSecurity:
             supers += [f"User:{n}" for n in node_names]
         props["super.users"] = ";".join(supers)
         props["allow.everyone.if.no.acl.found"] = "false"
-        if self.any_tls or (kraft and uses_tls(self.controller_protocol().lower())):
+        if self.any_tls:
             props["ssl.keystore.type"] = "PEM"
             props["ssl.keystore.location"] = str(key_store)
             props["ssl.truststore.type"] = "PEM"

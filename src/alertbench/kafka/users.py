@@ -25,9 +25,10 @@ from confluent_kafka.admin import (
 )
 
 from alertbench.errors import ClusterError, ConfigError
-from alertbench.kafka.admin import Kafka, admin_client
+from alertbench.kafka.admin import admin_client
 from alertbench.kafka.security import (
     SCRAM_ITERATIONS,
+    Kafka,
     client_properties,
     explain,
     new_password,
@@ -144,6 +145,13 @@ def add_user(
         The properties file.
     """
     _check_name(name)
+    by_certificate = uses_tls(protocol) and not uses_sasl(protocol)
+    if by_certificate and ca is None:
+        # Refused before anything is created: no user left half made.
+        raise ConfigError(
+            "this cluster authenticates by certificate and alertbench holds no CA key to "
+            "issue one; issue the user's certificate with your CA."
+        )
     admin = admin_client(kafka)
     key_store = None
     password = password or new_password()
@@ -155,14 +163,9 @@ def add_user(
     bindings = acl_bindings(name, grant)
     if bindings:
         _wait(admin.create_acls(bindings), "cannot create the user's ACLs")
-    if uses_tls(protocol) and not uses_sasl(protocol):
-        if ca is None:
-            raise ConfigError(
-                "this cluster authenticates by certificate and alertbench holds no CA key to "
-                "issue one; issue the user's certificate with your CA."
-            )
+    if by_certificate:
         key_store = out.with_suffix(".pem")
-        write_secret(key_store, issue(ca, name).pem)
+        write_secret(key_store, issue(ca, name).pem)  # type: ignore[arg-type]
     props = {
         "bootstrap.servers": servers,
         **client_properties(
