@@ -66,6 +66,19 @@ def _wait_port(address: str, port: int, timeout: float) -> None:
     raise RuntimeError(f"sshd on {address}:{port} did not answer in {timeout:.0f} s")
 
 
+def set_link(host: NetnsHost, state: str) -> None:
+    """Cut ``host`` off the bridge (``"down"``) or plug it back in (``"up"``).
+
+    Back up, the bridge port and the neighbour entries take a moment to
+    recover (the kernel applies a carrier change up to a second late, and
+    an address that failed to resolve while the cable was out keeps failing
+    until it is probed again), so this waits until the host's sshd answers.
+    """
+    _ip("link", "set", host.veth, state)
+    if state == "up":
+        _wait_port(host.address, 22, 30)
+
+
 @contextlib.contextmanager
 def network_hosts(count: int, workdir: Path) -> Iterator[list[NetnsHost]]:
     """``count`` namespace hosts with sshd, removed afterwards (also on failure)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +24,7 @@ import pytest
 from alertbench.kafka.admin import create_topic, describe_topic
 from alertbench.kafka.client import consume, end_offsets
 from alertbench.ssh import SSHTarget, SSHTransport
-from hosts import NetnsHost, network_hosts, why_not
+from hosts import NetnsHost, network_hosts, set_link, why_not
 
 REASON = why_not()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no test hosts: {REASON}")
@@ -90,12 +92,25 @@ def record(packet: bytes) -> dict:
     return next(fastavro.reader(io.BytesIO(packet)))
 
 
-def set_link(host: NetnsHost, state: str) -> None:
-    subprocess.run(["ip", "link", "set", host.veth, state], check=True)
-
-
 def state_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "kafka" / "state.json").read_text())
+
+
+def kill_recorded(run_dir: Path) -> None:
+    """Kill, by the PIDs the state file records, any node `kafka down` left running.
+
+    The hosts share this machine's PID namespace, so a recorded PID is a
+    local one. Without this, a failed `down` leaves JVMs holding the hosts'
+    ports and every later test in the module fails for it.
+    """
+    path = run_dir / "kafka" / "state.json"
+    if not path.exists():
+        return
+    for node in json.loads(path.read_text()).get("nodes", []):
+        pid = (node.get("proc") or {}).get("pid")
+        with contextlib.suppress(OSError, TypeError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "java":
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize(
@@ -186,6 +201,8 @@ def test_three_hosts_keep_every_alert_when_one_is_cut_off(
         if cut is not None:
             set_link(cut, "up")
         down = cli(*top, "kafka", "down", "--purge", run_dir=run_dir)
+        if down.returncode != 0:
+            kill_recorded(run_dir)
     assert down.returncode == 0, down.stderr
     assert all(java_pids(h) == [] for h in hosts)
     assert not (tmp_path / hosts[0].name / "kafka-logs").exists()
@@ -328,5 +345,7 @@ def test_a_secured_cluster_on_three_hosts_carries_alerts_through_the_broker(
         assert ids == want
     finally:
         down = cli(*top, "kafka", "down", "--purge", run_dir=run_dir, env=env)
+        if down.returncode != 0:
+            kill_recorded(run_dir)
     assert down.returncode == 0, down.stderr
     assert all(java_pids(h) == [] for h in hosts)
