@@ -148,14 +148,23 @@ def single_kafka(
 
 
 def _run_cli(
-    *args: str, run_dir: Path | None = None, env: dict[str, str] | None = None
+    *args: str,
+    run_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "alertbench"]
     if run_dir is not None:
         argv += ["--run-dir", str(run_dir)]
     full_env = dict(os.environ, COLUMNS="200", NO_COLOR="1", **(env or {}))
     return subprocess.run(
-        [*argv, *args], capture_output=True, text=True, env=full_env, timeout=300, check=False
+        [*argv, *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+        check=False,
+        cwd=cwd,
     )
 
 

@@ -111,3 +111,17 @@ def test_render_compare_prints_a_table_headed_by_run_ids(tmp_path: Path) -> None
     assert "+12.3%" in text
     assert "producer alerts/s" in text
     assert "—" in text
+
+
+def test_another_broker_beside_ours() -> None:
+    ours = run_a()
+    ours["config"] = {"broker": {"kind": "alertbench", "mode": "fused"}}
+    other = run_a()
+    other["config"] = {"broker": {"kind": "external", "cmd": "mybroker --fast"}}
+    other["spark"] = None  # another broker has no Spark batches
+    other["latency"]["raw"] = None
+    rows = rows_by_label(ours, other)
+    assert rows["broker"] == ("alertbench (fused)", "external: mybroker --fast", "changed")
+    assert rows["spark batches"] == ("10", "—", "—")
+    assert rows["latency raw p50 (s)"] == ("1", "—", "—")
+    assert rows["latency distribution p99 (s)"] == ("8", "8", "+0.0%")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from alertbench.bench.runner import segments_of, to_toml
+from alertbench.bench.brokers import to_toml
+from alertbench.bench.runner import segments_of
 from alertbench.bench.sampler import processed_offsets
 from alertbench.bench.scenario import builtin_names, load_scenario
 from alertbench.bench.stats import share_within, summary
@@ -126,3 +127,59 @@ def test_summary_percentiles() -> None:
     assert summary([]) is None
     assert share_within([1, 2, 61, 70], 60) == 0.5
     assert share_within([], 60) is None
+
+
+def test_another_broker_from_the_file_and_the_flags(tmp_path: Path) -> None:
+    path = tmp_path / "other.toml"
+    path.write_text(
+        'name = "other"\nvisits = 1\n[broker]\ncmd = "mybroker {servers}"\n'
+        'output_topics = "out-.*"\nid_format = "confluent"\nid_schemas = "schemas"\n'
+    )
+    s = load_scenario(str(path))
+    assert s.broker is not None
+    assert s.broker.cmd == "mybroker {servers}"
+    assert s.broker.id_schemas == tmp_path / "schemas"  # from the file's folder
+    assert s.broker.group is None
+    # Flags override the table's keys; the others stay.
+    s = load_scenario(str(path), broker={"group": "g", "output_topics": "o", "cmd": None})
+    assert s.broker is not None
+    assert s.broker.cmd == "mybroker {servers}"
+    assert (s.broker.group, s.broker.output_topics) == ("g", "o")
+    # Flags alone make the table.
+    s = load_scenario("smoke", broker={"output_topics": "o", "input_topic": "in"})
+    assert s.broker is not None
+    assert (s.broker.cmd, s.broker.input_topic, s.broker.id_format) == (None, "in", "header")
+    assert load_scenario("smoke", broker={"cmd": None}).broker is None
+
+
+@pytest.mark.parametrize(
+    ("table", "why"),
+    [
+        ('output_topics = "o"\n', "already runs .* name it"),
+        ('cmd = "b"\n', r"broker\.output_topics: Field required"),
+        ('cmd = "b"\noutput_topics = "o"\nid_format = "confluent"\n', "needs id_schemas"),
+        ('cmd = "b"\noutput_topics = "o"\nid_format = "avro"\n', "id_format"),
+    ],
+)
+def test_another_broker_that_cannot_be_measured_is_refused(
+    tmp_path: Path, table: str, why: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f'name = "bad"\nvisits = 1\n[broker]\n{table}')
+    with pytest.raises(ConfigError, match=rf"bad\.toml: .*{why}"):
+        load_scenario(str(path))
+
+
+def test_max_throughput_of_another_broker_needs_its_group() -> None:
+    with pytest.raises(ConfigError, match="consumer group"):
+        load_scenario("max-throughput", broker={"cmd": "b", "output_topics": "o"})
+    s = load_scenario("max-throughput", broker={"cmd": "b", "output_topics": "o", "group": "g"})
+    assert s.broker is not None
+
+
+def test_the_confluent_wire_needs_its_schema_ids(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="schema_registry"):
+        load_scenario("smoke", wire="confluent")
+    path = tmp_path / "rubin.toml"
+    path.write_text('name = "r"\nvisits = 1\nwire = "confluent"\nschema_registry = "ids"\n')
+    assert load_scenario(str(path)).schema_registry == str(tmp_path / "ids")

@@ -64,8 +64,62 @@ def run(
             "sasl_plaintext, ssl or sasl_ssl."
         ),
     ] = None,
+    broker_cmd: Annotated[
+        str | None,
+        typer.Option(
+            help="Measure this broker instead of alertbench's: a command, started and stopped "
+            "by alertbench, with {servers}, {input_topic} and {client_config} filled in.",
+            rich_help_panel="Another broker",
+        ),
+    ] = None,
+    output_topics: Annotated[
+        str | None,
+        typer.Option(
+            help="Its output topics, a regex a whole name matches. Without --broker-cmd: a "
+            "broker that already runs, reading --input-topic.",
+            rich_help_panel="Another broker",
+        ),
+    ] = None,
+    broker_group: Annotated[
+        str | None,
+        typer.Option(help="Its consumer group, for its lag.", rich_help_panel="Another broker"),
+    ] = None,
+    input_topic: Annotated[
+        str | None,
+        typer.Option(
+            help="The topic it reads \\[default with --broker-cmd: a fresh one per run].",
+            rich_help_panel="Another broker",
+        ),
+    ] = None,
+    id_format: Annotated[
+        str | None,
+        typer.Option(
+            help="How its output carries the alert: header (alertbench's, kept by a "
+            "pass-through), container (ZTF), schema-key (Fink), confluent, json (Lasair).",
+            rich_help_panel="Another broker",
+        ),
+    ] = None,
+    id_field: Annotated[
+        str | None,
+        typer.Option(
+            help="The alert id field, dotted if nested \\[default: candid, else diaSourceId].",
+            rich_help_panel="Another broker",
+        ),
+    ] = None,
+    id_schemas: Annotated[
+        Path | None,
+        typer.Option(
+            help="For --id-format confluent: folder of <id>.avsc of its output's schemas.",
+            resolve_path=True,
+            rich_help_panel="Another broker",
+        ),
+    ] = None,
 ) -> None:
-    """Stand up Kafka and the broker, drive the scenario's load, measure, report."""
+    """Stand up Kafka and the broker, drive the scenario's load, measure, report.
+
+    With --broker-cmd or --output-topics, the broker measured is another one:
+    its latency is timed by the alert ids it writes.
+    """
     from alertbench.alerts.files import alert_sources
     from alertbench.bench.runner import run_bench
     from alertbench.bench.scenario import load_scenario
@@ -90,7 +144,16 @@ def run(
         from alertbench.kafka.security import check_protocol
 
         security = check_protocol(security, "--security")
-    chosen = load_scenario(scenario, visits=visits, alerts=count, security=security)
+    other = {
+        "cmd": broker_cmd,
+        "output_topics": output_topics,
+        "group": broker_group,
+        "input_topic": input_topic,
+        "id_format": id_format,
+        "id_field": id_field,
+        "id_schemas": id_schemas,
+    }
+    chosen = load_scenario(scenario, broker=other, visits=visits, alerts=count, security=security)
     sources = alert_sources(alerts, settings.alerts)
     console.print(f"[bold]{chosen.name}[/]: {chosen.description}")
     console.print(sources.describe(), highlight=False)

@@ -36,7 +36,7 @@ class SegmentOutcome:
     params: dict[str, Any]
     topic: str
     partitions: int
-    distribution: dict[str, str]
+    distribution: dict[str, str | None]  # output topic -> its filter (None: not known)
     dir: Path
     warmup: dict[str, Any] = field(default_factory=dict)
     loads: list[dict[str, Any]] = field(default_factory=list)
@@ -48,6 +48,7 @@ class SegmentOutcome:
     lag: list[tuple] = field(default_factory=list)
     sampler_errors: list[str] = field(default_factory=list)
     expected: Path | None = None
+    broker_kind: str = "alertbench"  # or "external": measured from outside only
 
     @property
     def broker_out(self) -> Path:
@@ -164,19 +165,46 @@ def _distribution(outcome: SegmentOutcome) -> tuple[pd.DataFrame, dict[str, Any]
     return arrivals, topics
 
 
+def _timed(arrivals: pd.DataFrame, since: float) -> tuple[pd.DataFrame, pd.Series]:
+    """Arrivals of alerts sent since ``since`` (epoch s), and their latencies in seconds."""
+    timed = arrivals[pd.to_numeric(arrivals["sent_us"], errors="coerce").notna()].copy()
+    timed["sent_us"] = timed["sent_us"].astype("int64")
+    timed = timed[timed["sent_us"] >= since * 1e6]
+    return timed, (timed["arrival_us"] - timed["sent_us"]) / 1e6
+
+
+def _sent(outcome: SegmentOutcome) -> tuple[int, int]:
+    """Alerts sent and deliveries failed, warm-up included."""
+    sent = outcome.warmup.get("alerts", 0) + sum(lo["alerts"] for lo in outcome.loads)
+    failed = outcome.warmup.get("failures", 0) + sum(lo["failures"] for lo in outcome.loads)
+    return sent, failed
+
+
+def _throughput(
+    outcome: SegmentOutcome, alerts: int, last: float | None
+) -> dict[str, float | int | None]:
+    """Measured alerts over the time from the first send to ``last`` (epoch s)."""
+    first_send = min((lo["started"] for lo in outcome.loads), default=outcome.measured_from)
+    return {
+        "alerts": alerts,
+        "alerts_per_s": round(alerts / (last - first_send), 1)
+        if last and last > first_send
+        else None,
+        "drain_s": round(last - outcome.load_finished, 3) if last else None,
+    }
+
+
 def segment_metrics(outcome: SegmentOutcome, t0: float) -> dict[str, Any]:
     """Every number of one segment (latencies, integrity, throughput) plus its series."""
+    if outcome.broker_kind != "alertbench":
+        return external_metrics(outcome)
     raw = raw_alerts(outcome.broker_out)
     measured = raw[raw["sent_us"] >= outcome.measured_from * 1e6]
     raw_lat = measured["committed"] - measured["sent_us"] / 1e6
     arrivals, topics = _distribution(outcome)
-    timed = arrivals[pd.to_numeric(arrivals["sent_us"], errors="coerce").notna()].copy()
-    timed["sent_us"] = timed["sent_us"].astype("int64")
-    timed = timed[timed["sent_us"] >= outcome.measured_from * 1e6]
-    dist_lat = (timed["arrival_us"] - timed["sent_us"]) / 1e6
+    timed, dist_lat = _timed(arrivals, outcome.measured_from)
 
-    sent = outcome.warmup.get("alerts", 0) + sum(lo["alerts"] for lo in outcome.loads)
-    failed = outcome.warmup.get("failures", 0) + sum(lo["failures"] for lo in outcome.loads)
+    sent, failed = _sent(outcome)
     in_kafka = outcome.lag[-1][2] if outcome.lag else None
     integrity = {
         "sent": sent,
@@ -207,16 +235,7 @@ def segment_metrics(outcome: SegmentOutcome, t0: float) -> dict[str, Any]:
                 f"{t['duplicates']} duplicated of {t['expected']} expected"
             )
     integrity["ok"] = not problems
-
-    first_send = min((lo["started"] for lo in outcome.loads), default=outcome.measured_from)
     last_commit = float(measured["committed"].max()) if len(measured) else None
-    throughput = {
-        "alerts": len(measured),
-        "alerts_per_s": round(len(measured) / (last_commit - first_send), 1)
-        if last_commit and last_commit > first_send
-        else None,
-        "drain_s": round(last_commit - outcome.load_finished, 3) if last_commit else None,
-    }
     return {
         "raw": raw,
         "measured": measured,
@@ -225,7 +244,87 @@ def segment_metrics(outcome: SegmentOutcome, t0: float) -> dict[str, Any]:
         "dist_latency": dist_lat,
         "integrity": integrity,
         "problems": problems,
-        "throughput": throughput,
+        "throughput": _throughput(outcome, len(measured), last_commit),
+    }
+
+
+def external_metrics(outcome: SegmentOutcome) -> dict[str, Any]:
+    """The numbers of a broker seen from outside: its outputs, timed by the ids they carry.
+
+    There is no raw table: an alert counts as processed when it first
+    appears in any output topic (``measured`` holds that first arrival as
+    ``committed``). Integrity is what can be known from outside: every output
+    id was sent and readable, and the broker's lag came back to zero;
+    duplicates are counted, not failed.
+    """
+    path = outcome.dir / "arrivals.csv"
+    arrivals = (
+        pd.read_csv(path, dtype={"alert_id": str, "topic": str})
+        if path.exists()
+        else pd.DataFrame(columns=["topic", "alert_id", "sent_us", "arrival_us"])
+    )
+    timed, dist_lat = _timed(arrivals, outcome.measured_from)
+    first = timed.groupby("alert_id", as_index=False).agg(
+        sent_us=("sent_us", "first"), arrival_us=("arrival_us", "min")
+    )
+    measured = pd.DataFrame(
+        {
+            "alert_id": first["alert_id"],
+            "sent_us": first["sent_us"],
+            "committed": first["arrival_us"] / 1e6,
+        }
+    )
+    topics: dict[str, dict[str, Any]] = {}
+    for topic in outcome.distribution:
+        rows = arrivals[arrivals["topic"] == topic]
+        ids = rows["alert_id"].dropna()
+        topics[topic] = {
+            "filter": outcome.distribution[topic],
+            "received": len(rows),
+            "distinct": int(ids.nunique()),
+            "duplicates": len(ids) - int(ids.nunique()),
+            "unknown": int((ids.notna() & rows.loc[ids.index, "sent_us"].isna()).sum()),
+            "unreadable": int(rows["alert_id"].isna().sum()),
+        }
+    sent, failed = _sent(outcome)
+    last = outcome.lag[-1] if outcome.lag else None
+    integrity = {
+        "sent": sent,
+        "failed": failed,
+        "in_kafka": last[2] if last else None,
+        "consumed": last[3] if last else None,
+        "final_lag": last[4] if last else None,
+        "drained": outcome.drained,
+        "topics": topics,
+    }
+    problems = []
+    if failed:
+        problems.append(f"{failed} alerts were not delivered to Kafka")
+    if not outcome.drained:
+        problems.append("the broker under test did not finish its input in time")
+    if last is not None and last[4]:
+        problems.append(f"the broker's lag ended at {last[4]}, not 0")
+    if not topics:
+        problems.append("the broker under test wrote no output topic")
+    for topic, t in topics.items():
+        if t["unknown"]:
+            problems.append(f"topic {topic}: {t['unknown']} messages carry ids never sent")
+        if t["unreadable"]:
+            problems.append(
+                f"topic {topic}: {t['unreadable']} messages whose alert id could not be read "
+                "(check --id-format and --id-field; the timing log says why)"
+            )
+    integrity["ok"] = not problems
+    last_arrival = float(measured["committed"].max()) if len(measured) else None
+    return {
+        "raw": measured.iloc[0:0],
+        "measured": measured,
+        "raw_latency": pd.Series(dtype=float),
+        "dist": timed,
+        "dist_latency": dist_lat,
+        "integrity": integrity,
+        "problems": problems,
+        "throughput": _throughput(outcome, len(measured), last_arrival),
     }
 
 
@@ -248,11 +347,13 @@ def _visit_verdict(
         )
         if mask.any():
             worst = max(worst, float(measured.loc[mask, "committed"].max()) - due)
-    lags = [row[4] for row in outcome.lag]
+    lags = [row[4] for row in outcome.lag if row[4] is not None]
     held = bool(visits) and worst <= scenario.visit_interval and outcome.drained
     return {
         **verdict,
         "visits": len(visits),
+        # alertbench's broker: to raw; another: to its first output of each alert.
+        "measured_to": "raw" if outcome.broker_kind == "alertbench" else "first output",
         "worst_visit_in_raw_s": round(worst, 3),
         "max_lag": max(lags, default=0),
         "held": held,
@@ -285,12 +386,14 @@ def results(
         series / "resources.csv", ["t_s", "component", "cpu_percent", "rss_mb"], main.resources
     )
     measured = m["measured"]
+    # Another broker has no raw table: the series stays empty.
+    in_raw = measured if main.broker_kind == "alertbench" else measured.iloc[0:0]
     _write_csv(
         series / "latency_raw.csv",
         ["alert_id", "sent_s", "latency_s"],
         zip(
-            measured["alert_id"],
-            (measured["sent_us"] / 1e6 - t0).round(6),
+            in_raw["alert_id"],
+            (in_raw["sent_us"] / 1e6 - t0).round(6),
             m["raw_latency"].round(6),
             strict=True,
         ),
@@ -384,7 +487,7 @@ def results(
             "topic": main.topic,
             "partitions": main.partitions,
             "end_offset": m["integrity"]["in_kafka"],
-            "max_lag": max((r[4] for r in main.lag), default=None),
+            "max_lag": max((r[4] for r in main.lag if r[4] is not None), default=None),
             "final_lag": main.lag[-1][4] if main.lag else None,
         },
         "spark": {
@@ -392,7 +495,9 @@ def results(
             "input_rows": sum(b["rows"] for b in data_batches),
             "rows_per_s": summary(b["rows_per_s"] for b in data_batches),
             "batch_s": summary(b["batch_ms"] / 1e3 for b in data_batches),
-        },
+        }
+        if main.broker_kind == "alertbench"
+        else None,
         "latency": {"raw": summary(m["raw_latency"]), "distribution": dist_summary},
         "throughput": m["throughput"],
         "resources": resources,

@@ -53,8 +53,20 @@ def _verdict(name: str, share: float | None = None) -> Callable[[dict[str, Any]]
     return read
 
 
+def broker_name(results: dict[str, Any]) -> str | None:
+    """Which broker a run measured: alertbench's (and its mode), or another's command."""
+    broker = get(results, "config.broker")
+    if not isinstance(broker, dict):
+        return None
+    if broker.get("kind") == "external":
+        return f"external: {broker.get('cmd') or 'already running'}"
+    return f"alertbench ({broker.get('mode', '?')})"
+
+
 METRICS: tuple[Metric, ...] = (
     Metric("status", _path("status")),
+    Metric("scenario", _path("scenario.name")),
+    Metric("broker", broker_name),
     Metric("machine cores", _path("machine.cores")),
     Metric("producer alerts/s", _path("producer.alerts_per_s"), +1),
     Metric("producer MB/s", _path("producer.mb_per_s"), +1),
@@ -69,6 +81,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("spark batches", _path("spark.batches")),
     Metric("spark rows/s p50", _path("spark.rows_per_s.p50"), +1),
     Metric("broker CPU mean (%)", _path("resources.broker.cpu_mean"), -1),
+    Metric("broker RSS max (MB)", _path("resources.broker.rss_max_mb"), -1),
     Metric("kafka CPU mean (%)", _path("resources.kafka.cpu_mean"), -1),
     Metric("verdict: visits held", _verdict("rubin_visit"), +1),
     Metric("verdict: 98% within 60 s", _verdict("rubin_latency", LATENCY_SHARE), +1),

@@ -164,15 +164,24 @@ class ExternalBroker:
         stop_processes(local, [self.proc, *family], grace=grace)
 
     def wait_consuming(
-        self, kafka: Kafka, topic: str, partitions: int, target: int, timeout: float
-    ) -> None:
+        self,
+        kafka: Kafka,
+        topic: str,
+        partitions: int,
+        target: int,
+        timeout: float,
+        *,
+        fail: bool = True,
+    ) -> bool:
         """Wait until the group has committed ``target`` offsets of ``topic``.
+
+        Returns False if it timed out having consumed something, and ``fail`` is false.
 
         Raises
         ------
         BrokerUnderTestError
             If it exits, or commits nothing at all within ``timeout`` ("never
-            consumed"), or stops short of ``target``.
+            consumed"), or (with ``fail``) stops short of ``target``.
         """
         if self.group is None:
             raise ConfigError("waiting on the broker's progress needs its group (--broker-group).")
@@ -182,7 +191,7 @@ class ExternalBroker:
             self.check()
             done = group_offsets(kafka, self.group, topic, partitions)
             if done >= target:
-                return
+                return True
             time.sleep(0.5)
         if done == 0:
             raise BrokerUnderTestError(
@@ -190,7 +199,62 @@ class ExternalBroker:
                 f"offset of {topic} in {timeout:.0f} s. Check that it reads {topic} with that "
                 "group and commits its offsets."
             )
-        raise BrokerUnderTestError(
-            f"the broker under test consumed {done} of {target} alerts of {topic} in "
-            f"{timeout:.0f} s."
-        )
+        if fail:
+            raise BrokerUnderTestError(
+                f"the broker under test consumed {done} of {target} alerts of {topic} in "
+                f"{timeout:.0f} s."
+            )
+        return False
+
+    def written(self, kafka: Kafka, *, exclude: str | None = None) -> int:
+        """Messages in the output topics now (their end offsets, summed)."""
+        from alertbench.kafka.client import Watermarks
+
+        found = [
+            t for t in list_topics(kafka) if self._pattern.fullmatch(t.name) and t.name != exclude
+        ]
+        with Watermarks(kafka) as marks:
+            return sum(sum(marks.end_offsets(t.name, len(t.partitions)).values()) for t in found)
+
+    def wait_quiet(
+        self,
+        kafka: Kafka,
+        timeout: float,
+        *,
+        quiet: float,
+        exclude: str | None = None,
+        fail: bool = True,
+    ) -> bool:
+        """Without a group to watch: wait until the outputs have grown, then stayed still.
+
+        Done when they hold messages and none came for ``quiet`` seconds.
+        Returns False on a timeout when ``fail`` is false.
+
+        Raises
+        ------
+        BrokerUnderTestError
+            If it exits, or writes nothing at all within ``timeout``, or (with
+            ``fail``) is still writing at ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        last, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            self.check()
+            now, count = time.monotonic(), self.written(kafka, exclude=exclude)
+            if count != last:
+                last, since = count, now
+            elif count > 0 and now - since >= quiet:
+                return True
+            time.sleep(0.5)
+        if last <= 0:
+            raise BrokerUnderTestError(
+                f"the broker under test wrote nothing to topics matching {self.outputs!r} in "
+                f"{timeout:.0f} s. Check its log and its output topics, or name its "
+                "consumer group (--broker-group) to follow its progress."
+            )
+        if fail:
+            raise BrokerUnderTestError(
+                f"the broker under test was still writing to {self.outputs!r} after "
+                f"{timeout:.0f} s ({last} messages)."
+            )
+        return False

@@ -45,7 +45,9 @@ FIELDS: dict[str, str] = {
     "scenario.kind": "stream, max-throughput or scaling.",
     "config.kafka": "Kafka: version, nodes, bootstrap servers, embedded or external, "
     "security protocol and user (never a secret).",
-    "config.broker": "Broker: master, mode (fused or staged), trigger, filters, cuts, modules.",
+    "config.broker": "Broker: kind (alertbench or external). alertbench's: master, mode "
+    "(fused or staged), trigger, filters, cuts, modules. Another: its command, output "
+    "topics, group, input topic and how ids were read.",
     "config.simulator": "Simulator: schedule, alerts, visits, producers, partitions, wire.",
     "machine.cores": "Logical cores of the machine that ran the benchmark.",
     "machine.memory_gb": "Its memory.",
@@ -92,7 +94,8 @@ FIELDS: dict[str, str] = {
     "integrity.quarantined": "Messages in quarantine.",
     "integrity.in_science": "Rows in the science Parquet.",
     "integrity.topics": "Per distribution topic: expected, received, missing, unexpected, "
-    "duplicates.",
+    "duplicates. Another broker's: received, distinct, duplicates, unknown (ids never sent), "
+    "unreadable (no id could be read).",
     "verdicts.rubin_visit": "Whether visits were held: each visit in raw before the next "
     "was due, and the lag did not grow; with the visit size and interval.",
     "verdicts.rubin_latency": "Share of alerts distributed within Rubin's 60 s budget "
@@ -100,6 +103,27 @@ FIELDS: dict[str, str] = {
     "verdicts.p99_target": "Whether the p99 send -> distribution latency is at most 10 s.",
     "capacity": "The capacity model: measured rates per core, assumptions, and the cores "
     "and Kafka brokers each survey load needs.",
+}
+
+#: Fields only a run of alertbench's own broker has (another has no raw table, no Spark).
+OWN_BROKER_ONLY = {
+    "spark.batches",
+    "spark.input_rows",
+    "spark.rows_per_s",
+    "spark.batch_s",
+    "integrity.in_raw",
+    "integrity.distinct_in_raw",
+    "integrity.quarantined",
+    "integrity.in_science",
+}
+
+#: Fields of a run of another broker, measured from outside (in place of OWN_BROKER_ONLY).
+OTHER_BROKER_FIELDS: dict[str, str] = {
+    "integrity.consumed": "Offsets of the input its consumer group had committed at the end "
+    "(null without --broker-group).",
+    "integrity.final_lag": "Its lag at the end (must be 0; null without --broker-group).",
+    "verdicts.rubin_visit.measured_to": "raw (alertbench's broker) or first output (another: "
+    "a visit is held when each alert first appears in an output topic in time).",
 }
 
 
@@ -114,9 +138,13 @@ def lookup(results: dict[str, Any], path: str) -> Any:
 
 
 def missing_fields(results: dict[str, Any]) -> list[str]:
-    """The documented fields absent from ``results``."""
+    """The documented fields absent from ``results`` (for the kind of broker it measured)."""
+    other = results.get("config", {}).get("broker", {}).get("kind") == "external"
+    paths = [p for p in FIELDS if not (other and p in OWN_BROKER_ONLY)]
+    if other:
+        paths += list(OTHER_BROKER_FIELDS)
     missing = []
-    for path in FIELDS:
+    for path in paths:
         try:
             lookup(results, path)
         except KeyError:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -28,10 +26,11 @@ import psutil
 from alertbench import __version__
 from alertbench.alerts.reader import Alert, ReadReport
 from alertbench.bench import collect
-from alertbench.bench.sampler import Every, LagSampler, ResourceSampler, processed_offsets
+from alertbench.bench.brokers import BrokerUnderTest, OtherBroker, OwnBroker, Wiring
+from alertbench.bench.sampler import Every, LagSampler, ResourceSampler
 from alertbench.bench.scenario import Scenario
 from alertbench.config import Settings
-from alertbench.errors import AlertbenchError, ClusterError
+from alertbench.errors import AlertbenchError
 from alertbench.kafka.admin import create_topic, list_topics
 from alertbench.kafka.client import Watermarks, end_offsets
 from alertbench.kafka.credentials import admin_connection
@@ -41,25 +40,6 @@ from alertbench.simulator.run import SimulationOptions, load_alerts, simulate
 from alertbench.simulator.schedule import Schedule
 
 STATE_FILE = "bench-state.json"
-# [broker] settings a bench run hands on to the broker it starts; the input topic, wire
-# format, trigger, filters and outputs are the run's own.
-INHERITED_BROKER_SETTINGS = {
-    "modules",
-    "cuts",
-    "catalogue",
-    "check_crcs",
-    "kafka_reader",
-    "parquet_compression",
-    "driver_memory",
-    "arrow_batch_rows",
-    "executor_memory",
-    "driver_host",
-    "shuffle_partitions",
-    "distribution_partitions",
-    "distribution_key",
-    "distribution_retention_ms",
-    "spark_version",
-}
 
 
 class BenchError(AlertbenchError):
@@ -94,11 +74,18 @@ class Bench:
     procs: dict[str, ProcessRecord] = field(default_factory=dict)
     kafka_pids: list[int] = field(default_factory=list)
     clones: int = 0  # clone numbers used so far, so every alert of the run is unique
+    # Where the user started the run: another broker's command runs there, as typed.
+    cwd: Path = field(default_factory=Path.cwd)
 
     @property
     def work(self) -> Path:
         """Bulky data of the run (broker outputs, logs before collection)."""
         return self.run / "work"
+
+    def client_file(self) -> dict[str, str]:
+        """``{"client_config": path}`` for a child that connects as the bench does, or nothing."""
+        path = client_file(self.servers, self.work / "client.properties")
+        return {"client_config": str(path)} if path else {}
 
     def save_state(self) -> None:
         """Record the PIDs the bench started (so `bench` can stop them after a crash)."""
@@ -281,17 +268,7 @@ def bench_info(bench: Bench, embedded: bool, settings: Settings) -> dict[str, An
                 "version": settings.kafka.version,
                 "heap": settings.kafka.heap,
             },
-            "broker": {
-                "master": bench.master or f"local[{s.cores}]",
-                "mode": "fused" if s.fused else "staged",
-                "trigger": s.trigger,
-                "max_offsets_per_trigger": s.max_offsets_per_trigger,
-                "min_offsets_per_trigger": s.min_offsets_per_trigger,
-                "filters": bench.filters,
-                "modules": settings.broker.modules,
-                "cuts": settings.broker.cuts,
-                "driver_memory": settings.broker.driver_memory,
-            },
+            "broker": _broker_info(bench, settings),
             "simulator": {
                 "schedule": s.schedule,
                 "visit_alerts": s.visit_alerts,
@@ -303,10 +280,34 @@ def bench_info(bench: Bench, embedded: bool, settings: Settings) -> dict[str, An
                 "partitions": s.partitions,
                 "synthesize": s.synthesize,
                 "warmup_alerts": s.warmup_alerts,
-                "wire": "ztf" if bench.alerts[0].schema.survey.survey == "ztf" else "schemaless",
+                "wire": s.wire,
+                "schema_registry": s.schema_registry,
                 "source_alerts": len(bench.alerts),
             },
         },
+    }
+
+
+def broker_for(scenario: Scenario) -> BrokerUnderTest:
+    """The broker a segment measures: the scenario's other broker, else alertbench's."""
+    return OwnBroker() if scenario.broker is None else OtherBroker(scenario.broker)
+
+
+def _broker_info(bench: Bench, settings: Settings) -> dict[str, Any]:
+    s = bench.scenario
+    if s.broker is not None:
+        return {"kind": "external", **s.broker.model_dump(mode="json")}
+    return {
+        "kind": "alertbench",
+        "master": bench.master or f"local[{s.cores}]",
+        "mode": "fused" if s.fused else "staged",
+        "trigger": s.trigger,
+        "max_offsets_per_trigger": s.max_offsets_per_trigger,
+        "min_offsets_per_trigger": s.min_offsets_per_trigger,
+        "filters": bench.filters,
+        "modules": settings.broker.modules,
+        "cuts": settings.broker.cuts,
+        "driver_memory": settings.broker.driver_memory,
     }
 
 
@@ -314,27 +315,55 @@ def run_segment(bench: Bench, seg: Segment) -> collect.SegmentOutcome:
     """Run one segment end to end and gather what it measured."""
     s = bench.scenario
     prefix = f"ab-{bench.run.name.lower()}-{seg.tag}"
-    topic = f"{prefix}-alerts"
-    dist = {f"{prefix}-{name}": expr for name, expr in bench.filters.items()}
+    topic = (s.broker.input_topic if s.broker else None) or f"{prefix}-alerts"
     seg_dir = bench.work / seg.tag
-    broker_out = seg_dir / "broker"
-    create_topic(bench.servers, topic, partitions=seg.partitions)
-    outcome = collect.SegmentOutcome(seg.tag, seg.params, topic, seg.partitions, dist, seg_dir)
-    _start_broker(bench, seg, topic, dist, seg_dir)
-    _start_timing(bench, seg, dist, seg_dir)
+    LocalTransport().make_dirs(seg_dir)
+    create_topic(bench.servers, topic, partitions=seg.partitions, exist_ok=True)
+    # A topic that was there already (a running broker's) keeps its own partitions.
+    partitions = next(len(t.partitions) for t in list_topics(bench.servers) if t.name == topic)
+    broker = broker_for(s)
+    log = bench.work / "logs" / f"broker-{seg.tag}.log"
+    wiring = Wiring(topic, partitions, prefix, seg_dir, log)
+    outcome = collect.SegmentOutcome(seg.tag, seg.params, topic, partitions, {}, seg_dir)
+    outcome.broker_kind = broker.kind
+    try:
+        broker.start(bench, seg, wiring)
+        for k, proc in enumerate(broker.procs()):
+            bench.procs[f"broker-{seg.tag}" + (f"-{k}" if k else "")] = proc
+        bench.save_state()
+        _start_timing(bench, seg, broker, seg_dir)
+        _measure(bench, seg, broker, wiring, outcome)
+    finally:
+        broker.stop()
+        timing = bench.procs.get(f"timing-{seg.tag}")
+        if timing is not None:
+            stop_processes(LocalTransport(), [timing], grace=5)
+    outcome.expected = broker.expected()
+    return outcome
+
+
+def _measure(
+    bench: Bench,
+    seg: Segment,
+    broker: BrokerUnderTest,
+    wiring: Wiring,
+    outcome: collect.SegmentOutcome,
+) -> None:
+    """Warm the broker up, send the measured load, wait for the drain, sample all along."""
+    s = bench.scenario
+    topic = wiring.topic
     produced = [0]
     components = {
         "kafka": lambda: bench.kafka_pids,
-        "broker": lambda: [p.pid for k, p in bench.procs.items() if k.startswith("broker")],
+        "broker": lambda: [p.pid for p in broker.procs()],
         "timing": lambda: [p.pid for k, p in bench.procs.items() if k.startswith("timing")],
         "simulator": lambda: [os.getpid()],
     }
     resources = ResourceSampler(lambda: {k: f() for k, f in components.items()}, bench.t0)
     marks = Watermarks(bench.servers)
     lag = LagSampler(
-        lambda: sum(marks.end_offsets(topic, seg.partitions).values()),
-        broker_out / "progress.jsonl",
-        topic,
+        lambda: sum(marks.end_offsets(topic, wiring.partitions).values()),
+        broker.processed,
         lambda: produced[0],
         bench.t0,
     )
@@ -343,31 +372,29 @@ def run_segment(bench: Bench, seg: Segment) -> collect.SegmentOutcome:
         warm = _simulate(bench, seg, topic, Schedule(mode="max"), count=s.warmup_alerts)
         outcome.warmup = warm
         bench.say(f"warm-up: {warm['alerts']} alerts sent; waiting for the broker to start")
-        _wait_processed(bench, seg, topic, broker_out, warm["alerts"], s.drain_timeout + 300)
+        first = sum(end_offsets(bench.servers, topic, wiring.partitions).values())
+        broker.wait(first, s.broker.start_timeout if s.broker else s.drain_timeout + 300)
         outcome.measured_from = time.time()
         outcome.loads, outcome.steps = _drive(bench, seg, topic, lag, produced)
-        total = sum(end_offsets(bench.servers, topic, seg.partitions).values())
+        total = sum(end_offsets(bench.servers, topic, wiring.partitions).values())
         bench.say(f"all {total:,} alerts in Kafka; waiting for the broker to drain them")
-        outcome.drained = _wait_processed(
-            bench, seg, topic, broker_out, total, s.drain_timeout, fail=False
-        )
+        outcome.drained = broker.wait(total, s.drain_timeout, fail=False)
+        lag.sample()  # the lag as the drain ended, not as it was up to a second before
         outcome.load_finished = max((lo["finished"] for lo in outcome.loads), default=time.time())
+        outcome.distribution = broker.outputs()
         partitions = {t.name: len(t.partitions) for t in list_topics(bench.servers)}
         targets = {
             t: {str(p): e for p, e in end_offsets(bench.servers, t, partitions.get(t, 0)).items()}
-            for t in dist
+            for t in outcome.distribution
         }
-        LocalTransport().write_text(seg_dir / "targets.json", json.dumps(targets))
+        LocalTransport().write_text(wiring.dir / "targets.json", json.dumps(targets))
         _wait_exit(bench, f"timing-{seg.tag}", 120)
     finally:
         sampling.stop()
         marks.close()
-        _stop_broker(bench, seg)
-    outcome.resources = resources.rows
-    outcome.lag = lag.rows
-    outcome.sampler_errors = sampling.errors
-    outcome.expected = _expected(bench, broker_out, dist, seg_dir)
-    return outcome
+        outcome.resources = resources.rows
+        outcome.lag = lag.rows
+        outcome.sampler_errors = sampling.errors
 
 
 def _simulate(
@@ -385,6 +412,8 @@ def _simulate(
     opts = SimulationOptions(
         servers=bench.servers,
         topic=topic,
+        wire=s.wire,
+        registry=s.schema_registry,
         schedule=schedule,
         count=count,
         visits=visits,
@@ -422,7 +451,7 @@ def _drive(
     if s.kind == "max-throughput":
         loads, steps = [], []
         for k, step in enumerate(s.steps):
-            before, t_start = lag.processed(), time.time()
+            before, t_start = lag.processed() or 0, time.time()
             lag_start = max(
                 sum(end_offsets(bench.servers, topic, seg.partitions).values()) - before, 0
             )
@@ -439,7 +468,7 @@ def _drive(
             )
             loads.append(summary)
             end = sum(end_offsets(bench.servers, topic, seg.partitions).values())
-            processed = lag.processed()
+            processed = lag.processed() or 0
             wall = max(time.time() - t_start, 1e-9)
             backlog = max(end - processed, 0)
             held = backlog <= step.rate * s.held_lag_s and summary["alerts"] >= 0.9 * (
@@ -471,116 +500,15 @@ def _drive(
     return [ran(_simulate(bench, seg, topic, schedule, count=count, monitor=monitor))], []
 
 
-def _wait_processed(
-    bench: Bench,
-    seg: Segment,
-    topic: str,
-    broker_out: Path,
-    target: int,
-    timeout: float,
-    *,
-    fail: bool = True,
-) -> bool:
-    """Wait until the broker has processed ``target`` offsets of ``topic``."""
-    deadline = time.monotonic() + timeout
-    progress = broker_out / "progress.jsonl"
-    while time.monotonic() < deadline:
-        if processed_offsets(progress, topic) >= target:
-            return True
-        broker = bench.procs.get(f"broker-{seg.tag}")
-        if broker is not None and not LocalTransport().is_running(broker):
-            log = bench.work / "logs" / f"broker-{seg.tag}.log"
-            raise BenchError(
-                f"the broker stopped before processing {target} alerts; its log "
-                f"{log} ends with:\n{LocalTransport().tail(log, 15)}"
-            )
-        time.sleep(0.25)
-    if fail:
-        raise BenchError(
-            f"the broker processed {processed_offsets(progress, topic)} of {target} alerts "
-            f"in {timeout:.0f} s; see {bench.work / 'logs'}"
-        )
-    return False
-
-
-def _start_broker(bench: Bench, seg: Segment, topic: str, dist: dict[str, str], seg_dir: Path):
-    s = bench.scenario
-    # The user's broker settings that do not depend on the run (paths are absolute already),
-    # then what the scenario and this segment decide.
-    inherited = bench.settings.broker.model_dump(
-        mode="json", include=INHERITED_BROKER_SETTINGS, exclude_none=True
-    )
-    config = {
-        "run_dir": str(seg_dir),
-        "cache_dir": str(bench.settings.cache_dir),
-        "kafka": {"bootstrap_servers": bench.servers.servers, **_client_file(bench)},
-        "broker": {
-            **inherited,
-            "master": bench.master or f"local[{seg.cores}]",
-            "topics": [topic],
-            "trigger": s.trigger,
-            "output": "broker",
-            "filters": dist,
-        },
-    }
-    if s.max_offsets_per_trigger:
-        config["broker"]["max_offsets_per_trigger"] = s.max_offsets_per_trigger
-    if s.min_offsets_per_trigger:
-        config["broker"]["min_offsets_per_trigger"] = s.min_offsets_per_trigger
-        config["broker"]["max_trigger_delay_s"] = s.max_trigger_delay_s
-    if bench.settings.java_home:
-        config["java_home"] = str(bench.settings.java_home)
-    path = seg_dir / "alertbench.toml"
-    LocalTransport().write_text(path, to_toml(config))
-    argv = [sys.executable, "-m", "alertbench", "broker", "run"]
-    argv += ["--fused"] if s.fused else ["--stages", "stream2raw,raw2science,distribute"]
-    # The environment outranks the config file: drop what would override the run's own.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ALERTBENCH_BROKER__", "ALERTBENCH_KAFKA__"))
-        and k not in ("ALERTBENCH_RUN_DIR", "ALERTBENCH_CACHE_DIR")
-    }
-    env["ALERTBENCH_CONFIG"] = str(path)
-    bench.procs[f"broker-{seg.tag}"] = LocalTransport().spawn(
-        argv, log=bench.work / "logs" / f"broker-{seg.tag}.log", cwd=seg_dir, env=env
-    )
-    bench.save_state()
-
-
-def to_toml(config: dict[str, Any]) -> str:
-    """TOML text for a config of scalars, lists and (one level of) tables."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return repr(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
-        return json.dumps(str(v))  # JSON string escapes are valid TOML basic strings
-
-    top = [f"{k} = {value(v)}" for k, v in config.items() if not isinstance(v, dict)]
-    tables = [
-        f"\n[{k}]\n" + "\n".join(f"{kk} = {value(vv)}" for kk, vv in v.items())
-        for k, v in config.items()
-        if isinstance(v, dict)
-    ]
-    return "\n".join(top) + "\n" + "\n".join(tables) + "\n"
-
-
-def _start_timing(bench: Bench, seg: Segment, dist: dict[str, str], seg_dir: Path) -> None:
+def _start_timing(bench: Bench, seg: Segment, broker: BrokerUnderTest, seg_dir: Path) -> None:
     argv = [
         sys.executable,
         "-m",
         "alertbench.bench.timing",
         "--servers",
         bench.servers.servers,
-        *[a for path in _client_file(bench).values() for a in ("--client-config", path)],
-        "--topics",
-        ",".join(dist),
+        *[a for path in bench.client_file().values() for a in ("--client-config", path)],
+        *broker.timing_args(),
         "--out",
         str(seg_dir / "arrivals.csv"),
         "--targets",
@@ -592,12 +520,6 @@ def _start_timing(bench: Bench, seg: Segment, dist: dict[str, str], seg_dir: Pat
     bench.save_state()
 
 
-def _client_file(bench: Bench) -> dict[str, str]:
-    """``{"client_config": path}`` for a child that connects as the bench does, or nothing."""
-    path = client_file(bench.servers, bench.work / "client.properties")
-    return {"client_config": str(path)} if path else {}
-
-
 def _wait_exit(bench: Bench, name: str, timeout: float) -> None:
     proc = bench.procs.get(name)
     deadline = time.monotonic() + timeout
@@ -607,48 +529,7 @@ def _wait_exit(bench: Bench, name: str, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def _stop_broker(bench: Bench, seg: Segment) -> None:
-    """Ctrl-C the broker (it stops its queries gracefully), then make sure it is gone."""
-    proc = bench.procs.get(f"broker-{seg.tag}")
-    if proc is None:
-        return
-    local = LocalTransport()
-    local.send_signal(proc, signal.SIGINT)
-    deadline = time.monotonic() + 60
-    while local.is_running(proc) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stop_processes(local, [proc], grace=10)
-    stop_processes(local, [bench.procs[f"timing-{seg.tag}"]], grace=5)
-
-
 def stop_started(bench: Bench) -> None:
     """Stop every process the bench started that is still running."""
     stop_processes(LocalTransport(), list(bench.procs.values()), grace=10)
     bench.save_state()
-
-
-def _expected(bench: Bench, broker_out: Path, dist: dict[str, str], seg_dir: Path) -> Path:
-    """Run the filters over the science Parquet (in a Spark process of its own)."""
-    out = seg_dir / "expected.csv"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "alertbench.bench.expected",
-            "--science",
-            str(broker_out / "science"),
-            "--filters",
-            json.dumps(dist),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise ClusterError(
-            f"evaluating the filters over {broker_out / 'science'} failed:\n{proc.stderr[-2000:]}"
-        )
-    return out

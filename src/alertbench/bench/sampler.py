@@ -64,16 +64,15 @@ class ResourceSampler:
 
 
 class LagSampler:
-    """The input topic's end offsets against what the broker has processed.
+    """The input topic's end offsets against what the broker has read.
 
     Parameters
     ----------
     end_offsets : callable
         Returns the sum of the input topic's end offsets.
-    progress : Path
-        The broker's progress JSON lines (batches with their sources' end offsets).
-    topic : str
-        The input topic.
+    processed : callable
+        Returns the offsets the broker has read (summed), or None when that
+        cannot be known (a broker whose consumer group is not named).
     produced : callable
         Returns alerts acknowledged so far by the simulator.
     t0 : float
@@ -83,29 +82,26 @@ class LagSampler:
     def __init__(
         self,
         end_offsets: Callable[[], int],
-        progress: Path,
-        topic: str,
+        processed: Callable[[], int | None],
         produced: Callable[[], int],
         t0: float,
     ) -> None:
         self.end_offsets = end_offsets
-        self.progress = progress
-        self.topic = topic
+        self._processed = processed
         self.produced = produced
         self.t0 = t0
-        self.rows: list[tuple[float, int, int, int, int]] = []
+        self.rows: list[tuple[float, int, int, int | None, int | None]] = []
 
-    def processed(self) -> int:
-        """Offsets the broker's first stage has processed (sum over partitions)."""
-        return processed_offsets(self.progress, self.topic)
+    def processed(self) -> int | None:
+        """Offsets the broker has read (sum over partitions), if known."""
+        return self._processed()
 
     def sample(self) -> None:
         """Take one sample."""
         end = self.end_offsets()
         done = self.processed()
-        self.rows.append(
-            (round(time.time() - self.t0, 3), self.produced(), end, done, max(end - done, 0))
-        )
+        lag = None if done is None else max(end - done, 0)
+        self.rows.append((round(time.time() - self.t0, 3), self.produced(), end, done, lag))
 
 
 def processed_offsets(progress: Path, topic: str) -> int:

@@ -39,6 +39,54 @@ class Sweep(BaseModel):
     cores: list[int] = Field(default_factory=list)
 
 
+class OtherBrokerSpec(BaseModel):
+    """A broker alertbench did not build, under test (a scenario's ``[broker]`` table)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cmd: str | None = Field(
+        None,
+        description="Command that starts it, with {servers}, {input_topic} and {client_config} "
+        "filled in; none: it already runs, reading input_topic.",
+    )
+    output_topics: str = Field(description="Its output topics: a regex a whole name matches.")
+    group: str | None = Field(None, description="Its consumer group on the input, for its lag.")
+    input_topic: str | None = Field(
+        None, description="The topic it reads; default: a fresh topic per run segment."
+    )
+    id_format: Literal["header", "container", "schema-key", "confluent", "json"] = Field(
+        "header",
+        description="How its output carries the alert: alertbench's header (kept by a "
+        "pass-through), an Avro container (ZTF), schemaless Avro with the schema in the key "
+        "(Fink), the Confluent wire format (needs id_schemas), JSON (Lasair).",
+    )
+    id_field: str | None = Field(
+        None, description="The id field, dotted if nested; default candid (ZTF), diaSourceId."
+    )
+    id_schemas: Path | None = Field(
+        None, description="confluent id_format: folder of <id>.avsc its output's schemas."
+    )
+    start_timeout: float = Field(
+        120.0, gt=0, description="Seconds it may take to read the warm-up, else: never consumed."
+    )
+    quiet_s: float = Field(
+        10.0,
+        gt=0,
+        description="Without a group: it has finished once its outputs stop growing this long.",
+    )
+
+    @model_validator(mode="after")
+    def _needs(self) -> OtherBrokerSpec:
+        if self.cmd is None and self.input_topic is None:
+            raise ValueError(
+                "a broker that already runs (no cmd) reads a topic of its own: name it "
+                "(input_topic, or --input-topic)"
+            )
+        if self.id_format == "confluent" and self.id_schemas is None:
+            raise ValueError("id_format confluent needs id_schemas (a folder of <id>.avsc)")
+        return self
+
+
 class Scenario(BaseModel):
     """One benchmark scenario (the fields of its TOML file)."""
 
@@ -58,6 +106,14 @@ class Scenario(BaseModel):
     synthesize: bool = Field(True, description="Unique clones of the source alerts.")
     producers: int = Field(1, ge=1)
     partitions: int = Field(2, ge=1, description="Partitions of the input topic.")
+    wire: Literal["ztf", "confluent"] = Field(
+        "ztf",
+        description="How alerts are sent: an Avro container per alert (ZTF) or the Confluent "
+        "wire format with a schema id (Rubin; needs schema_registry).",
+    )
+    schema_registry: str | None = Field(
+        None, description="confluent wire: a folder of <id>.avsc files or a registry URL."
+    )
     warmup_alerts: int = Field(
         2000,
         ge=1,
@@ -84,6 +140,9 @@ class Scenario(BaseModel):
     )
     sweep: Sweep = Field(default_factory=Sweep)
     drain_timeout: float = Field(300.0, gt=0, description="Seconds to wait for the broker.")
+    broker: OtherBrokerSpec | None = Field(
+        None, description="A broker alertbench did not build, measured instead of its own."
+    )
     security: Literal["plaintext", "sasl_plaintext", "ssl", "sasl_ssl"] = Field(
         "plaintext",
         description="Security of the embedded Kafka: every client (simulator, broker, timing) "
@@ -101,6 +160,13 @@ class Scenario(BaseModel):
         if self.kind == "stream" and self.schedule == "visits" and self.visits is None:
             raise ValueError("a visits schedule needs visits = N")
         check_batch_bounds(self.min_offsets_per_trigger, self.max_offsets_per_trigger)
+        if self.kind == "max-throughput" and self.broker and not self.broker.group:
+            raise ValueError(
+                "max-throughput measures the broker's lag at each step: name the other "
+                "broker's consumer group (group, or --broker-group)"
+            )
+        if self.wire == "confluent" and not self.schema_registry:
+            raise ValueError("the confluent wire needs schema_registry (folder or URL)")
         return self
 
 
@@ -112,8 +178,13 @@ def builtin_names() -> list[str]:
     )
 
 
-def load_scenario(name_or_path: str, **overrides: object) -> Scenario:
+def load_scenario(
+    name_or_path: str, *, broker: dict[str, object] | None = None, **overrides: object
+) -> Scenario:
     """A shipped scenario by name, or a TOML file by path, with ``overrides`` applied.
+
+    ``broker`` overrides keys of the ``[broker]`` table (the command line's
+    broker flags). Relative paths in a file are taken from the file's folder.
 
     Raises
     ------
@@ -121,10 +192,11 @@ def load_scenario(name_or_path: str, **overrides: object) -> Scenario:
         Naming the file and the field, for an unknown scenario or a bad field.
     """
     path = Path(name_or_path)
+    base: Path | None = None
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ConfigError(f"scenario file {path} not found.")
-        text, where = path.read_text(), str(path)
+        text, where, base = path.read_text(), str(path), path.resolve().parent
     else:
         res = resources.files("alertbench.bench") / "scenarios" / f"{name_or_path}.toml"
         if not res.is_file():
@@ -137,7 +209,13 @@ def load_scenario(name_or_path: str, **overrides: object) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    if base is not None:
+        _absolute(data, base)
     data.update({k: v for k, v in overrides.items() if v is not None})
+    flags = {k: v for k, v in (broker or {}).items() if v is not None}
+    if flags:
+        table = data.get("broker")
+        data["broker"] = {**(table if isinstance(table, dict) else {}), **flags}
     try:
         return Scenario(**data)
     except ValidationError as exc:
@@ -145,3 +223,13 @@ def load_scenario(name_or_path: str, **overrides: object) -> Scenario:
             f"{'.'.join(str(p) for p in e['loc']) or 'scenario'}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"{where}: {problems}") from None
+
+
+def _absolute(data: dict[str, object], base: Path) -> None:
+    """Make the file's relative folders absolute, from ``base`` (the file's folder)."""
+    registry = data.get("schema_registry")
+    if isinstance(registry, str) and not registry.startswith(("http://", "https://")):
+        data["schema_registry"] = str(base / registry)
+    table = data.get("broker")
+    if isinstance(table, dict) and isinstance(table.get("id_schemas"), str):
+        table["id_schemas"] = str(base / table["id_schemas"])

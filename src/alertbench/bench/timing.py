@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -40,6 +42,7 @@ def read_arrivals(
     *,
     reader: IdReader | None = None,
     input_topic: str | None = None,
+    pattern: str | None = None,
 ) -> int:
     """Consume ``topics`` from the beginning until ``targets`` is reached; returns messages.
 
@@ -58,6 +61,9 @@ def read_arrivals(
         How to read an id from an output message; alertbench's headers by default.
     input_topic : str, optional
         With ``reader``: the topic the simulator wrote, read for send times by id.
+    pattern : str, optional
+        A regular expression: every topic whose whole name it matches is an output
+        too, also one created during the run (never the input topic, nor Kafka's own).
     """
     reader = reader or IdReader("header")
     by_content = reader.fmt != "header"
@@ -86,13 +92,15 @@ def read_arrivals(
     goal: dict[tuple[str, int], int] | None = None
     checked = 0.0
     wanted = [*topics, *([input_topic] if by_content else [])]
+    matches = re.compile(pattern).fullmatch if pattern else None
+    unreadable = 0
     try:
         while not stop:
             now = time.monotonic()
             if now - checked > 0.5:
                 checked = now
-                if len(assigned) < len(wanted):
-                    _assign_new(consumer, wanted, assigned)
+                if matches is not None or len(assigned) < len(wanted):
+                    _assign_new(consumer, wanted, assigned, matches, input_topic)
                 if goal is None and targets.exists():
                     goal = {
                         (t, int(p)): end
@@ -113,8 +121,11 @@ def read_arrivals(
                     continue
                 try:
                     ident = reader.read(msg.key(), msg.value(), headers)
-                except IdReadError:
+                except IdReadError as exc:
                     ident = ""
+                    unreadable += 1
+                    if unreadable <= 5:  # why, for the run's log; the rest are counted
+                        print(f"{msg.topic()}[{msg.partition()}]@{msg.offset()}: {exc}", flush=True)
                 # From the header, or (by content) looked up by id once the input is read.
                 sent = b"" if by_content else headers.get(SENT_HEADER) or b""
                 rows.append(
@@ -144,11 +155,24 @@ def with_send_times(rows: list[tuple], sent_by_id: dict[str, int]) -> list[tuple
     return [(t, i, sent_by_id.get(i, "") if i else "", *rest) for t, i, _s, *rest in rows]
 
 
-def _assign_new(consumer: Consumer, topics: list[str], assigned: set[str]) -> None:
+def _assign_new(
+    consumer: Consumer,
+    topics: list[str],
+    assigned: set[str],
+    matches: Callable[[str], object] | None = None,
+    input_topic: str | None = None,
+) -> None:
     md = consumer.list_topics(timeout=5)
+    found = list(topics)
+    if matches is not None:
+        found += [
+            t
+            for t in md.topics
+            if matches(t) and t != input_topic and not t.startswith("__") and t not in found
+        ]
     new = [
         TopicPartition(t, p, OFFSET_BEGINNING)
-        for t in topics
+        for t in found
         if t not in assigned and t in md.topics and md.topics[t].error is None
         for p in md.topics[t].partitions
     ]
@@ -171,7 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: ``--servers --topics a,b --out arrivals.csv --targets targets.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", required=True)
-    parser.add_argument("--topics", required=True)
+    parser.add_argument("--topics", default="", help="Output topics, comma-separated.")
+    parser.add_argument("--topic-pattern", default=None, help="Output topics by regex.")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--targets", type=Path, required=True)
     parser.add_argument("--client-config", type=Path, default=None)
@@ -185,11 +210,12 @@ def main(argv: list[str] | None = None) -> None:
     reader = IdReader(args.id_format, field=args.id_field, schemas=args.schemas)
     read_arrivals(
         conn,
-        args.topics.split(","),
+        [t for t in args.topics.split(",") if t],
         args.out,
         args.targets,
         reader=reader,
         input_topic=args.input_topic,
+        pattern=args.topic_pattern,
     )
 
 

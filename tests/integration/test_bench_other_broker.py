@@ -1,0 +1,146 @@
+"""`bench run` against a broker alertbench did not build: the pass-through example.
+
+``examples/passthrough.py`` shares no code with alertbench (a confluent-kafka
+consumer group and a producer) and drops every header, so each alert is
+timed by the id read from its Avro container. The runs use the embedded
+Kafka and no Spark.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from alertbench.bench.results import missing_fields
+
+pytestmark = [pytest.mark.kafka]
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE_ALERTS = 50 + 4 * 300  # warm-up + 4 visits
+
+
+def passthrough(output: str, group: str) -> str:
+    """The README's pass-through command (with this interpreter for `.venv/bin/python`)."""
+    return (
+        f"{sys.executable} examples/passthrough.py --servers {{servers}} "
+        f"--input {{input_topic}} --output {output} --group {group}"
+    )
+
+
+def running(marker: str) -> list[psutil.Process]:
+    """Processes whose command line names ``marker`` (a unique topic or argument)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def run_dir_of(out: Path) -> Path:
+    (run,) = out.iterdir()
+    return run
+
+
+def test_a_passthrough_is_timed_by_the_ids_it_writes(
+    cli, alerts_dir: Path, tmp_path: Path, kafka4
+) -> None:
+    output = f"passthrough-{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "results"
+    done = cli(
+        "bench", "run", "smoke",
+        "--alerts", str(alerts_dir),
+        "--out", str(out),
+        "--broker-cmd", passthrough(output, "passthrough"),
+        "--output-topics", output,
+        "--broker-group", "passthrough",
+        "--id-format", "container",
+        run_dir=tmp_path / "state",
+        cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = run_dir_of(out)
+    r = json.loads((run / "results.json").read_text())
+    assert missing_fields(r) == []
+    assert r["status"] == "passed", r["failures"]
+    assert r["config"]["broker"]["kind"] == "external"
+    assert r["config"]["broker"]["output_topics"] == output
+    integrity = r["integrity"]
+    # Every alert sent came out once, and every id that came out was sent.
+    assert integrity["sent"] == integrity["in_kafka"] == integrity["consumed"] == SMOKE_ALERTS
+    assert integrity["final_lag"] == 0
+    assert integrity["topics"] == {
+        output: {
+            "filter": None,
+            "received": SMOKE_ALERTS,
+            "distinct": SMOKE_ALERTS,
+            "duplicates": 0,
+            "unknown": 0,
+            "unreadable": 0,
+        }
+    }
+    # The measured visits, timed alert by alert; the warm-up is not timed.
+    lat = pd.read_csv(run / "series" / "latency_dist.csv", dtype={"alert_id": str})
+    assert len(lat) == lat["alert_id"].nunique() == 4 * 300
+    assert set(lat["topic"]) == {output}
+    assert (lat["latency_s"] > 0).all()
+    assert lat["latency_s"].max() < r["duration_s"]
+    summary = r["latency"]["distribution"]
+    assert summary["count"] == 4 * 300
+    assert 0 < summary["p50"] <= summary["p99"] <= summary["max"] < r["duration_s"]
+    assert r["latency"]["raw"] is None
+    assert r["spark"] is None
+    assert r["verdicts"]["rubin_visit"]["measured_to"] == "first output"
+    # Its process tree was sampled, and stopped at the end.
+    assert r["resources"]["broker"]["rss_max_mb"] > 10
+    assert (run / "logs" / "broker-main.log").exists()
+    assert running(output) == []
+    assert (run / "report.html").stat().st_size > 10_000
+
+
+def test_a_broker_that_crashes_mid_run_fails_with_its_last_lines(
+    cli, alerts_dir: Path, tmp_path: Path, kafka4
+) -> None:
+    output = f"crashing-{uuid.uuid4().hex[:8]}"
+    # It reads the warm-up, then dies some seconds into the 4 visits.
+    cmd = f"sh -c '(timeout 12 {passthrough(output, 'crashing')}); echo {output} gave up; exit 3'"
+    done = cli(
+        "bench", "run", "smoke",
+        "--alerts", str(alerts_dir),
+        "--out", str(tmp_path / "results"),
+        "--broker-cmd", cmd,
+        "--output-topics", output,
+        "--broker-group", "crashing",
+        "--id-format", "container",
+        run_dir=tmp_path / "state",
+        cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "exited during the run" in done.stderr
+    assert f"{output} gave up" in done.stderr  # the last lines of its log
+    assert running(output) == []
+
+
+def test_one_that_never_consumes_is_reported_not_waited_on(
+    cli, alerts_dir: Path, tmp_path: Path, kafka4
+) -> None:
+    marker = f"{uuid.uuid4().int % 1000}.25"  # a unique argument, to find it afterwards
+    scenario = tmp_path / "idle.toml"
+    scenario.write_text(
+        'name = "idle"\nschedule = "visits"\nvisits = 1\nvisit_alerts = 10\n'
+        "warmup_alerts = 5\n"
+        f'[broker]\ncmd = "sleep {marker}"\noutput_topics = "idle-out"\ngroup = "idle"\n'
+        "start_timeout = 8\n"
+    )
+    done = cli(
+        "bench", "run", str(scenario), "--alerts", str(alerts_dir),
+        "--out", str(tmp_path / "results"), run_dir=tmp_path / "state",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "never consumed: its group 'idle' committed no offset" in done.stderr
+    assert running(f"sleep {marker}") == []
