@@ -82,7 +82,8 @@ FIELDS: dict[str, str] = {
     "spark.batch_s": "Percentiles of the batches' durations.",
     "latency.raw": "Percentiles of send -> raw Parquet (batch committed), s.",
     "latency.distribution": "Percentiles of send -> arrival in a distribution topic, s.",
-    "throughput.alerts_per_s": "Alerts in raw / (last raw commit - first send).",
+    "throughput.alerts_per_s": "Alerts in raw / (last raw commit - first send). Another "
+    "broker: alerts sent (once drained) / (last output arrival - first send).",
     "throughput.drain_s": "Seconds from the last send to the last raw commit.",
     "resources": "Per component (kafka, broker, simulator, timing): cpu_mean, cpu_max "
     "(percent of one core) and rss_max_mb.",
