@@ -10,8 +10,7 @@ producer has flushed what was read before them.
 
 Run it by hand::
 
-    python examples/passthrough.py --servers HOST:PORT --input ztf-stream \\
-        --output passthrough-out --group passthrough
+    python examples/passthrough.py --servers HOST:PORT --input ztf-stream --output out --group g
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from confluent_kafka import Consumer, Producer
 
 
 def client_properties(path: Path | None) -> dict[str, str]:
-    """librdkafka properties from a ``key=value`` file (credentials), if one is given."""
+    """The client properties of a ``key=value`` file (credentials), if one is given."""
     if path is None:
         return {}
     props = {}

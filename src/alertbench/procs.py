@@ -69,6 +69,9 @@ class Transport(Protocol):
     def copy_file(self, source: Path, dest: Path) -> None:
         """Copy a file of this machine to ``dest`` on the host (atomically)."""
 
+    def fetch_file(self, source: Path, dest: Path) -> None:
+        """Copy a file of the host to ``dest`` on this machine (atomically)."""
+
     def run(self, argv: Sequence[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
         """Run a command to completion and capture its output."""
 
@@ -121,6 +124,10 @@ class LocalTransport:
         tmp = dest.with_name(dest.name + ".tmp")
         shutil.copyfile(source, tmp)
         tmp.replace(dest)
+
+    def fetch_file(self, source: Path, dest: Path) -> None:  # noqa: D102
+        if Path(source).resolve() != Path(dest).resolve():
+            self.copy_file(source, dest)
 
     def run(  # noqa: D102
         self, argv: Sequence[str], *, timeout: float

@@ -14,6 +14,7 @@ import contextlib
 import shlex
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -217,6 +218,46 @@ class SSHTransport:
             code = stdout.channel.recv_exit_status()
         return subprocess.CompletedProcess(command, code, out, err)
 
+    def clock_offset(self, samples: int = 8) -> tuple[float, float]:
+        """The host's clock minus this machine's, in seconds, and the round trip it took.
+
+        NTP's idea over one SSH channel: a remote shell answers each line it
+        reads with its clock, and the answer is taken to be read half-way
+        through the round trip. The best (shortest) of ``samples`` trips
+        wins; the offset is known to within half of that round trip.
+
+        Raises
+        ------
+        ClusterError
+            If the host does not answer with a time.
+        """
+        best = (0.0, float("inf"))
+        with self._lock:
+            stdin, stdout, _stderr = self._client.exec_command(
+                "while read -r _; do date +%s.%N; done", timeout=30
+            )
+            try:
+                for _ in range(samples):
+                    sent = time.time()
+                    stdin.write("\n")
+                    stdin.flush()
+                    line = stdout.readline()
+                    back = time.time()
+                    try:
+                        remote = float(line)
+                    except ValueError:
+                        raise ClusterError(
+                            f"host {self.host}: `date +%s.%N` answered {line.strip()!r}, not "
+                            "a time; the clock offset needs GNU date there."
+                        ) from None
+                    trip = back - sent
+                    if trip < best[1]:
+                        best = (remote - (sent + back) / 2, trip)
+            finally:
+                stdin.channel.shutdown_write()
+                stdout.channel.recv_exit_status()
+        return best
+
     def _check(self, command: str, what: str) -> str:
         done = self.shell(command)
         if done.returncode != 0:
@@ -269,6 +310,27 @@ class SSHTransport:
             self._check(
                 f"mv {shlex.quote(tmp)} {shlex.quote(str(dest))}", f"moving a copy to {dest}"
             )
+
+    def fetch_file(self, source: Path, dest: Path) -> None:  # noqa: D102
+        import paramiko
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex}.tmp")
+        with self._lock:
+            try:
+                sftp = self._client.open_sftp()
+            except paramiko.SSHException as exc:
+                raise ClusterError(
+                    f"host {self.host}: no SFTP ({exc}); enable sshd's sftp subsystem there."
+                ) from None
+            try:
+                sftp.get(str(source), str(tmp))
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise ClusterError(f"host {self.host}: fetching {source} failed: {exc}") from None
+            finally:
+                sftp.close()
+        tmp.replace(dest)
 
     def remove_tree(self, path: Path) -> None:  # noqa: D102
         self._check(f"rm -rf {shlex.quote(str(path))}", f"removing {path}")

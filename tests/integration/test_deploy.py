@@ -349,3 +349,54 @@ def test_a_secured_cluster_on_three_hosts_carries_alerts_through_the_broker(
             kill_recorded(run_dir)
     assert down.returncode == 0, down.stderr
     assert all(java_pids(h) == [] for h in hosts)
+
+
+def test_the_timing_consumer_on_another_host_records_the_clock_offset(
+    hosts, installs, alerts_dir, tmp_path, cli
+) -> None:
+    """`bench run --timing-host`: arrivals timed on host3, sends here, the offset measured."""
+    run_dir = tmp_path / "run"
+    inv = inventory(
+        tmp_path / "cluster.toml", hosts, mode="kraft", installs=installs, data=tmp_path
+    )
+    top = ("--inventory", str(inv))
+    root = Path(__file__).resolve().parents[2]
+    cmd = (
+        f"{sys.executable} examples/passthrough.py --servers {{servers}} --input {{input_topic}} "
+        "--output far-out --group far"
+    )
+    out = tmp_path / "results"
+    try:
+        up = cli(*top, "kafka", "up", run_dir=run_dir)
+        assert up.returncode == 0, up.stderr
+        done = cli(
+            *top, "bench", "run", "smoke", "--alerts", str(alerts_dir), "--out", str(out),
+            "--broker-cmd", cmd, "--output-topics", "far-out", "--broker-group", "far",
+            "--id-format", "container", "--timing-host", hosts[2].name,
+            run_dir=run_dir, cwd=root,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    finally:
+        down = cli(*top, "kafka", "down", "--purge", run_dir=run_dir)
+        if down.returncode != 0:
+            kill_recorded(run_dir)
+    assert down.returncode == 0, down.stderr
+    (run,) = out.iterdir()
+    r = json.loads((run / "results.json").read_text())
+    assert r["status"] == "passed", r["failures"]
+    servers = ",".join(f"{h.address}:24499" for h in hosts)
+    assert r["config"]["kafka"]["bootstrap_servers"] == servers
+    clock = r["clock"]
+    assert clock["timing_host"] == hosts[2].name
+    # The hosts share this machine's kernel clock: the offset is within its round trip.
+    for when in ("start", "end"):
+        assert 0 < clock[f"round_trip_{when}_s"] < 1
+        assert abs(clock[f"offset_{when}_s"]) <= clock[f"round_trip_{when}_s"]
+    assert r["warnings"] == []
+    assert r["integrity"]["topics"]["far-out"]["received"] == 50 + 4 * 300
+    assert r["latency"]["distribution"]["count"] == 4 * 300
+    # The timing consumer's log came home, and its folder on the host is gone.
+    assert (run / "logs" / "timing-main.log").exists()
+    assert not (installs / hosts[2].name / "bench").exists() or not any(
+        (installs / hosts[2].name / "bench").iterdir()
+    )

@@ -346,3 +346,19 @@ def test_summary_durations_are_read_at_a_sensible_precision(value: Any, text: st
     from alertbench.bench.cli import seconds
 
     assert seconds(value) == text
+
+
+def test_a_clock_offset_above_5_percent_of_the_p50_is_a_warning() -> None:
+    from alertbench.bench.collect import clock_warnings
+
+    latency = {"p50": 2.0}
+    far = {"timing_host": "host3", "offset_s": 0.15}
+    (warning,) = clock_warnings(far, latency)
+    assert "host3" in warning
+    assert "+150.0 ms" in warning
+    assert "5% of the p50 latency (2.000 s)" in warning
+    assert clock_warnings({"timing_host": "host3", "offset_s": -0.09}, latency) == []
+    assert clock_warnings({"timing_host": "host3", "offset_s": -0.11}, latency) != []
+    # The same machine's clock, or nothing timed: nothing to warn about.
+    assert clock_warnings({"timing_host": None, "offset_s": 0.0}, latency) == []
+    assert clock_warnings(far, None) == []

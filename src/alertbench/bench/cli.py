@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from alertbench.config import Flags
@@ -106,6 +107,13 @@ def run(
             rich_help_panel="Another broker",
         ),
     ] = None,
+    timing_host: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the timing consumer on this inventory host (over SSH), away from the "
+            "producers; the clock offset between them is measured and recorded."
+        ),
+    ] = None,
     id_schemas: Annotated[
         Path | None,
         typer.Option(
@@ -165,6 +173,7 @@ def run(
         servers=servers,
         master=master,
         keep_data=keep_data,
+        timing_host=timing_host,
         say=lambda m: console.print(f"[dim]…[/] {m}"),
     )
     show_summary(run_dir)
@@ -212,6 +221,8 @@ def show_summary(run_dir: Path) -> None:
     for k, val in rows:
         table.add_row(k, val)
     console.print(table)
+    for w in r.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(w)}")
     for f in r["failures"]:
         console.print(f"[red]failed:[/] {f}")
     console.print(f"report: {run_dir / 'report.html'}")

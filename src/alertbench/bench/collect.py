@@ -522,6 +522,7 @@ def results(
         },
         "sampler_errors": [e for o in outcomes for e in o.sampler_errors],
     }
+    out["warnings"] = clock_warnings(out.get("clock") or {}, dist_summary)
     if main.steps:
         held = [s["rate"] for s in main.steps if s["held"]]
         out["steps"] = main.steps
@@ -532,6 +533,27 @@ def results(
 
     out["capacity"] = capacity_model(out)
     return out
+
+
+CLOCK_SHARE = 0.05
+
+
+def clock_warnings(clock: dict[str, Any], latency: dict[str, Any] | None) -> list[str]:
+    """A warning when the timing host's clock is off by more than 5% of the p50 latency.
+
+    Arrivals are stamped on the timing host's clock and sends on this one's,
+    so an offset adds to (or takes from) every latency.
+    """
+    offset = clock.get("offset_s") or 0.0
+    if not latency or latency.get("p50") is None or clock.get("timing_host") is None:
+        return []
+    if abs(offset) > CLOCK_SHARE * latency["p50"]:
+        return [
+            f"the clock of {clock['timing_host']} is {offset * 1e3:+.1f} ms off this machine's, "
+            f"more than {CLOCK_SHARE:.0%} of the p50 latency ({latency['p50']:.3f} s): "
+            "every latency carries that error. Synchronise the clocks (chrony, NTP)."
+        ]
+    return []
 
 
 def sending_seconds(visits: list[dict[str, Any]]) -> float:

@@ -425,12 +425,21 @@ def _summary(results: dict[str, Any]) -> str:
         ("Machine cores", get(results, "machine.cores")),
         ("Memory (GB)", get(results, "machine.memory_gb")),
         ("Platform", get(results, "machine.platform")),
+        ("Broker", get(results, "config.broker.kind")),
+        ("Arrivals timed on", get(results, "clock.timing_host") or "this machine"),
+        ("Its clock offset (s)", get(results, "clock.offset_s")),
         *((f"{name} version", v) for name, v in (results.get("versions") or {}).items()),
     ]
+    warnings = results.get("warnings") or []
     body = [
         f'<p>Status: <span class="{escape(status)}">{escape(status)}</span></p>',
         "<ul>" + "".join(f"<li>{escape(format_value(f))}</li>" for f in failures) + "</ul>"
         if failures
+        else "",
+        "<p>Warnings:</p><ul>"
+        + "".join(f"<li>{escape(format_value(w))}</li>" for w in warnings)
+        + "</ul>"
+        if warnings
         else "",
         _table(None, rows),
     ]

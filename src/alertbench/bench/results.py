@@ -102,6 +102,11 @@ FIELDS: dict[str, str] = {
     "verdicts.rubin_latency": "Share of alerts distributed within Rubin's 60 s budget "
     "(requirement: 98%).",
     "verdicts.p99_target": "Whether the p99 send -> distribution latency is at most 10 s.",
+    "clock": "Where arrivals were timed: timing_host (null: this machine, the same clock), "
+    "method, and with another host offset_start_s/offset_end_s (its clock minus this one's) "
+    "and the round trips they were measured within; offset_s is the larger.",
+    "warnings": "What makes numbers doubtful without failing the run (a clock offset above 5% "
+    "of the p50 latency).",
     "capacity": "The capacity model: measured rates per core, assumptions, and the cores "
     "and Kafka brokers each survey load needs.",
 }

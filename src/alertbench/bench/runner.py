@@ -11,6 +11,7 @@ fails or is interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -30,14 +31,15 @@ from alertbench.bench.brokers import BrokerUnderTest, OtherBroker, OwnBroker, Wi
 from alertbench.bench.sampler import Every, LagSampler, ResourceSampler
 from alertbench.bench.scenario import Scenario
 from alertbench.config import Settings
-from alertbench.errors import AlertbenchError
+from alertbench.errors import AlertbenchError, ConfigError
 from alertbench.kafka.admin import create_topic, list_topics
 from alertbench.kafka.client import Watermarks, end_offsets
 from alertbench.kafka.credentials import admin_connection
 from alertbench.kafka.security import Connection, client_file
-from alertbench.procs import LocalTransport, ProcessRecord, stop_processes
+from alertbench.procs import LocalTransport, ProcessRecord, Transport, stop_processes
 from alertbench.simulator.run import SimulationOptions, load_alerts, simulate
 from alertbench.simulator.schedule import Schedule
+from alertbench.ssh import SSHTransport
 
 STATE_FILE = "bench-state.json"
 
@@ -55,6 +57,59 @@ class Segment:
     producers: int
     cores: int
     params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TimingPlace:
+    """Where the timing consumer runs: this machine, or an inventory host over SSH.
+
+    On another host, arrival times are read on that host's clock and send
+    times on this one's: ``clock`` records the offset between the two,
+    measured at the start and at the end of the run.
+    """
+
+    transport: Transport
+    root: Path | None = None  # its working folder on that host; None: the segment's own
+    host: str | None = None  # None: this machine
+    clock: dict[str, Any] = field(
+        default_factory=lambda: {"timing_host": None, "method": "same clock", "offset_s": 0.0}
+    )
+
+    def folder(self, seg_dir: Path) -> Path:
+        """The timing consumer's folder for a segment (``seg_dir`` on this machine)."""
+        return seg_dir if self.root is None else self.root / seg_dir.name
+
+    def bring_home(self, logs: Path) -> None:
+        """Copy the timing consumer's logs from its host into ``logs``, then close."""
+        if self.root is None:
+            return
+        for seg in self.transport.run(["ls", str(self.root)], timeout=30).stdout.split():
+            for name in self.transport.run(["ls", str(self.root / seg)], timeout=30).stdout.split():
+                if name.endswith(".log"):
+                    with contextlib.suppress(AlertbenchError):
+                        self.transport.fetch_file(self.root / seg / name, logs / name)
+        self.transport.remove_tree(self.root)
+        if isinstance(self.transport, SSHTransport):
+            self.transport.close()
+
+    def measure_clock(self, when: str) -> None:
+        """Record the host's clock offset (``when``: "start" or "end")."""
+        if self.host is None or not isinstance(self.transport, SSHTransport):
+            return
+        offset, trip = self.transport.clock_offset()
+        self.clock.update(
+            {
+                "timing_host": self.host,
+                "method": "SSH round trip, best of 8",
+                f"offset_{when}_s": round(offset, 6),
+                f"round_trip_{when}_s": round(trip, 6),
+            }
+        )
+        worst = max(
+            (abs(v) for k, v in self.clock.items() if k.startswith("offset_") and k != "offset_s"),
+            default=0.0,
+        )
+        self.clock["offset_s"] = round(worst, 6)
 
 
 @dataclass
@@ -76,6 +131,7 @@ class Bench:
     clones: int = 0  # clone numbers used so far, so every alert of the run is unique
     # Where the user started the run: another broker's command runs there, as typed.
     cwd: Path = field(default_factory=Path.cwd)
+    timing: TimingPlace = field(default_factory=lambda: TimingPlace(LocalTransport()))
 
     @property
     def work(self) -> Path:
@@ -157,6 +213,7 @@ def run_bench(
     servers: str | Connection | None = None,
     master: str | None = None,
     keep_data: bool = False,
+    timing_host: str | None = None,
     say: Callable[[str], None] = lambda _m: None,
 ) -> Path:
     """Run ``scenario`` and write its results directory; returns the directory.
@@ -178,6 +235,9 @@ def run_bench(
         An existing Spark master; by default ``local[N]`` with the scenario's cores.
     keep_data : bool
         Keep the Kafka data and broker outputs (``work/``) after the run.
+    timing_host : str, optional
+        An inventory host to run the timing consumer on (over SSH), away from
+        the producers; the clock offset between the two is measured and recorded.
     say : callable
         Receives progress messages for people.
     """
@@ -210,6 +270,7 @@ def run_bench(
         }
     )
     embedded = servers is None
+    place = timing_place(settings, timing_host, run, embedded)
     bench: Bench | None = None
     results: dict[str, Any] = {}
     try:
@@ -219,11 +280,14 @@ def run_bench(
             servers = admin_connection(kafka_settings.kafka_state_dir, up.state.bootstrap_servers)
         conn = Connection.of(servers)  # type: ignore[arg-type]
         bench = Bench(scenario, settings, run, conn, master, alerts, report, filters, t0, say)
+        bench.timing = place
+        place.measure_clock("start")
         bench.kafka_pids = [n.proc.pid for n in up.state.nodes if n.proc] if embedded else []
         outcomes = []
         for seg in segments_of(scenario):
             say(f"segment {seg.tag}: {seg.params or 'the scenario as written'}")
             outcomes.append(run_segment(bench, seg))
+        place.measure_clock("end")
         results = collect.results(
             bench_info(bench, embedded, settings),
             scenario,
@@ -233,6 +297,8 @@ def run_bench(
     finally:
         if bench is not None:
             stop_started(bench)
+        with contextlib.suppress(AlertbenchError):  # never hides why the run failed
+            place.bring_home(run / "work" / "logs")
         if embedded:
             say("stopping the embedded Kafka")
             local.down(kafka_settings, purge=not keep_data)
@@ -248,6 +314,42 @@ def run_bench(
     return run
 
 
+def timing_place(
+    settings: Settings, host_name: str | None, run: Path, embedded: bool
+) -> TimingPlace:
+    """Where the timing consumer runs: here, or on the inventory host ``host_name``.
+
+    Raises
+    ------
+    ConfigError
+        Without an inventory naming that host, or with the embedded Kafka
+        (which listens on this machine only).
+    """
+    if host_name is None:
+        return TimingPlace(LocalTransport())
+    from alertbench.kafka.local import inventory_of
+    from alertbench.kafka.remote import ssh_target
+
+    inv = inventory_of(settings)
+    if inv is None:
+        raise ConfigError(
+            f"--timing-host {host_name}: the host must be in an inventory (--inventory)."
+        )
+    host = next((h for h in inv.hosts if h.name == host_name), None)
+    if host is None:
+        raise ConfigError(
+            f"--timing-host {host_name}: no such host in the inventory; it has "
+            + ", ".join(h.name for h in inv.hosts)
+        )
+    if embedded:
+        raise ConfigError(
+            f"--timing-host {host_name}: the embedded Kafka listens on this machine only; "
+            "run against the inventory's brokers or --bootstrap-servers."
+        )
+    root = host.install_dir / "bench" / run.name
+    return TimingPlace(SSHTransport(ssh_target(host)), root=root, host=host_name)
+
+
 def bench_info(bench: Bench, embedded: bool, settings: Settings) -> dict[str, Any]:
     """The run's identity and configuration, for results.json."""
     s = bench.scenario
@@ -257,6 +359,7 @@ def bench_info(bench: Bench, embedded: bool, settings: Settings) -> dict[str, An
         "t0": bench.t0,
         "machine": machine(),
         "versions": versions(settings),
+        "clock": dict(bench.timing.clock),
         "config": {
             "kafka": {
                 "embedded": embedded,
@@ -337,7 +440,7 @@ def run_segment(bench: Bench, seg: Segment) -> collect.SegmentOutcome:
         broker.stop()
         timing = bench.procs.get(f"timing-{seg.tag}")
         if timing is not None:
-            stop_processes(LocalTransport(), [timing], grace=5)
+            stop_processes(bench.timing.transport, [timing], grace=5)
     outcome.expected = broker.expected()
     return outcome
 
@@ -356,7 +459,12 @@ def _measure(
     components = {
         "kafka": lambda: bench.kafka_pids,
         "broker": lambda: [p.pid for p in broker.procs()],
-        "timing": lambda: [p.pid for k, p in bench.procs.items() if k.startswith("timing")],
+        # A timing consumer on another host is not this machine's to sample.
+        "timing": lambda: [
+            p.pid
+            for k, p in bench.procs.items()
+            if k.startswith("timing") and p.host == LocalTransport.host
+        ],
         "simulator": lambda: [os.getpid()],
     }
     resources = ResourceSampler(lambda: {k: f() for k, f in components.items()}, bench.t0)
@@ -387,8 +495,11 @@ def _measure(
             t: {str(p): e for p, e in end_offsets(bench.servers, t, partitions.get(t, 0)).items()}
             for t in outcome.distribution
         }
-        LocalTransport().write_text(wiring.dir / "targets.json", json.dumps(targets))
+        where = bench.timing.folder(wiring.dir)
+        bench.timing.transport.write_text(where / "targets.json", json.dumps(targets))
         _wait_exit(bench, f"timing-{seg.tag}", 120)
+        if bench.timing.root is not None:  # bring its arrivals home
+            bench.timing.transport.fetch_file(where / "arrivals.csv", wiring.dir / "arrivals.csv")
     finally:
         sampling.stop()
         marks.close()
@@ -501,35 +612,58 @@ def _drive(
 
 
 def _start_timing(bench: Bench, seg: Segment, broker: BrokerUnderTest, seg_dir: Path) -> None:
+    place = bench.timing
+    t = place.transport
+    where = place.folder(seg_dir)
+    t.make_dirs(where)
+    args = broker.timing_args()
+    client = bench.client_file()
+    if place.root is not None:
+        # Another host reads its own copies: the credentials (0600) and any id schemas.
+        if client:
+            local = Path(client["client_config"])
+            remote = where / local.name
+            t.write_text(remote, local.read_text(), secret=True)
+            client = {"client_config": str(remote)}
+        if "--schemas" in args:
+            k = args.index("--schemas") + 1
+            folder = Path(args[k])
+            for f in sorted(folder.glob("*.avsc")):
+                t.copy_file(f, where / "schemas" / f.name)
+            args = [*args[:k], str(where / "schemas"), *args[k + 1 :]]
     argv = [
         sys.executable,
         "-m",
         "alertbench.bench.timing",
         "--servers",
         bench.servers.servers,
-        *[a for path in bench.client_file().values() for a in ("--client-config", path)],
-        *broker.timing_args(),
+        *[a for path in client.values() for a in ("--client-config", path)],
+        *args,
         "--out",
-        str(seg_dir / "arrivals.csv"),
+        str(where / "arrivals.csv"),
         "--targets",
-        str(seg_dir / "targets.json"),
+        str(where / "targets.json"),
     ]
-    bench.procs[f"timing-{seg.tag}"] = LocalTransport().spawn(
-        argv, log=bench.work / "logs" / f"timing-{seg.tag}.log", cwd=seg_dir
-    )
+    log = (where if place.root is not None else bench.work / "logs") / f"timing-{seg.tag}.log"
+    bench.procs[f"timing-{seg.tag}"] = t.spawn(argv, log=log, cwd=where)
     bench.save_state()
 
 
 def _wait_exit(bench: Bench, name: str, timeout: float) -> None:
     proc = bench.procs.get(name)
+    t = bench.timing.transport if name.startswith("timing") else LocalTransport()
     deadline = time.monotonic() + timeout
-    while proc is not None and LocalTransport().is_running(proc):
+    while proc is not None and t.is_running(proc):
         if time.monotonic() > deadline:
             raise BenchError(f"{name} did not finish within {timeout:.0f} s")
         time.sleep(0.2)
 
 
 def stop_started(bench: Bench) -> None:
-    """Stop every process the bench started that is still running."""
-    stop_processes(LocalTransport(), list(bench.procs.values()), grace=10)
+    """Stop every process the bench started that is still running, each on its host."""
+    procs = list(bench.procs.values())
+    stop_processes(LocalTransport(), [p for p in procs if p.host == LocalTransport.host], grace=10)
+    elsewhere = [p for p in procs if p.host != LocalTransport.host]
+    if elsewhere:
+        stop_processes(bench.timing.transport, elsewhere, grace=10)
     bench.save_state()
