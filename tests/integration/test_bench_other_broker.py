@@ -144,3 +144,39 @@ def test_one_that_never_consumes_is_reported_not_waited_on(
     assert done.returncode == 1
     assert "never consumed: its group 'idle' committed no offset" in done.stderr
     assert running(f"sleep {marker}") == []
+
+
+def test_rubin_alerts_in_confluent_wire_timed_through_a_passthrough(
+    cli, shared_data: Path, tmp_path: Path, kafka4
+) -> None:
+    """Rubin's wire format in, the same bytes out: ids read with the schema the id names."""
+    from alertbench.alerts.reader import AlertReader
+
+    source = shared_data / "lsst" / "lsstcam-20260306-v10.0"
+    (schema,) = {
+        json.dumps(a.schema.definition) for a in AlertReader().read(sorted(source.glob("*.avro")))
+    }
+    ids = tmp_path / "ids"
+    ids.mkdir()
+    (ids / "710.avsc").write_text(schema)
+    output = f"rubin-{uuid.uuid4().hex[:8]}"
+    scenario = tmp_path / "rubin.toml"
+    scenario.write_text(
+        'name = "rubin"\nschedule = "visits"\nvisits = 2\nvisit_alerts = 200\n'
+        'visit_interval = 3.0\nwarmup_alerts = 20\nwire = "confluent"\nschema_registry = "ids"\n'
+        f'[broker]\ncmd = "{passthrough(output, "rubin")}"\noutput_topics = "{output}"\n'
+        'group = "rubin"\nid_format = "confluent"\nid_schemas = "ids"\n'
+    )
+    out = tmp_path / "results"
+    done = cli(
+        "bench", "run", str(scenario), "--alerts", str(source), "--out", str(out),
+        run_dir=tmp_path / "state", cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    r = json.loads((run_dir_of(out) / "results.json").read_text())
+    assert r["status"] == "passed", r["failures"]
+    assert r["config"]["simulator"]["wire"] == "confluent"
+    topic = r["integrity"]["topics"][output]
+    assert topic["received"] == topic["distinct"] == 20 + 2 * 200
+    assert topic["unknown"] == topic["unreadable"] == 0
+    assert r["latency"]["distribution"]["count"] == 2 * 200
