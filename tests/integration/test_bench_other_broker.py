@@ -93,6 +93,13 @@ def test_a_passthrough_is_timed_by_the_ids_it_writes(
     summary = r["latency"]["distribution"]
     assert summary["count"] == 4 * 300
     assert 0 < summary["p50"] <= summary["p99"] <= summary["max"] < r["duration_s"]
+    # Its output rate: every measured arrival, counted per second of the run.
+    assert r["outputs"][output]["messages"] == 4 * 300
+    assert r["outputs"][output]["messages_per_s"] > 0
+    rates = pd.read_csv(run / "series" / "topics.csv")
+    assert set(rates["topic"]) == {output}
+    assert rates["messages"].sum() == 4 * 300
+    assert rates["t_s"].is_unique
     assert r["latency"]["raw"] is None
     assert r["spark"] is None
     assert r["verdicts"]["rubin_visit"]["measured_to"] == "first output"

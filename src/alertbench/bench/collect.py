@@ -413,6 +413,8 @@ def results(
             strict=True,
         ),
     )
+    outputs, per_second = output_rates(dist, t0)
+    _write_csv(series / "topics.csv", ["t_s", "topic", "messages"], per_second)
     if main.steps:
         _write_csv(
             series / "steps.csv",
@@ -502,6 +504,7 @@ def results(
         if main.broker_kind == "alertbench"
         else None,
         "latency": {"raw": summary(m["raw_latency"]), "distribution": dist_summary},
+        "outputs": outputs,
         "throughput": m["throughput"],
         "resources": resources,
         "integrity": m["integrity"],
@@ -533,6 +536,35 @@ def results(
 
     out["capacity"] = capacity_model(out)
     return out
+
+
+def output_rates(
+    timed: pd.DataFrame, t0: float
+) -> tuple[dict[str, dict[str, Any]], list[tuple[int, str, int]]]:
+    """Each output topic's measured arrivals: a summary, and messages per second of the run.
+
+    Returns
+    -------
+    dict
+        ``{topic: {messages, first_s, last_s, messages_per_s}}``, times in
+        seconds since ``t0``; the rate is over the topic's own span of arrivals.
+    list of (int, str, int)
+        ``(t_s, topic, messages)`` for every second in which the topic received any.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    rows: list[tuple[int, str, int]] = []
+    for topic, group in timed.groupby("topic"):
+        at = group["arrival_us"] / 1e6 - t0
+        span = float(at.max() - at.min())
+        found[str(topic)] = {
+            "messages": len(group),
+            "first_s": round(float(at.min()), 3),
+            "last_s": round(float(at.max()), 3),
+            "messages_per_s": round(len(group) / span, 1) if span > 0 else None,
+        }
+        counts = at.astype("int64").value_counts().sort_index()
+        rows += [(int(sec), str(topic), int(n)) for sec, n in counts.items()]
+    return found, sorted(rows)
 
 
 CLOCK_SHARE = 0.05

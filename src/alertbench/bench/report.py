@@ -262,6 +262,15 @@ def _throughput(run: Path) -> str:
             _label(ax, "Producer alerts per visit", "visit", "alerts", legend=True, counts=True)
 
         panels.append(draw_visits)
+    topics = _series(run, "topics", ["t_s", "messages"])
+    if topics is not None:
+
+        def draw_topics(ax: Axes) -> None:
+            for topic, rows in topics.groupby("topic"):
+                ax.plot(rows["t_s"], rows["messages"], ".-", ms=3, label=str(topic))
+            _label(ax, "Output topics: messages/s", "t (s)", "messages/s", legend=True)
+
+        panels.append(draw_topics)
     return _plot_section("throughput", "Throughput", panels, missing)
 
 

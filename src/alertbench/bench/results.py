@@ -11,6 +11,7 @@ A run directory holds::
       resources.csv       t_s, component, cpu_percent, rss_mb
       latency_raw.csv     alert_id, sent_s, latency_s
       latency_dist.csv    alert_id, topic, sent_s, latency_s
+      topics.csv          t_s, topic, messages (measured arrivals per second and output topic)
       steps.csv           (max-throughput) step, rate, produced_per_s, processed_per_s,
                           lag_start, lag_end, held
       sweep.csv           (scaling) partitions, producers, cores, alerts,
@@ -82,6 +83,8 @@ FIELDS: dict[str, str] = {
     "spark.batch_s": "Percentiles of the batches' durations.",
     "latency.raw": "Percentiles of send -> raw Parquet (batch committed), s.",
     "latency.distribution": "Percentiles of send -> arrival in a distribution topic, s.",
+    "outputs": "Per output topic, its measured alerts' arrivals: messages, first_s, last_s "
+    "and messages_per_s over that span.",
     "throughput.alerts_per_s": "Alerts in raw / (last raw commit - first send). Another "
     "broker: alerts sent (once drained) / (last output arrival - first send).",
     "throughput.drain_s": "Seconds from the last send to the last raw commit.",
