@@ -16,9 +16,10 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alertbench.errors import ClusterError
 from alertbench.procs import LocalTransport, ProcessRecord, Transport
@@ -284,13 +285,11 @@ class SSHTransport:
         if code != 0:
             raise ClusterError(f"host {self.host}: writing {path} failed: {err.strip()}")
 
-    def copy_file(self, source: Path, dest: Path) -> None:  # noqa: D102
+    @contextlib.contextmanager
+    def _sftp(self) -> Iterator[Any]:
+        """An SFTP session on the connection, one at a time."""
         import paramiko
 
-        self.make_dirs(Path(dest).parent)
-        # SFTP writes as the login user: with sudo, the file lands in the
-        # user's temporary folder and sudo moves it into place.
-        tmp = f"/tmp/alertbench-{uuid.uuid4().hex}" if self.target.sudo else f"{dest}.tmp"
         with self._lock:
             try:
                 sftp = self._client.open_sftp()
@@ -298,38 +297,37 @@ class SSHTransport:
                 raise ClusterError(
                     f"host {self.host}: no SFTP ({exc}); enable sshd's sftp subsystem there."
                 ) from None
+            try:
+                yield sftp
+            finally:
+                sftp.close()
+
+    def copy_file(self, source: Path, dest: Path) -> None:  # noqa: D102
+        self.make_dirs(Path(dest).parent)
+        # SFTP writes as the login user: with sudo, the file lands in the
+        # user's temporary folder and sudo moves it into place.
+        tmp = f"/tmp/alertbench-{uuid.uuid4().hex}" if self.target.sudo else f"{dest}.tmp"
+        with self._sftp() as sftp:
             try:
                 sftp.put(str(source), tmp)
                 if not self.target.sudo:
                     sftp.posix_rename(tmp, str(dest))
             except OSError as exc:
                 raise ClusterError(f"host {self.host}: copying to {dest} failed: {exc}") from None
-            finally:
-                sftp.close()
         if self.target.sudo:
             self._check(
                 f"mv {shlex.quote(tmp)} {shlex.quote(str(dest))}", f"moving a copy to {dest}"
             )
 
     def fetch_file(self, source: Path, dest: Path) -> None:  # noqa: D102
-        import paramiko
-
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex}.tmp")
-        with self._lock:
-            try:
-                sftp = self._client.open_sftp()
-            except paramiko.SSHException as exc:
-                raise ClusterError(
-                    f"host {self.host}: no SFTP ({exc}); enable sshd's sftp subsystem there."
-                ) from None
+        with self._sftp() as sftp:
             try:
                 sftp.get(str(source), str(tmp))
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
                 raise ClusterError(f"host {self.host}: fetching {source} failed: {exc}") from None
-            finally:
-                sftp.close()
         tmp.replace(dest)
 
     def remove_tree(self, path: Path) -> None:  # noqa: D102

@@ -187,3 +187,48 @@ def test_rubin_alerts_in_confluent_wire_timed_through_a_passthrough(
     assert topic["received"] == topic["distinct"] == 20 + 2 * 200
     assert topic["unknown"] == topic["unreadable"] == 0
     assert r["latency"]["distribution"]["count"] == 2 * 200
+
+
+def test_a_broker_that_already_runs_is_measured_on_its_own_topic(
+    cli, alerts_dir: Path, tmp_path: Path, single_kafka
+) -> None:
+    """--output-topics without --broker-cmd: a running broker, reading --input-topic."""
+    from alertbench.kafka.admin import create_topic
+    from alertbench.procs import LocalTransport, stop_processes
+
+    tag = uuid.uuid4().hex[:8]
+    servers = single_kafka.bootstrap
+    create_topic(servers, f"running-in-{tag}", partitions=2)
+    cmd = passthrough(f"running-out-{tag}", f"running-{tag}")
+    cmd = cmd.replace("{servers}", servers).replace("{input_topic}", f"running-in-{tag}")
+    local = LocalTransport()
+    broker = local.spawn(cmd.split(), log=tmp_path / "broker.log", cwd=ROOT)
+    try:
+        out = tmp_path / "results"
+        done = cli(
+            "bench", "run", "smoke", "--alerts", str(alerts_dir), "--out", str(out),
+            "-b", servers, "--input-topic", f"running-in-{tag}",
+            "--output-topics", f"running-out-{tag}", "--broker-group", f"running-{tag}",
+            "--id-format", "container", run_dir=tmp_path / "state",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        # The bench leaves a broker it did not start running.
+        assert local.is_running(broker)
+    finally:
+        stop_processes(local, [broker], grace=10)
+    r = json.loads((run_dir_of(out) / "results.json").read_text())
+    assert r["status"] == "passed", r["failures"]
+    assert r["kafka"]["topic"] == f"running-in-{tag}"
+    assert r["config"]["broker"]["cmd"] is None
+    topic = r["integrity"]["topics"][f"running-out-{tag}"]
+    assert topic["received"] == topic["distinct"] == SMOKE_ALERTS
+    assert topic["unknown"] == 0
+    assert r["latency"]["distribution"]["count"] == 4 * 300
+    # Without a cluster of its own, it cannot be measured: said before anything starts.
+    refused = cli(
+        "bench", "run", "smoke", "--alerts", str(alerts_dir), "--out", str(tmp_path / "no"),
+        "--input-topic", "x", "--output-topics", "y", run_dir=tmp_path / "state",
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "already runs reads a Kafka of its own" in " ".join(refused.stderr.split())
+    assert not (tmp_path / "no").exists()

@@ -1,9 +1,10 @@
 """The broker under test, as the run loop drives it: alertbench's own, or any other.
 
 The runner knows a broker by one small interface (:class:`BrokerUnderTest`):
-start it on a segment's input topic, ask how far it has read, check it is
-alive, name its output topics and how to read an alert's id from them, list
-its processes for the resource sampler, and stop it. :class:`OwnBroker` is
+start it on a segment's input topic, ask how far it has read, wait for it to
+read (failing when it dies or never reads), name its output topics and how
+to read an alert's id from them, list its processes for the resource
+sampler, and stop it. :class:`OwnBroker` is
 alertbench's Spark broker, started with a config file of the run's own;
 :class:`OtherBroker` is a command alertbench did not build (or one already
 running), seen from outside through Kafka (:mod:`alertbench.bench.external`).

@@ -136,14 +136,17 @@ def _write_csv(path: Path, columns: list[str], rows: list) -> None:
             w.writerow([r[c] for c in columns] if isinstance(r, dict) else r)
 
 
+def _arrivals(outcome: SegmentOutcome) -> pd.DataFrame:
+    """What the timing consumer recorded (COLUMNS of :mod:`alertbench.bench.timing`)."""
+    path = outcome.dir / "arrivals.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=["topic", "alert_id", "sent_us", "arrival_us"])
+    return pd.read_csv(path, dtype={"alert_id": str, "topic": str})
+
+
 def _distribution(outcome: SegmentOutcome) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Arrivals in the distribution topics against what the filters select."""
-    path = outcome.dir / "arrivals.csv"
-    arrivals = (
-        pd.read_csv(path, dtype={"alert_id": str, "topic": str})
-        if path.exists()
-        else pd.DataFrame(columns=["topic", "alert_id", "sent_us", "arrival_us"])
-    )
+    arrivals = _arrivals(outcome)
     expected = (
         pd.read_csv(outcome.expected, dtype={"alert_id": str, "topic": str})
         if outcome.expected and outcome.expected.exists()
@@ -173,11 +176,16 @@ def _timed(arrivals: pd.DataFrame, since: float) -> tuple[pd.DataFrame, pd.Serie
     return timed, (timed["arrival_us"] - timed["sent_us"]) / 1e6
 
 
-def _sent(outcome: SegmentOutcome) -> tuple[int, int]:
-    """Alerts sent and deliveries failed, warm-up included."""
+def _delivery(outcome: SegmentOutcome, **found: Any) -> tuple[dict[str, Any], list[str]]:
+    """Integrity's common part (sent, failed, drained, then ``found``) and its problems."""
     sent = outcome.warmup.get("alerts", 0) + sum(lo["alerts"] for lo in outcome.loads)
     failed = outcome.warmup.get("failures", 0) + sum(lo["failures"] for lo in outcome.loads)
-    return sent, failed
+    problems = []
+    if failed:
+        problems.append(f"{failed} alerts were not delivered to Kafka")
+    if not outcome.drained:
+        problems.append("the broker did not drain its input in time")
+    return {"sent": sent, "failed": failed, "drained": outcome.drained, **found}, problems
 
 
 def _throughput(
@@ -204,24 +212,16 @@ def segment_metrics(outcome: SegmentOutcome, t0: float) -> dict[str, Any]:
     arrivals, topics = _distribution(outcome)
     timed, dist_lat = _timed(arrivals, outcome.measured_from)
 
-    sent, failed = _sent(outcome)
-    in_kafka = outcome.lag[-1][2] if outcome.lag else None
-    integrity = {
-        "sent": sent,
-        "failed": failed,
-        "in_kafka": in_kafka,
-        "in_raw": len(raw),
-        "distinct_in_raw": int(raw["alert_id"].nunique()),
-        "quarantined": parquet_rows(outcome.broker_out / "quarantine"),
-        "in_science": parquet_rows(outcome.broker_out / "science"),
-        "drained": outcome.drained,
-        "topics": topics,
-    }
-    problems = []
-    if failed:
-        problems.append(f"{failed} alerts were not delivered to Kafka")
-    if not outcome.drained:
-        problems.append("the broker did not drain the topic in time")
+    integrity, problems = _delivery(
+        outcome,
+        in_kafka=outcome.lag[-1][2] if outcome.lag else None,
+        in_raw=len(raw),
+        distinct_in_raw=int(raw["alert_id"].nunique()),
+        quarantined=parquet_rows(outcome.broker_out / "quarantine"),
+        in_science=parquet_rows(outcome.broker_out / "science"),
+        topics=topics,
+    )
+    sent = integrity["sent"]
     if len(raw) != sent:
         problems.append(f"{sent} alerts sent but {len(raw)} rows in raw")
     if integrity["distinct_in_raw"] != len(raw):
@@ -257,12 +257,7 @@ def external_metrics(outcome: SegmentOutcome) -> dict[str, Any]:
     id was sent and readable, and the broker's lag came back to zero;
     duplicates are counted, not failed.
     """
-    path = outcome.dir / "arrivals.csv"
-    arrivals = (
-        pd.read_csv(path, dtype={"alert_id": str, "topic": str})
-        if path.exists()
-        else pd.DataFrame(columns=["topic", "alert_id", "sent_us", "arrival_us"])
-    )
+    arrivals = _arrivals(outcome)
     timed, dist_lat = _timed(arrivals, outcome.measured_from)
     first = timed.groupby("alert_id", as_index=False).agg(
         sent_us=("sent_us", "first"), arrival_us=("arrival_us", "min")
@@ -286,22 +281,14 @@ def external_metrics(outcome: SegmentOutcome) -> dict[str, Any]:
             "unknown": int((ids.notna() & rows.loc[ids.index, "sent_us"].isna()).sum()),
             "unreadable": int(rows["alert_id"].isna().sum()),
         }
-    sent, failed = _sent(outcome)
     last = outcome.lag[-1] if outcome.lag else None
-    integrity = {
-        "sent": sent,
-        "failed": failed,
-        "in_kafka": last[2] if last else None,
-        "consumed": last[3] if last else None,
-        "final_lag": last[4] if last else None,
-        "drained": outcome.drained,
-        "topics": topics,
-    }
-    problems = []
-    if failed:
-        problems.append(f"{failed} alerts were not delivered to Kafka")
-    if not outcome.drained:
-        problems.append("the broker under test did not finish its input in time")
+    integrity, problems = _delivery(
+        outcome,
+        in_kafka=last[2] if last else None,
+        consumed=last[3] if last else None,
+        final_lag=last[4] if last else None,
+        topics=topics,
+    )
     if last is not None and last[4]:
         problems.append(f"the broker's lag ended at {last[4]}, not 0")
     if not topics:

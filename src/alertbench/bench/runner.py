@@ -244,6 +244,11 @@ def run_bench(
     from alertbench.broker.run import DEFAULT_FILTERS
     from alertbench.kafka import local
 
+    if servers is None and scenario.broker is not None and scenario.broker.cmd is None:
+        raise ConfigError(
+            "a broker that already runs reads a Kafka of its own, not the bench's embedded "
+            "one: give its cluster (--bootstrap-servers, or an inventory), or --broker-cmd."
+        )
     t0 = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(t0))
     # Children run in other folders: they are handed absolute paths only.
