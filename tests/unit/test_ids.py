@@ -9,7 +9,7 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from alertbench.alerts.ids import IdReader, IdReadError, alert_id
+from alertbench.alerts.ids import ID_PATHS, IdReader, IdReadError, alert_id, project
 from alertbench.alerts.reader import AlertReader
 from alertbench.alerts.wire import ALERT_ID_HEADER
 from alertbench.errors import ConfigError
@@ -80,8 +80,13 @@ def test_unreadable_messages_say_why(ztf, tmp_path) -> None:
         IdReader("schema-key").read(None, b"\x02", {})
     with pytest.raises(IdReadError, match="not an Avro schema"):
         IdReader("schema-key").read(b"ZTF23abc", b"\x02", {})
-    with pytest.raises(IdReadError, match="cannot decode the message as container"):
+    with pytest.raises(IdReadError, match="not an Avro container file"):
         IdReader("container").read(None, b"garbage", {})
+    two = io.BytesIO()
+    schema = fastavro.parse_schema(ztf[0].schema.definition)
+    fastavro.writer(two, schema, [ztf[0].record, ztf[0].record])
+    with pytest.raises(IdReadError, match="other than one record"):
+        IdReader("container").read(None, two.getvalue(), {})
     with pytest.raises(IdReadError, match="no Confluent framing"):
         IdReader("confluent", schemas=tmp_path).read(None, b"\x01abcd", {})
     with pytest.raises(IdReadError, match=r"schema id 9: no .*9\.avsc"):
@@ -107,3 +112,30 @@ def test_send_times_are_looked_up_by_id_and_unknown_ids_stay_untimed() -> None:
         ("out", "99", "", 600, 0, 1),
         ("out", "", "", 700, 0, 2),
     ]
+
+
+def test_only_the_id_fields_are_decoded(ztf, shared_data, tmp_path) -> None:
+    ztf_schema = ztf[0].schema.definition
+    assert [f["name"] for f in project(ztf_schema, list(ID_PATHS))["fields"]] == ["candid"]
+    nested = project(ztf_schema, [("candidate", "candid")])
+    (candidate,) = nested["fields"]
+    assert [f["name"] for f in candidate["type"]["fields"]] == ["candid"]
+    reader = IdReader("container", field="candidate.candid")
+    for a in ztf:
+        out = io.BytesIO()
+        fastavro.writer(out, fastavro.parse_schema(a.schema.definition), [a.record])
+        assert reader.record(None, out.getvalue(), whole=False) == {
+            "candidate": {"candid": a.record["candidate"]["candid"]}
+        }
+        assert reader.read(None, out.getvalue(), {}) == str(a.record["candidate"]["candid"])
+    # Rubin, every version here, in its own wire format: the id equals the record's.
+    rubin = AlertReader().read(sorted((shared_data / "lsst").rglob("*.avro")))
+    ids = {json.dumps(a.schema.definition) for a in rubin}
+    for k, text in enumerate(sorted(ids)):
+        (tmp_path / f"{k}.avsc").write_text(text)
+    reader = IdReader("confluent", schemas=tmp_path)
+    for a in rubin:
+        k = sorted(ids).index(json.dumps(a.schema.definition))
+        body = _schemaless(a.record, a.schema.definition)
+        message = b"\x00" + k.to_bytes(4, "big") + body
+        assert reader.read(None, message, {}) == alert_id(a.record)

@@ -109,10 +109,12 @@ def read_arrivals(
                     }
                 if goal is not None and _reached(consumer, goal, assigned):
                     break
-            for msg in consumer.consume(1000, timeout=0.1):
+            batch = consumer.consume(1000, timeout=0.1)
+            # Received now, all of them: reading their ids after must not make them late.
+            arrival = time.time_ns() // 1000
+            for msg in batch:
                 if msg.error() is not None:
                     continue
-                arrival = time.time_ns() // 1000
                 headers = dict(msg.headers() or [])
                 if by_content and msg.topic() == input_topic:
                     ident, sent = headers.get(ALERT_ID_HEADER), headers.get(SENT_HEADER, b"")

@@ -16,16 +16,14 @@ body) go to quarantine with :func:`framing_reason` or the decoder's reason.
 
 from __future__ import annotations
 
-import io
 import struct
 import time
 from dataclasses import dataclass, field
 
-import fastavro
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from alertbench.alerts.schema import OCF_MAGIC, Schema
-from alertbench.alerts.wire import schema_source
+from alertbench.alerts.wire import container_header, schema_source
 from alertbench.errors import ClusterError, ConfigError
 from alertbench.kafka.security import Connection, explain
 
@@ -120,13 +118,8 @@ def ztf_plan(message: bytes) -> DecodePlan:
             "the first message is not an Avro container file: this topic is not in the ztf "
             "format (set broker.format to schemaless or confluent)."
         )
-    reader = fastavro.reader(io.BytesIO(message))
-    schema = Schema(reader.writer_schema)
-    sync = message[-16:]
-    header_len = message.find(sync) + 16
-    return DecodePlan(
-        "ztf", schema, header_prefix=message[: header_len - 16], header_len=header_len
-    )
+    prefix, header_len, writer = container_header(message)
+    return DecodePlan("ztf", Schema(writer), header_prefix=prefix, header_len=header_len)
 
 
 def make_plan(
