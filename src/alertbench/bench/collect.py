@@ -273,13 +273,15 @@ def external_metrics(outcome: SegmentOutcome) -> dict[str, Any]:
     for topic in outcome.distribution:
         rows = arrivals[arrivals["topic"] == topic]
         ids = rows["alert_id"].dropna()
+        distinct = int(ids.nunique())
         topics[topic] = {
             "filter": outcome.distribution[topic],
             "received": len(rows),
-            "distinct": int(ids.nunique()),
-            "duplicates": len(ids) - int(ids.nunique()),
-            "unknown": int((ids.notna() & rows.loc[ids.index, "sent_us"].isna()).sum()),
-            "unreadable": int(rows["alert_id"].isna().sum()),
+            "distinct": distinct,
+            "duplicates": len(ids) - distinct,
+            # An id read, but never sent: no send time was found for it.
+            "unknown": int(rows.loc[ids.index, "sent_us"].isna().sum()),
+            "unreadable": len(rows) - len(ids),
         }
     last = outcome.lag[-1] if outcome.lag else None
     integrity, problems = _delivery(

@@ -19,7 +19,8 @@ import psutil
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from alertbench.errors import AlertbenchError, ConfigError
-from alertbench.kafka.admin import list_topics
+from alertbench.kafka.admin import TopicInfo, list_topics
+from alertbench.kafka.client import Watermarks
 from alertbench.kafka.security import Connection, Kafka, explain
 from alertbench.procs import LocalTransport, ProcessRecord, stop_processes
 
@@ -118,13 +119,14 @@ class ExternalBroker:
                 f"--output-topics {self.outputs!r} is not a regular expression: {exc}"
             ) from None
 
+    def _matching(self, kafka: Kafka, exclude: str | None) -> list[TopicInfo]:
+        return [
+            t for t in list_topics(kafka) if self._pattern.fullmatch(t.name) and t.name != exclude
+        ]
+
     def output_topics(self, kafka: Kafka, *, exclude: str | None = None) -> list[str]:
         """The cluster's topics the output pattern names (never the input topic)."""
-        return sorted(
-            t.name
-            for t in list_topics(kafka)
-            if self._pattern.fullmatch(t.name) and t.name != exclude
-        )
+        return sorted(t.name for t in self._matching(kafka, exclude))
 
     def start(self, log: Path, cwd: Path, **values: str) -> ProcessRecord | None:
         """Start the command (if any) as a tracked process writing to ``log``."""
@@ -206,15 +208,10 @@ class ExternalBroker:
             )
         return False
 
-    def written(self, kafka: Kafka, *, exclude: str | None = None) -> int:
-        """Messages in the output topics now (their end offsets, summed)."""
-        from alertbench.kafka.client import Watermarks
-
-        found = [
-            t for t in list_topics(kafka) if self._pattern.fullmatch(t.name) and t.name != exclude
-        ]
-        with Watermarks(kafka) as marks:
-            return sum(sum(marks.end_offsets(t.name, len(t.partitions)).values()) for t in found)
+    def written(self, kafka: Kafka, marks: Watermarks, *, exclude: str | None = None) -> int:
+        """Messages in the output topics now (their end offsets, summed, asked of ``marks``)."""
+        found = self._matching(kafka, exclude)
+        return sum(sum(marks.end_offsets(t.name, len(t.partitions)).values()) for t in found)
 
     def wait_quiet(
         self,
@@ -238,14 +235,16 @@ class ExternalBroker:
         """
         deadline = time.monotonic() + timeout
         last, since = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            self.check()
-            now, count = time.monotonic(), self.written(kafka, exclude=exclude)
-            if count != last:
-                last, since = count, now
-            elif count > 0 and now - since >= quiet:
-                return True
-            time.sleep(0.5)
+        # One client for every poll, not a fresh one (and its bootstrap) twice a second.
+        with Watermarks(kafka) as marks:
+            while time.monotonic() < deadline:
+                self.check()
+                now, count = time.monotonic(), self.written(kafka, marks, exclude=exclude)
+                if count != last:
+                    last, since = count, now
+                elif count > 0 and now - since >= quiet:
+                    return True
+                time.sleep(0.5)
         if last <= 0:
             raise BrokerUnderTestError(
                 f"the broker under test wrote nothing to topics matching {self.outputs!r} in "

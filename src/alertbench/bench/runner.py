@@ -105,11 +105,9 @@ class TimingPlace:
                 f"round_trip_{when}_s": round(trip, 6),
             }
         )
-        worst = max(
-            (abs(v) for k, v in self.clock.items() if k.startswith("offset_") and k != "offset_s"),
-            default=0.0,
+        self.clock["offset_s"] = max(
+            abs(self.clock.get(f"offset_{w}_s", 0.0)) for w in ("start", "end")
         )
-        self.clock["offset_s"] = round(worst, 6)
 
 
 @dataclass
@@ -502,7 +500,7 @@ def _measure(
         }
         where = bench.timing.folder(wiring.dir)
         bench.timing.transport.write_text(where / "targets.json", json.dumps(targets))
-        _wait_exit(bench, f"timing-{seg.tag}", 120)
+        _wait_timing(bench, seg, 120)
         if bench.timing.root is not None:  # bring its arrivals home
             bench.timing.transport.fetch_file(where / "arrivals.csv", wiring.dir / "arrivals.csv")
     finally:
@@ -654,11 +652,12 @@ def _start_timing(bench: Bench, seg: Segment, broker: BrokerUnderTest, seg_dir: 
     bench.save_state()
 
 
-def _wait_exit(bench: Bench, name: str, timeout: float) -> None:
+def _wait_timing(bench: Bench, seg: Segment, timeout: float) -> None:
+    """Wait until the segment's timing consumer has read up to its targets and exited."""
+    name = f"timing-{seg.tag}"
     proc = bench.procs.get(name)
-    t = bench.timing.transport if name.startswith("timing") else LocalTransport()
     deadline = time.monotonic() + timeout
-    while proc is not None and t.is_running(proc):
+    while proc is not None and bench.timing.transport.is_running(proc):
         if time.monotonic() > deadline:
             raise BenchError(f"{name} did not finish within {timeout:.0f} s")
         time.sleep(0.2)
