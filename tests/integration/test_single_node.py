@@ -11,7 +11,7 @@ import pytest
 
 from alertbench.errors import ClusterError
 from alertbench.kafka.admin import create_topic, delete_topic, describe_topic, list_topics
-from alertbench.kafka.client import consume, end_offsets, produce
+from alertbench.kafka.client import Watermarks, consume, end_offsets, produce
 
 pytestmark = pytest.mark.kafka
 
@@ -103,3 +103,18 @@ def test_cli_status_and_topics(single_kafka, cli):
     bad = cli("kafka", "topic", "create", "x", "-c", "retention", run_dir=run_dir)
     assert bad.returncode == 1
     assert "KEY=VALUE" in bad.stderr
+
+
+def test_end_offsets_of_a_topic_just_created_wait_for_its_leaders(single_kafka):
+    # A broker under test creates its output topics while the bench watches
+    # them: the topic is listed before its partitions have leaders.
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": single_kafka.bootstrap})
+    with Watermarks(single_kafka.bootstrap) as marks:
+        for n in range(5):
+            name = f"just-created-{n}"
+            admin.create_topics([NewTopic(name, num_partitions=24, replication_factor=1)])
+            while name not in admin.list_topics(timeout=10).topics:
+                pass
+            assert marks.end_offsets(name, 24) == dict.fromkeys(range(24), 0)

@@ -7,10 +7,17 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 from alertbench.errors import ClusterError
-from alertbench.kafka.security import Connection, Kafka, explain
+from alertbench.kafka.security import Connection, Kafka, explain, kafka_error
 
 
 @dataclass
@@ -166,6 +173,18 @@ def consume(
     return out
 
 
+# What a partition answers between its topic's creation and its leader's election.
+_NO_LEADER_YET = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._UNKNOWN_TOPIC,
+    }
+)
+
+
 class Watermarks:
     """End offsets of topics, asked again and again through one consumer.
 
@@ -188,12 +207,39 @@ class Watermarks:
             )
         )
 
-    def end_offsets(self, topic: str, partitions: int) -> dict[int, int]:
-        """The high watermark of each partition of ``topic``."""
-        return {
-            p: self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(partitions)
-        }
+    def end_offsets(self, topic: str, partitions: int, timeout: float = 10) -> dict[int, int]:
+        """The high watermark of each partition of ``topic``.
+
+        A topic created a moment ago (by a broker under test, say) is listed
+        before its partitions have a leader; asking then is retried until
+        ``timeout`` rather than failing the caller.
+
+        Raises
+        ------
+        ClusterError
+            If a partition still has no answer after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        ends: dict[int, int] = {}
+        for p in range(partitions):
+            while True:
+                try:
+                    left = max(deadline - time.monotonic(), 0.1)
+                    ends[p] = self._consumer.get_watermark_offsets(
+                        TopicPartition(topic, p), timeout=left
+                    )[1]
+                    break
+                except KafkaException as exc:
+                    err = kafka_error(exc)
+                    if err is None or err.code() not in _NO_LEADER_YET:
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise ClusterError(
+                            f"partition {p} of {topic} has no leader after {timeout:.0f} s: "
+                            f"{explain(exc)}. Check that every Kafka node is up."
+                        ) from exc
+                    time.sleep(0.2)
+        return ends
 
     def close(self) -> None:
         """Close the consumer."""
