@@ -210,36 +210,33 @@ class Watermarks:
     def end_offsets(self, topic: str, partitions: int, timeout: float = 10) -> dict[int, int]:
         """The high watermark of each partition of ``topic``.
 
-        A topic created a moment ago (by a broker under test, say) is listed
-        before its partitions have a leader; asking then is retried until
-        ``timeout`` rather than failing the caller.
-
         Raises
         ------
         ClusterError
-            If a partition still has no answer after ``timeout`` seconds.
+            If a partition still has no leader after ``timeout`` seconds.
         """
+        return {p: self._end_offset(topic, p, timeout) for p in range(partitions)}
+
+    def _end_offset(self, topic: str, partition: int, timeout: float) -> int:
+        # A topic created a moment ago (by a broker under test, say) is listed
+        # before its partitions' leaders know they lead; asking then is retried
+        # until ``timeout`` rather than failing the caller.
         deadline = time.monotonic() + timeout
-        ends: dict[int, int] = {}
-        for p in range(partitions):
-            while True:
-                try:
-                    left = max(deadline - time.monotonic(), 0.1)
-                    ends[p] = self._consumer.get_watermark_offsets(
-                        TopicPartition(topic, p), timeout=left
-                    )[1]
-                    break
-                except KafkaException as exc:
-                    err = kafka_error(exc)
-                    if err is None or err.code() not in _NO_LEADER_YET:
-                        raise
-                    if time.monotonic() >= deadline:
-                        raise ClusterError(
-                            f"partition {p} of {topic} has no leader after {timeout:.0f} s: "
-                            f"{explain(exc)}. Check that every Kafka node is up."
-                        ) from exc
-                    time.sleep(0.2)
-        return ends
+        while True:
+            left = max(deadline - time.monotonic(), 0.1)
+            try:
+                tp = TopicPartition(topic, partition)
+                return self._consumer.get_watermark_offsets(tp, timeout=left)[1]
+            except KafkaException as exc:
+                err = kafka_error(exc)
+                if err is None or err.code() not in _NO_LEADER_YET:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise ClusterError(
+                        f"partition {partition} of {topic} has no leader after "
+                        f"{timeout:.0f} s: {explain(exc)}. Check that every Kafka node is up."
+                    ) from exc
+            time.sleep(0.2)
 
     def close(self) -> None:
         """Close the consumer."""
