@@ -183,7 +183,12 @@ def test_three_hosts_keep_every_alert_when_one_is_cut_off(
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(4)
+        # Cut once the stream flows, not after a fixed wait: a simulator slow to
+        # start on a loaded machine would otherwise meet the cut in its pre-flight.
+        deadline = time.monotonic() + 60
+        while sum(end_offsets(servers, topic, 3).values()) < 40 and sim.poll() is None:
+            assert time.monotonic() < deadline, "the simulator sent nothing in 60 s"
+            time.sleep(0.2)
         set_link(cut, "down")
         _out, err = sim.communicate(timeout=240)
         assert sim.returncode == 0, err
