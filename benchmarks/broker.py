@@ -41,16 +41,16 @@ import pyarrow.parquet as pq
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from alertbench.alerts.reader import AlertReader
-from alertbench.broker import stream2raw
-from alertbench.broker.decode import make_plan
-from alertbench.broker.sink import BatchSink
-from alertbench.broker.source import KafkaInput
-from alertbench.broker.spark import build_session
-from alertbench.broker.stream2raw import kafka_source, write_raw_batch
+from alertbench.broker.batch.decode import make_plan
+from alertbench.broker.stream import stream2raw
+from alertbench.broker.stream.sink import BatchSink
+from alertbench.broker.stream.source import KafkaInput
+from alertbench.broker.stream.stream2raw import kafka_source, write_raw_batch
 from alertbench.config import load_settings
 from alertbench.kafka import local
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
+from alertbench.spark.session import build_session
 from jvm_path import KAFKA_SCHEMA, decoded, flatten
 from jvm_path import write_raw_batch as write_raw_batch_jvm
 from output import machine, real_alerts, write_result

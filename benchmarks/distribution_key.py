@@ -21,7 +21,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from alertbench.broker.run import run_broker
+from alertbench.broker.stream.run import run_broker
 from alertbench.config import load_settings
 from alertbench.kafka import local
 from alertbench.kafka.admin import create_topic

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from alertbench.alerts.reader import AlertReader
-from alertbench.broker.run import run_broker
+from alertbench.broker.stream.run import run_broker
 from alertbench.config import load_settings
 from alertbench.kafka import local
 from alertbench.kafka.admin import create_topic

@@ -1,11 +1,11 @@
 """The broker's former stream2raw: Spark's ``from_avro`` and row engine (a contender only).
 
 Kept for ``benchmarks/broker.py``, beside the per-row UDF and Fink's ingest:
-the product decodes in native code (:mod:`alertbench.broker.raw`). Every
+the product decodes in native code (:mod:`alertbench.broker.batch.raw`). Every
 wire format becomes a ``from_avro`` over a slice of the message, so decoding
 runs in Spark's JVM; the decoded struct is flattened into the same raw
 columns with one ``selectExpr`` and written with Spark's Parquet writer,
-exactly once through the product's :class:`~alertbench.broker.sink.BatchSink`.
+exactly once through the product's :class:`~alertbench.broker.stream.sink.BatchSink`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import struct
 
 from alertbench.alerts.schema import Schema
 from alertbench.alerts.wire import SENT_HEADER
-from alertbench.broker.decode import DecodePlan, framing_reason
-from alertbench.broker.flatten import alert_columns, observation_jd_source
-from alertbench.broker.sink import BatchSink
+from alertbench.broker.batch.decode import DecodePlan, framing_reason
+from alertbench.broker.batch.flatten import alert_columns, observation_jd_source
+from alertbench.broker.stream.sink import BatchSink
 
 #: The columns of Spark's Kafka source.
 KAFKA_SCHEMA = (

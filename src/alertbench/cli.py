@@ -90,10 +90,11 @@ def root(
 def _register() -> None:
     from alertbench.bench.cli import bench_app
     from alertbench.bench.demo import demo_command
-    from alertbench.broker.cli import broker_app, spark_app
+    from alertbench.broker.cli import broker_app
     from alertbench.kafka.cli import kafka_app
     from alertbench.simulator.cli import simulate_command
     from alertbench.simulator.data_cli import data_app
+    from alertbench.spark.cli import spark_app
 
     app.add_typer(kafka_app, name="kafka")
     app.command("simulate")(simulate_command)

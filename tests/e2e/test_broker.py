@@ -17,7 +17,7 @@ import fastavro
 import pytest
 
 from alertbench.alerts.reader import AlertReader
-from alertbench.broker.run import run_broker
+from alertbench.broker.stream.run import run_broker
 from alertbench.config import load_settings
 from alertbench.kafka.admin import create_topic
 from alertbench.kafka.client import produce
@@ -35,7 +35,7 @@ FILTERS = {
     "e2e-sso": "sso_candidate",
     "e2e-red-faint": "fid = 2 AND magpsf > 19.0",
     # A Python filter, evaluated in the same pass as the SQL ones.
-    "e2e-positive": "alertbench.broker.predicates:positive_subtraction",
+    "e2e-positive": "alertbench.broker.batch.predicates:positive_subtraction",
 }
 
 
@@ -129,7 +129,7 @@ def test_raw_parquet_holds_every_alert_with_source_values(ztf_run):
 
 def test_the_session_has_its_settings_and_workers_their_environment(ztf_run):
     """broker.spark_conf reaches Spark; the workers' allocators keep freed memory."""
-    from alertbench.broker.spark import CHECKPOINT_MANAGER, WORKER_ENV
+    from alertbench.spark.session import CHECKPOINT_MANAGER, WORKER_ENV
 
     spark = ztf_run["spark"]
     assert spark.conf.get("spark.alertbench.e2e") == "from broker.spark_conf"
@@ -372,7 +372,8 @@ def test_rubin_alerts_in_confluent_format_go_through_stream2raw(single_kafka, tm
 
 
 def test_pipeline_on_a_standalone_master_with_one_worker(single_kafka, alert_files, tmp_path):
-    from alertbench.broker import standalone
+    from alertbench.spark import standalone
+    from alertbench.spark import state as spark_state
 
     files = alert_files[:60]
     read = AlertReader().read(files)
@@ -389,7 +390,7 @@ def test_pipeline_on_a_standalone_master_with_one_worker(single_kafka, alert_fil
     spark_settings = load_settings(run_dir=tmp_path)
     try:
         cluster = standalone.up(spark_settings, workers=1, cores=2, memory="3g")
-        info = standalone.master_status(cluster.ui_url)
+        info = spark_state.master_status(cluster.ui_url)
         assert info["aliveworkers"] == 1
         settings = broker_settings(
             tmp_path,

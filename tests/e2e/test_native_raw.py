@@ -20,7 +20,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from alertbench.alerts.reader import AlertReader
-from alertbench.broker.run import run_broker
+from alertbench.broker.stream.run import run_broker
 from alertbench.config import load_settings
 from alertbench.kafka.admin import create_topic
 from alertbench.kafka.client import produce

@@ -18,7 +18,7 @@ import fastavro
 import pytest
 
 from alertbench.alerts.reader import AlertReader
-from alertbench.broker.run import run_broker
+from alertbench.broker.stream.run import run_broker
 from alertbench.config import load_settings
 from alertbench.kafka.credentials import CA_CERT, SECURITY_DIR
 from alertbench.kafka.render import parse_properties

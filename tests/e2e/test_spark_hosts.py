@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from alertbench.broker import deploy, standalone
 from alertbench.errors import ClusterError
 from alertbench.kafka.inventory import load_inventory
+from alertbench.spark import deploy, standalone
+from alertbench.spark import hosts as spark_hosts
+from alertbench.spark import state as spark_state
 from alertbench.ssh import SSHTarget, SSHTransport
 from conftest import _run_cli, read_messages
 from hosts import network_hosts, why_not
@@ -124,7 +126,7 @@ def test_a_bad_host_fails_up_naming_it_and_nothing_starts(hosts, tmp_path: Path)
         assert "host3" not in message
         for h in hosts:
             assert java_pids(h) == [], h.name
-        state = standalone.read_state(settings)
+        state = spark_state.read_state(settings)
         assert state is None or state.procs == {}
     finally:
         with contextlib.suppress(ClusterError):
@@ -136,7 +138,7 @@ def test_a_host_without_the_drivers_python_is_told_to_install_it(hosts, tmp_path
 
     inv = load_inventory(write_inventory(tmp_path, hosts))
     with transport(hosts[1]) as t, pytest.raises(ClusterError) as err:
-        deploy.check_host(
+        spark_hosts.check_host(
             t,
             inv.hosts[1],
             ports=[],
@@ -163,7 +165,7 @@ def test_a_worker_that_exits_at_start_stops_what_was_started(hosts, tmp_path: Pa
         assert "Usage: Worker" in message  # the end of the worker's log: Spark's own complaint
         for h in hosts:
             assert java_pids(h) == [], h.name
-        assert standalone.read_state(settings).procs == {}
+        assert spark_state.read_state(settings).procs == {}
     finally:
         with contextlib.suppress(ClusterError):
             standalone.down(settings, purge=True)
@@ -198,7 +200,7 @@ def test_up_again_a_stale_worker_and_down_with_a_host_cut_off(hosts, tmp_path: P
             assert f"pid {pids[h.name]}" in done.stdout
 
         # A worker dies: the next up starts that one only.
-        cluster = standalone.read_state(settings)
+        cluster = spark_state.read_state(settings)
         dead = cluster.procs["worker-host3"]
         with transport(hosts[2]) as t:
             t.send_signal(dead, signal.SIGKILL)
@@ -213,8 +215,8 @@ def test_up_again_a_stale_worker_and_down_with_a_host_cut_off(hosts, tmp_path: P
         assert actions["host2"] == ("running", pids["host2"])
         assert actions["host3"][0] == "restarted"
         assert actions["host3"][1] != pids["host3"]
-        info = standalone.master_status(cluster.ui_url)
-        assert {w["host"] for w in standalone.alive_workers(info)} == {
+        info = spark_state.master_status(cluster.ui_url)
+        assert {w["host"] for w in spark_state.alive_workers(info)} == {
             hosts[1].address,
             hosts[2].address,
         }
@@ -230,7 +232,7 @@ def test_up_again_a_stale_worker_and_down_with_a_host_cut_off(hosts, tmp_path: P
             with pytest.raises(ClusterError, match=r"host3: .*not reachable") as err:
                 standalone.down(settings)
             assert "worker-host3" in str(err.value)
-            left = standalone.read_state(settings)
+            left = spark_state.read_state(settings)
             assert list(left.procs) == ["worker-host3"]
             assert java_pids(hosts[0]) == []
             assert java_pids(hosts[1]) == []
@@ -242,7 +244,7 @@ def test_up_again_a_stale_worker_and_down_with_a_host_cut_off(hosts, tmp_path: P
         assert "stopped worker-host3" in done.stdout
         assert java_pids(hosts[2]) == []
         assert not (tmp_path / "host2" / "spark" / "work").exists()
-        assert standalone.read_state(settings) is None
+        assert spark_state.read_state(settings) is None
     finally:
         with contextlib.suppress(ClusterError):
             standalone.down(settings, purge=True)
@@ -276,9 +278,9 @@ def test_the_broker_pipeline_runs_on_the_deployed_cluster(
     hosts, deployed, alert_files, tmp_path: Path, cli
 ) -> None:
     from alertbench.alerts.reader import AlertReader
-    from alertbench.broker.run import run_broker
-    from alertbench.broker.spark import resolve_master
+    from alertbench.broker.stream.run import run_broker
     from alertbench.kafka import local as kafka_local
+    from alertbench.spark.session import resolve_master
 
     root, inv_path, run_dir, spark_up = deployed
     files = alert_files[:60]
@@ -301,9 +303,9 @@ def test_the_broker_pipeline_runs_on_the_deployed_cluster(
         line = next(x for x in spark_up.splitlines() if x.startswith(h.name))
         for part in (h.address, role, "java 17", "pid ", "started"):
             assert part in line, line
-    cluster = standalone.read_state(settings)
-    info = standalone.master_status(cluster.ui_url)
-    workers = standalone.alive_workers(info)
+    cluster = spark_state.read_state(settings)
+    info = spark_state.master_status(cluster.ui_url)
+    workers = spark_state.alive_workers(info)
     assert sorted(w["host"] for w in workers) == sorted(h.address for h in hosts[1:])
     assert all(w["cores"] == 1 for w in workers)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alertbench.broker.send import Sender, SendError
+from alertbench.broker.batch.send import Sender, SendError
 from alertbench.kafka.admin import create_topic
 from conftest import read_messages
 

@@ -16,7 +16,7 @@ import pytest
 
 from alertbench.alerts.files import SAMPLE_DIR, find_alert_files
 from alertbench.alerts.schema import Schema
-from alertbench.broker.avro import ArrowDecoder, split_names
+from alertbench.broker.batch.avro import ArrowDecoder, split_names
 from compare import same
 
 

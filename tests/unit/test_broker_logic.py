@@ -28,13 +28,14 @@ from pyspark.sql.types import (
 )
 
 from alertbench.alerts.schema import Schema
-from alertbench.broker.decode import ztf_plan
-from alertbench.broker.distribute import Filter, _nullable, added_columns, parse_filters
-from alertbench.broker.flatten import alert_columns, observation_jd_source
-from alertbench.broker.raw2science import default_cuts
-from alertbench.broker.run import DEFAULT_FILTERS, broker_output
-from alertbench.broker.science import builtin_modules
-from alertbench.broker.science.builtin import sso
+from alertbench.broker.batch.decode import ztf_plan
+from alertbench.broker.batch.filters import Filter, added_columns, parse_filters
+from alertbench.broker.batch.flatten import alert_columns, observation_jd_source
+from alertbench.broker.batch.route import default_cuts
+from alertbench.broker.batch.science import builtin_modules
+from alertbench.broker.batch.science.builtin import sso
+from alertbench.broker.stream.distribute import _nullable
+from alertbench.broker.stream.run import DEFAULT_FILTERS, broker_output
 from alertbench.config import load_settings
 from alertbench.errors import ConfigError
 
@@ -83,7 +84,7 @@ def test_parse_filters_imports_python_references() -> None:
         {
             "finite": "math:isfinite",
             "spaced": "  math:isnan ",
-            "module": "alertbench.broker.science.builtin:sso",
+            "module": "alertbench.broker.batch.science.builtin:sso",
             "bright": "magpsf < 18",
         }
     )

@@ -160,7 +160,7 @@ def test_flags_command_nested_none_keeps_global_nested_flag() -> None:
 
 
 def test_batch_bounds_reach_sparks_kafka_source() -> None:
-    from alertbench.broker.stream2raw import limit_options
+    from alertbench.broker.stream.stream2raw import limit_options
 
     assert limit_options() == {}
     assert limit_options(max_offsets=40) == {"maxOffsetsPerTrigger": "40"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from alertbench.broker.source import OffsetPlanner, batch_key
+from alertbench.broker.stream.offsets import OffsetPlanner, batch_key
 
 
 class Planner(OffsetPlanner):
@@ -106,7 +106,7 @@ def _commit(root, stage: str, output: str, batch: int, files: dict[str, int]) ->
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from alertbench.broker.sink import BatchSink
+    from alertbench.broker.stream.sink import BatchSink
 
     sink = BatchSink(root, stage)
     for name, size in files.items():
@@ -118,8 +118,8 @@ def _commit(root, stage: str, output: str, batch: int, files: dict[str, int]) ->
 
 
 def test_a_staged_batch_takes_only_committed_upstream_batches_in_order(tmp_path) -> None:
-    from alertbench.broker.sink import BatchSink
-    from alertbench.broker.source import CommitPlanner
+    from alertbench.broker.stream.offsets import CommitPlanner
+    from alertbench.broker.stream.sink import BatchSink
 
     planner = CommitPlanner(tmp_path, "stream2raw", "raw", tasks=2)
     assert planner.latest({"batch": -1}) == {"batch": -1}  # nothing committed yet
@@ -141,7 +141,7 @@ def test_a_staged_batch_takes_only_committed_upstream_batches_in_order(tmp_path)
 
 
 def test_a_staged_batch_shares_its_files_among_tasks_by_size(tmp_path) -> None:
-    from alertbench.broker.source import CommitPlanner, batch_key
+    from alertbench.broker.stream.offsets import CommitPlanner, batch_key
 
     sizes = {"a.parquet": 100_000, "b.parquet": 60_000, "c.parquet": 50_000, "d.parquet": 10_000}
     paths = dict(zip(sizes, _commit(tmp_path, "raw2science", "science", 0, sizes), strict=True))

@@ -13,20 +13,20 @@ import pytest
 from alertbench.alerts.files import SAMPLE_DIR, find_alert_files
 from alertbench.alerts.schema import Schema
 from alertbench.alerts.wire import SENT_HEADER, ZtfFormat
-from alertbench.broker.avro import ArrowDecoder
-from alertbench.broker.decode import DecodePlan, ztf_plan
-from alertbench.broker.flatten import alert_columns
-from alertbench.broker.raw import (
+from alertbench.broker.batch.avro import ArrowDecoder
+from alertbench.broker.batch.decode import DecodePlan, ztf_plan
+from alertbench.broker.batch.flatten import alert_columns
+from alertbench.broker.batch.raw import (
     body_of,
     decode_batch,
     raw_schema,
     raw_table,
-    raw_task,
     read_partitioned,
     write_partitioned,
 )
-from alertbench.broker.records import KafkaRecords
-from alertbench.broker.send import alert_bodies
+from alertbench.broker.batch.records import KafkaRecords
+from alertbench.broker.batch.send import alert_bodies
+from alertbench.broker.stream.stream2raw import raw_task
 from corrupt import bad_messages
 
 FILES = find_alert_files([SAMPLE_DIR / "ztf"])

@@ -18,7 +18,7 @@ from alertbench.alerts.files import (
     find_alert_files,
     sample_alerts,
 )
-from alertbench.broker.science import resolve_modules, run_modules
+from alertbench.broker.batch.science import resolve_modules, run_modules
 
 MODULES = ["sso", "context", "lightcurve", "early_sn", "crossmatch"]
 

@@ -21,16 +21,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from alertbench.broker.science import (
+from alertbench.broker.batch.science import (
     ScienceModule,
     resolve_modules,
     run_modules,
     science_module,
     usable,
 )
-from alertbench.broker.science.arrow import arrow_type
-from alertbench.broker.science.builtin import context, early_sn, lightcurve, sso
-from alertbench.broker.science.crossmatch import crossmatch_module
+from alertbench.broker.batch.science.arrow import arrow_type
+from alertbench.broker.batch.science.builtin import context, early_sn, lightcurve, sso
+from alertbench.broker.batch.science.crossmatch import crossmatch_module
 from alertbench.errors import ConfigError
 
 N_ALERTS = 100
@@ -593,8 +593,8 @@ def test_resolve_crossmatch_with_catalogue(tmp_path: Path) -> None:
 
 
 def test_resolve_by_module_and_object() -> None:
-    assert resolve_modules(["alertbench.broker.science.builtin:sso"]) == [sso]
-    assert resolve_modules(["alertbench.broker.science.builtin:early_sn", "context"]) == [
+    assert resolve_modules(["alertbench.broker.batch.science.builtin:sso"]) == [sso]
+    assert resolve_modules(["alertbench.broker.batch.science.builtin:early_sn", "context"]) == [
         early_sn,
         context,
     ]
@@ -609,7 +609,7 @@ def test_resolve_unimportable_reference() -> None:
     with pytest.raises(ConfigError, match="nosuch_package_xyz"):
         resolve_modules(["nosuch_package_xyz.mod:obj"])
     with pytest.raises(ConfigError, match="no_such_attr"):
-        resolve_modules(["alertbench.broker.science.builtin:no_such_attr"])
+        resolve_modules(["alertbench.broker.batch.science.builtin:no_such_attr"])
 
 
 # --- crossmatch -------------------------------------------------------------------------------

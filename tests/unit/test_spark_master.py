@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from alertbench.broker.deploy import memory_notes, roles_of, spark_dir_of, worker_name
-from alertbench.broker.spark import driver_host, master_endpoint, resolve_master
-from alertbench.broker.standalone import SparkCluster
 from alertbench.config import load_settings
 from alertbench.errors import ConfigError
 from alertbench.kafka.inventory import parse_toml
 from alertbench.procs import ProcessRecord
+from alertbench.spark.hosts import memory_notes, roles_of, spark_dir_of, worker_name
+from alertbench.spark.session import driver_host, master_endpoint, resolve_master
+from alertbench.spark.state import SparkCluster
 from alertbench.ssh import SSHTarget
 
 SPARK_INVENTORY = """

@@ -9,8 +9,8 @@ import fastavro
 import pyarrow as pa
 import pytest
 
-from alertbench.broker.send import TailEncoder, headers
-from alertbench.broker.sql import Predicates, check_predicates, flat_columns
+from alertbench.broker.batch.send import TailEncoder, headers
+from alertbench.broker.batch.sql import Predicates, check_predicates, flat_columns
 from alertbench.errors import ConfigError
 
 TABLE = pa.table(

@@ -131,8 +131,8 @@ def run(
     from alertbench.alerts.files import alert_sources
     from alertbench.bench.runner import run_bench
     from alertbench.bench.scenario import load_scenario
-    from alertbench.broker.spark import resolve_master
     from alertbench.kafka.local import inventory_of
+    from alertbench.spark.session import resolve_master
 
     flags = ctx.find_root().obj if isinstance(ctx.find_root().obj, Flags) else Flags()
     settings = flags.settings()

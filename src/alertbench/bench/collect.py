@@ -21,7 +21,7 @@ import pandas as pd
 from alertbench.bench.results import SCHEMA_VERSION
 from alertbench.bench.scenario import Scenario
 from alertbench.bench.stats import share_within, summary
-from alertbench.broker.flatten import ALERT_ID_COLUMNS
+from alertbench.broker.batch.flatten import ALERT_ID_COLUMNS
 
 RUBIN_LATENCY_S = 60.0
 RUBIN_LATENCY_SHARE = 0.98

@@ -13,8 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from alertbench.broker.distribute import Filter
-from alertbench.broker.flatten import alert_id_column
+from alertbench.broker.batch.filters import Filter
+from alertbench.broker.batch.flatten import alert_id_column
 from alertbench.errors import ConfigError
 
 
@@ -79,9 +79,9 @@ def selected(frame, filters: list[Filter]):
 
 def expected_routes(science: Path, filters: dict[str, str], out: Path, master: str) -> int:
     """Write the ``(topic, alert_id)`` pairs the filters select from ``science``; returns rows."""
-    from alertbench.broker.distribute import parse_filters
-    from alertbench.broker.spark import build_session
+    from alertbench.broker.batch.filters import parse_filters
     from alertbench.config import load_settings
+    from alertbench.spark.session import build_session
 
     out.parent.mkdir(parents=True, exist_ok=True)
     files = list(science.rglob("*.parquet")) if science.exists() else []

@@ -239,7 +239,7 @@ def run_bench(
     say : callable
         Receives progress messages for people.
     """
-    from alertbench.broker.run import DEFAULT_FILTERS
+    from alertbench.broker.stream.run import DEFAULT_FILTERS
     from alertbench.kafka import local
 
     if servers is None and scenario.broker is not None and scenario.broker.cmd is None:

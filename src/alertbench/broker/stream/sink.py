@@ -126,3 +126,9 @@ class BatchSink:
         moving.unlink()
         shutil.rmtree(stage, ignore_errors=True)
         return moved
+
+
+def parquet_codec(spark) -> str:
+    """The session's Parquet codec, in pyarrow's words (Spark says ``uncompressed``)."""
+    codec = spark.conf.get("spark.sql.parquet.compression.codec", "none")
+    return "none" if codec == "uncompressed" else codec

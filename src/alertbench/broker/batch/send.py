@@ -1,7 +1,7 @@
 """Send distributed alerts from a Spark task with confluent-kafka.
 
 A distributed alert is the survey's record followed by the broker's columns
-(:func:`alertbench.broker.distribute.distribution_schema`). Avro encodes a
+(:func:`alertbench.broker.stream.distribute.distribution_schema`). Avro encodes a
 record as its fields in order, so the message is the alert's original body,
 as it came from Kafka, followed by fastavro's encoding of the added columns
 against the published tail schema: no whole alert is encoded again. Delivery
@@ -70,7 +70,7 @@ class TailEncoder:
 def alert_bodies(table, schema) -> list[bytes]:
     """Each row's survey record encoded again from its flattened columns (the staged path's bodies).
 
-    The inverse of :func:`alertbench.broker.flatten.alert_columns`: the
+    The inverse of :func:`alertbench.broker.batch.flatten.alert_columns`: the
     detection record is rebuilt from its top-level columns. Only the staged
     distribute stage needs it, for the few alerts the filters select; fused
     mode sends the bodies it read from Kafka.
@@ -82,7 +82,7 @@ def alert_bodies(table, schema) -> list[bytes]:
     schema : Schema
         The survey's alert schema.
     """
-    from alertbench.broker.flatten import DETECTION_FIELD, detection_fields
+    from alertbench.broker.batch.flatten import DETECTION_FIELD, detection_fields
 
     detection = DETECTION_FIELD.get(schema.survey.survey)
     inner = detection_fields(schema)

@@ -5,7 +5,7 @@ top-level columns; the alert's other fields (ids, history, cutouts) stay as
 they are. Kafka's topic, partition, offset and timestamp, the simulator's
 send time and the broker's ingest time are added, and a ``night`` (UTC date
 of the observation, ``yyyyMMdd``) to partition by.
-:func:`alertbench.broker.raw.raw_table` builds them.
+:func:`alertbench.broker.batch.raw.raw_table` builds them.
 """
 
 from __future__ import annotations

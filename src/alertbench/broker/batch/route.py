@@ -1,7 +1,7 @@
 """Cut, enrich and route a batch of alerts to the distribution topics, in the task holding it.
 
 The quality cuts and every SQL filter are evaluated with DataFusion
-(:mod:`alertbench.broker.sql`), each filter once over the batch; Python
+(:mod:`alertbench.broker.batch.sql`), each filter once over the batch; Python
 filters get the alerts' flat columns as pandas. Each alert goes out once
 per topic whose filter it passes, as its original body followed by the
 broker's columns.
@@ -11,9 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alertbench.broker.distribute import Filter, key_column
-from alertbench.broker.science import ScienceModule
+from alertbench.broker.batch.filters import Filter, key_column
+from alertbench.broker.batch.science import ScienceModule
 from alertbench.kafka.security import Connection
+
+# Fink's ZTF cuts: a real-bogus score of at least 0.55 and no bad pixels nearby.
+DEFAULT_CUTS = {
+    "ztf": "rb >= 0.55 AND nbad = 0",
+    "lsst": "reliability >= 0.5 AND NOT pixelFlags_bad",
+}
+
+
+def default_cuts(survey: str) -> str:
+    """The quality cuts applied when none are configured."""
+    return DEFAULT_CUTS.get(survey, "true")
 
 
 @dataclass
@@ -44,7 +55,7 @@ _PREDICATES: list = []
 
 def predicates():
     """One DataFusion predicate engine per Python worker (Spark reuses its workers)."""
-    from alertbench.broker.sql import Predicates
+    from alertbench.broker.batch.sql import Predicates
 
     if not _PREDICATES:
         _PREDICATES.append(Predicates())
@@ -55,7 +66,7 @@ def science_schema(raw, modules: list[ScienceModule]):
     """The Arrow schema of :func:`science_table`'s rows, given the raw rows' schema."""
     import pyarrow as pa
 
-    from alertbench.broker.science import output_schema
+    from alertbench.broker.batch.science import output_schema
 
     night = raw.field("night")
     enriched = output_schema(raw.remove(raw.get_field_index("night")), modules)
@@ -71,7 +82,7 @@ def science_table(raw, cuts: str, modules: list[ScienceModule]):
     import numpy as np
     import pyarrow as pa
 
-    from alertbench.broker.science import run_modules
+    from alertbench.broker.batch.science import run_modules
 
     (mask,) = predicates().masks(raw, [cuts])
     kept_rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
@@ -93,9 +104,9 @@ def route(science, bodies, routing: Routing, encoder) -> list[tuple]:
     """
     import pyarrow as pa
 
-    from alertbench.broker.flatten import alert_id_column
-    from alertbench.broker.send import headers
-    from alertbench.broker.sql import flat_columns
+    from alertbench.broker.batch.flatten import alert_id_column
+    from alertbench.broker.batch.send import headers
+    from alertbench.broker.batch.sql import flat_columns
 
     sql = [f for f in routing.filters if f.function is None]
     masks = dict(

@@ -8,7 +8,7 @@
   metadata with the schema, sync marker) has the same length for every
   message of one writer and schema, and the single block's body follows a
   count of 1 and a varint size, so the body is found by arithmetic on the
-  message length (:func:`alertbench.broker.raw.body_of`).
+  message length (:func:`alertbench.broker.batch.raw.body_of`).
 
 Messages that do not fit (another header, another schema id, a corrupt
 body) go to quarantine with :func:`framing_reason` or the decoder's reason.

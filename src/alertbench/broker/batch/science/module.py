@@ -1,28 +1,19 @@
-"""Science modules: vectorised functions that add typed columns to alerts.
+"""The plug-in interface of a science module, and how modules run over a batch of alerts.
 
 A module declares the columns it reads and the columns (with Spark SQL
 types) it adds, and is a function of a batch of alerts: a pandas DataFrame of
 its ``reads`` (or a ``pyarrow.Table`` when ``arrow=True``) returning a
-mapping of its ``adds`` to arrays. Modules run in order on Arrow batches
-inside Spark tasks, so a later module may read what an earlier one added.
-A module that raises on a batch leaves nulls in its columns for that batch,
-and the batch's rows name it in ``science_errors``; the stream goes on.
-
-Modules are listed by name in configuration (built-ins and the entry point
-group ``alertbench.science``) or as ``package.module:object``.
+mapping of its ``adds`` to arrays. :func:`run_modules` applies modules in
+order to Arrow batches inside the tasks, so a later module may read what an
+earlier one added; a module that raises on a batch leaves nulls in its
+columns for that batch, and the batch's rows name it in ``science_errors``.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any
-
-from alertbench.errors import ConfigError
-
-ENTRY_POINT_GROUP = "alertbench.science"
 
 
 @dataclass
@@ -63,78 +54,11 @@ def science_module(
     return wrap
 
 
-def builtin_modules() -> dict[str, ScienceModule]:
-    """The modules alertbench ships."""
-    from alertbench.broker.science import builtin
-
-    return {m.name: m for m in builtin.MODULES}
-
-
-def resolve_modules(names: list[str], *, catalogue: str | None = None) -> list[ScienceModule]:
-    """Modules named in configuration, in order.
-
-    Raises
-    ------
-    ConfigError
-        Naming a module that cannot be found.
-    """
-    from alertbench.broker.science.arrow import arrow_type
-
-    known = builtin_modules()
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        known.setdefault(ep.name, ep.load())
-    out = []
-    for name in names:
-        if name == "crossmatch":
-            from alertbench.broker.science.crossmatch import crossmatch_module
-
-            if not catalogue:
-                raise ConfigError("the crossmatch module needs broker.catalogue (CSV or Parquet).")
-            out.append(crossmatch_module(catalogue))
-        elif name in known:
-            out.append(known[name])
-        elif ":" in name:
-            module_name, _, attr = name.partition(":")
-            try:
-                obj = getattr(importlib.import_module(module_name), attr)
-            except (ImportError, AttributeError) as exc:
-                raise ConfigError(f"science module {name!r} cannot be loaded: {exc}") from exc
-            if not isinstance(obj, ScienceModule):
-                raise ConfigError(f"{name} is not a ScienceModule (use @science_module).")
-            out.append(obj)
-        else:
-            raise ConfigError(
-                f"unknown science module {name!r}; built-in: {', '.join(sorted(known))}, "
-                "crossmatch, or package.module:object."
-            )
-    for m in out:
-        for column, spark_type in m.adds.items():
-            try:
-                arrow_type(spark_type)
-            except ValueError as exc:
-                raise ConfigError(f"science module {m.name}, column {column}: {exc}") from None
-    return out
-
-
-def usable(modules: list[ScienceModule], columns: list[str]) -> tuple[list, list[str]]:
-    """Modules whose inputs exist (given earlier modules' outputs), and notes on the rest."""
-    available = set(columns)
-    keep, notes = [], []
-    for m in modules:
-        missing = [c for c in m.reads if c not in available]
-        if missing:
-            notes.append(f"science module {m.name} skipped: no column {', '.join(missing)}")
-            continue
-        keep.append(m)
-        available |= set(m.adds)
-    return keep, notes
-
-
 def output_schema(input_schema, modules: list[ScienceModule]):
     """Arrow schema of the science rows: the input, each module's columns, timing, errors."""
     import pyarrow as pa
 
-    from alertbench.broker.science.arrow import arrow_type
+    from alertbench.broker.batch.science.arrow import arrow_type
 
     fields = list(input_schema)
     for m in modules:
@@ -165,7 +89,7 @@ def run_modules(modules: list[ScienceModule], batches: Iterator) -> Iterator:
 
     import pyarrow as pa
 
-    from alertbench.broker.science.arrow import arrow_type
+    from alertbench.broker.batch.science.arrow import arrow_type
 
     for batch in batches:
         start = time.time()

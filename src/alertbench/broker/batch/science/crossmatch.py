@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alertbench.broker.science import ScienceModule
+from alertbench.broker.batch.science.module import ScienceModule
 
 DEFAULT_RADIUS_ARCSEC = 1.5
 

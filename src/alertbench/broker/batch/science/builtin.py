@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from alertbench.broker.science import science_module
+from alertbench.broker.batch.science.module import science_module
 
 # ZTF writes -999 for "no such neighbour".
 SSO_MAX_DISTANCE_ARCSEC = 5.0

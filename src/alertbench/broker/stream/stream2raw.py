@@ -1,22 +1,53 @@
 """stream2raw: Kafka topics -> decoded, flattened alerts in Parquet, by night.
 
 Each task reads its Kafka offset range with confluent-kafka
-(:mod:`alertbench.broker.source`), or Spark's Kafka source hands it its
+(:mod:`alertbench.broker.stream.source`), or Spark's Kafka source hands it its
 records as Arrow (``broker.kafka_reader = "spark"``); the task decodes and
-writes them in native code (:mod:`alertbench.broker.raw`). Messages that
+writes them in native code (:mod:`alertbench.broker.batch.raw`). Messages that
 do not decode go to ``quarantine/`` with their raw bytes, the reason and
 their Kafka coordinates; the stream goes on. Output is written exactly once
-per micro-batch (see :mod:`alertbench.broker.sink`).
+per micro-batch (see :mod:`alertbench.broker.stream.sink`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
-from alertbench.broker.decode import DecodePlan
-from alertbench.broker.sink import BatchSink
-from alertbench.broker.source import KafkaInput
+import pyarrow as pa
+
+from alertbench.broker.batch.decode import DecodePlan
+from alertbench.broker.batch.raw import summary, write_tables
+from alertbench.broker.stream.sink import BatchSink
+from alertbench.broker.stream.source import KafkaInput
 from alertbench.kafka.security import Connection
+
+
+def task_file(k: int) -> str:
+    """The name of the file a task writes for its ``k``-th Arrow batch.
+
+    Named by the task's partition, so a retried task overwrites what a
+    failed attempt left instead of adding to it.
+    """
+    from pyspark import TaskContext
+
+    task = TaskContext.get()
+    part = task.partitionId() if task is not None else 0
+    return f"part-{part:05d}-{k:05d}.parquet"
+
+
+def raw_task(plan: DecodePlan, staged: Path, quarantine: Path, compression: str = "none"):
+    """The ``mapInArrow`` function that writes one task's raw alerts and quarantine."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        tables = (pa.Table.from_batches([b]) for b in batches)
+        yield summary(
+            **write_tables(
+                tables, plan, staged, quarantine, compression=compression, file_name=task_file
+            )
+        )
+
+    return run
 
 
 def _consumer_options(servers: str | Connection, check_crcs: bool) -> dict[str, str]:
@@ -119,9 +150,10 @@ def stage_raw(sink: BatchSink, df, batch_id: int, plan: DecodePlan) -> None:
     """Stage the raw alerts and the quarantine of one micro-batch (not committed).
 
     One Spark job: each task strips the framing of its share of the
-    records, decodes them and writes them (:func:`alertbench.broker.raw.raw_task`).
+    records, decodes them and writes them (:func:`raw_task`).
     """
-    from alertbench.broker.raw import KAFKA_INPUT, SUMMARY_SCHEMA, parquet_codec, raw_task
+    from alertbench.broker.batch.raw import KAFKA_INPUT, SUMMARY_SCHEMA
+    from alertbench.broker.stream.sink import parquet_codec
 
     staged = sink.staged(batch_id, "raw")
     quarantine = sink.staged(batch_id, "quarantine")
@@ -163,7 +195,7 @@ def start(spark, plan: DecodePlan, q: KafkaInput, *, reader: str = "tasks"):
         The topics, the checkpoint's folder, the micro-batches' size.
     reader : str
         Who reads Kafka: ``tasks`` (each task reads its offset range with
-        confluent-kafka, :mod:`alertbench.broker.source`) or ``spark``
+        confluent-kafka, :mod:`alertbench.broker.stream.source`) or ``spark``
         (Spark's Kafka source hands each task its records as Arrow).
 
     Returns
@@ -175,15 +207,15 @@ def start(spark, plan: DecodePlan, q: KafkaInput, *, reader: str = "tasks"):
         return start_kafka_query(
             spark, "stream2raw", lambda df, batch_id: write_raw_batch(sink, df, batch_id, plan), q
         )
-    from alertbench.broker.raw import parquet_codec
-    from alertbench.broker.source import start_kafka_tasks_query
+    from alertbench.broker.stream.sink import parquet_codec
+    from alertbench.broker.stream.source import start_kafka_tasks_query
 
     compression = parquet_codec(spark)
 
     def work(tables, staging: Path, file_name) -> None:
         # Imported here, not captured: the process that plans the batches
         # unpickles this function too, and need not import the raw path.
-        from alertbench.broker.raw import write_tables
+        from alertbench.broker.batch.raw import write_tables
 
         write_tables(
             tables,

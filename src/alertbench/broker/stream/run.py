@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alertbench.broker import distribute, raw2science, stream2raw
-from alertbench.broker.decode import make_plan
-from alertbench.broker.raw import raw_schema
-from alertbench.broker.route import Routing, science_schema
-from alertbench.broker.science import resolve_modules, usable
-from alertbench.broker.source import KafkaInput
-from alertbench.broker.spark import build_session, resolve_master
+from alertbench.broker.batch.decode import make_plan
+from alertbench.broker.batch.filters import parse_filters
+from alertbench.broker.batch.raw import raw_schema
+from alertbench.broker.batch.route import Routing, default_cuts, science_schema
+from alertbench.broker.batch.science import resolve_modules, usable
+from alertbench.broker.stream import distribute, raw2science, stream2raw
+from alertbench.broker.stream.source import KafkaInput
 from alertbench.config import Settings
 from alertbench.errors import AlertbenchError, ConfigError
 from alertbench.kafka.security import Connection
+from alertbench.spark.session import build_session, resolve_master
 
 STAGES = ("stream2raw", "raw2science", "distribute")
 DEFAULT_FILTERS = {
@@ -93,7 +94,7 @@ def run_broker(
     -------
     BrokerResult
     """
-    from alertbench.broker.listener import ProgressListener
+    from alertbench.broker.stream.listener import ProgressListener
 
     say = say or (lambda _m: None)
     stages = list(stages or STAGES)
@@ -121,9 +122,9 @@ def run_broker(
     modules = resolve_modules(b.modules, catalogue=str(b.catalogue) if b.catalogue else None)
     modules, notes = usable(modules, raw.names)
     science = science_schema(raw, modules)
-    cuts = b.cuts or raw2science.default_cuts(survey)
+    cuts = b.cuts or default_cuts(survey)
     filter_spec = b.filters or DEFAULT_FILTERS.get(survey, {})
-    filters = distribute.parse_filters(filter_spec)
+    filters = parse_filters(filter_spec)
     result = BrokerResult(out=out, stages=stages, filters=dict(filter_spec), notes=notes)
 
     listener = ProgressListener(out / "progress.jsonl", echo)
@@ -161,7 +162,7 @@ def run_broker(
             )
             distribute.publish_schema(out, published, filters)
         if fused:
-            from alertbench.broker import fused as fused_mode
+            from alertbench.broker.stream import fused as fused_mode
 
             queries.append(
                 fused_mode.start(
@@ -214,7 +215,7 @@ def check_predicates(raw, science, cuts: str, filters) -> None:
     ConfigError
         Naming the predicate and why.
     """
-    from alertbench.broker.sql import check_predicates as check
+    from alertbench.broker.batch.sql import check_predicates as check
 
     check(raw, {"broker.cuts": cuts})
     check(science, {f"filter {f.topic}": f.sql for f in filters if f.sql is not None})

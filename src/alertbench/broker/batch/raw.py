@@ -2,18 +2,17 @@
 
 Spark's Kafka source hands each task its records as Arrow batches
 (``mapInArrow``); the task strips the wire framing, decodes the bodies with
-:mod:`alertbench.broker.avro`, flattens them into the raw columns
-(:func:`alertbench.broker.flatten.alert_columns`)
+:mod:`alertbench.broker.batch.avro`, flattens them into the raw columns
+(:func:`alertbench.broker.batch.flatten.alert_columns`)
 and writes Parquet with pyarrow into the micro-batch's staging folder. Messages
 whose framing or body does not fit go to the quarantine with their bytes,
 reason and Kafka coordinates; every other alert of the batch is written. The
-driver commits the staged files exactly once (:mod:`alertbench.broker.sink`).
+driver commits the staged files exactly once (:mod:`alertbench.broker.stream.sink`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,14 +23,14 @@ import pyarrow.parquet as pq
 
 from alertbench.alerts.schema import Schema
 from alertbench.alerts.wire import SENT_HEADER, container_body
-from alertbench.broker.decode import DecodePlan, framing_reason
-from alertbench.broker.flatten import (
+from alertbench.broker.batch.decode import DecodePlan, framing_reason
+from alertbench.broker.batch.flatten import (
     DETECTION_FIELD,
     KAFKA_COLUMNS,
     alert_columns,
     observation_jd_source,
 )
-from alertbench.broker.records import HEADERS, KafkaRecords
+from alertbench.broker.batch.records import HEADERS, KafkaRecords
 
 #: The Kafka columns a task reads from Spark's source.
 KAFKA_INPUT = ["value", "topic", "partition", "offset", "timestamp", "headers"]
@@ -73,7 +72,7 @@ def _views(column: pa.ChunkedArray) -> list[memoryview | None]:
 
 def _decoder(schema: Schema):
     """One decoder per schema per Python worker (Spark reuses its workers)."""
-    from alertbench.broker.avro import ArrowDecoder
+    from alertbench.broker.batch.avro import ArrowDecoder
 
     found = _DECODERS.get(schema.fingerprint)
     if found is None:
@@ -265,19 +264,6 @@ def write_batch(
         pq.write_table(batch.quarantine, quarantine / name, compression=compression)
 
 
-def task_file(k: int) -> str:
-    """The name of the file a task writes for its ``k``-th Arrow batch.
-
-    Named by the task's partition, so a retried task overwrites what a
-    failed attempt left instead of adding to it.
-    """
-    from pyspark import TaskContext
-
-    task = TaskContext.get()
-    part = task.partitionId() if task is not None else 0
-    return f"part-{part:05d}-{k:05d}.parquet"
-
-
 def write_tables(
     tables, plan: DecodePlan, staged: Path, quarantine: Path, *, compression: str, file_name
 ) -> dict[str, int]:
@@ -295,26 +281,6 @@ def write_tables(
     return {"rows": rows, "quarantined": bad}
 
 
-def raw_task(plan: DecodePlan, staged: Path, quarantine: Path, compression: str = "none"):
-    """The ``mapInArrow`` function that writes one task's raw alerts and quarantine."""
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        tables = (pa.Table.from_batches([b]) for b in batches)
-        yield summary(
-            **write_tables(
-                tables, plan, staged, quarantine, compression=compression, file_name=task_file
-            )
-        )
-
-    return run
-
-
 def summary(**counts: int) -> pa.RecordBatch:
     """A task's counts, the one row it returns to the driver."""
     return pa.RecordBatch.from_pydict({k: pa.array([v], pa.int64()) for k, v in counts.items()})
-
-
-def parquet_codec(spark) -> str:
-    """The session's Parquet codec, in pyarrow's words (Spark says ``uncompressed``)."""
-    codec = spark.conf.get("spark.sql.parquet.compression.codec", "none")
-    return "none" if codec == "uncompressed" else codec

@@ -3,7 +3,7 @@
 Each micro-batch takes the science files of the raw2science batches
 committed since the last one; each Spark task evaluates every filter on its
 share in one pass and sends what they select with confluent-kafka
-(:mod:`alertbench.broker.route`, :mod:`alertbench.broker.send`). Each alert
+(:mod:`alertbench.broker.batch.route`, :mod:`alertbench.broker.batch.send`). Each alert
 goes out once per topic as the survey's own record followed by the columns
 the broker added, with a schema published as an ``.avsc`` beside the outputs
 for consumers (see :func:`distribution_schema`); any reader of the survey's
@@ -13,56 +13,13 @@ schema reads it.
 from __future__ import annotations
 
 import functools
-import importlib
 import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alertbench.alerts.schema import Schema
-from alertbench.broker.flatten import alert_columns
-from alertbench.errors import ConfigError
+from alertbench.broker.batch.filters import Filter, added_columns
 from alertbench.kafka.security import Connection
-
-# Kafka's own coordinates of the raw alert would clash with the sink's columns.
-NOT_DISTRIBUTED = {"topic", "partition", "offset"}
-_PYTHON_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
-
-@dataclass
-class Filter:
-    """A distribution filter: its topic and an SQL predicate or a Python function.
-
-    A Python filter takes a pandas DataFrame of science columns and returns a
-    boolean array.
-    """
-
-    topic: str
-    sql: str | None = None
-    function: Any = None
-
-
-def parse_filters(spec: dict[str, str]) -> list[Filter]:
-    """Filters from configuration: ``{topic: "SQL predicate" or "package.module:function"}``.
-
-    Raises
-    ------
-    ConfigError
-        If a Python filter cannot be imported.
-    """
-    out = []
-    for topic, rule in spec.items():
-        if _PYTHON_REF.match(rule.strip()):
-            module, _, name = rule.strip().partition(":")
-            try:
-                fn = getattr(importlib.import_module(module), name)
-            except (ImportError, AttributeError) as exc:
-                raise ConfigError(f"filter {topic}: cannot load {rule}: {exc}") from exc
-            out.append(Filter(topic, function=fn))
-        else:
-            out.append(Filter(topic, sql=rule))
-    return out
 
 
 def _nullable(dtype):
@@ -76,13 +33,6 @@ def _nullable(dtype):
     if isinstance(dtype, MapType):
         return MapType(dtype.keyType, _nullable(dtype.valueType), True)
     return dtype
-
-
-def added_columns(columns: list[str], schema: Schema) -> list[str]:
-    """The columns of a science frame that the broker added to the survey's alert, in order."""
-    alert = {name for name, _ in alert_columns(schema)}
-    skip = alert | NOT_DISTRIBUTED | {"night"}
-    return [c for c in columns if c not in skip]
 
 
 def distribution_schema(spark, science, schema: Schema) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -99,7 +49,7 @@ def distribution_schema(spark, science, schema: Schema) -> tuple[dict[str, Any],
     Parameters
     ----------
     science : pyarrow.Schema
-        The science rows' schema (:func:`alertbench.broker.route.science_schema`).
+        The science rows' schema (:func:`alertbench.broker.batch.route.science_schema`).
     schema : Schema
         The survey's alert schema.
 
@@ -128,11 +78,6 @@ def _avro_schema_text(spark, struct_json: str) -> str:
     return avro.toString()
 
 
-def key_column(columns: list[str]) -> str:
-    """The column whose value keys a distributed alert's message: ``objectId``, else the first."""
-    return "objectId" if "objectId" in columns else columns[0]
-
-
 def create_topics(
     servers: str | Connection, filters: list[Filter], *, partitions: int, retention_ms: int
 ):
@@ -149,44 +94,14 @@ def create_topics(
         )
 
 
-def distribute_work(routing, schema: Schema):
-    """The work of a distribute task: its share of science files -> filters -> topics.
-
-    The selected alerts' bodies are encoded again from their columns
-    (:func:`~alertbench.broker.send.alert_bodies`): a science file does not
-    keep the Kafka message it came from.
-    """
-
-    def work(share) -> int:
-        import pyarrow.parquet as pq
-
-        from alertbench.broker.route import route
-        from alertbench.broker.send import Sender, TailEncoder, alert_bodies
-
-        encoder = TailEncoder(routing.tail)
-        sender = Sender(routing.servers)
-        rows = 0
-        for f in share.files:
-            science = pq.read_table(f)
-            rows += science.num_rows
-
-            def bodies(chosen, science=science):
-                return alert_bodies(science.take(chosen), schema)
-
-            sender.produce(route(science, bodies, routing, encoder))
-        sender.flush()
-        return rows
-
-    return work
-
-
 def start(spark, *, routing, schema: Schema, out: Path, trigger: str):
     """Start the distribute query over the science files raw2science committed in ``out/science``.
 
     One Spark job per micro-batch: each task evaluates the filters on its
     share of the new science files and sends what they select with
-    confluent-kafka (:func:`distribute_work`). Delivery is at least once: a
-    batch that fails before its commit is sent again.
+    confluent-kafka (:func:`~alertbench.broker.batch.tasks.distribute_work`).
+    Delivery is at least once: a batch that fails before its commit is sent
+    again.
 
     Parameters
     ----------
@@ -197,8 +112,9 @@ def start(spark, *, routing, schema: Schema, out: Path, trigger: str):
     -------
     pyspark.sql.streaming.StreamingQuery
     """
-    from alertbench.broker.sink import BatchSink
-    from alertbench.broker.source import start_files_query
+    from alertbench.broker.batch.tasks import distribute_work
+    from alertbench.broker.stream.sink import BatchSink
+    from alertbench.broker.stream.source import start_files_query
 
     sink = BatchSink(out, "distribute")
     return start_files_query(
