@@ -11,7 +11,7 @@ from typing import Any
 
 from alertbench.alerts.files import find_alert_files
 from alertbench.alerts.reader import Alert, AlertReader
-from alertbench.bench.runner import machine as bench_machine
+from alertbench.bench.session import machine as bench_machine
 
 
 def machine(**extra: Any) -> dict[str, Any]:

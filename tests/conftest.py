@@ -23,9 +23,10 @@ from alertbench.alerts.files import find_alert_files
 from alertbench.config import Settings, load_settings
 from alertbench.java import find_java
 from alertbench.kafka import credentials
-from alertbench.kafka.cluster import ClusterState, KafkaCluster, local_inventory
+from alertbench.kafka.cluster import KafkaCluster
 from alertbench.kafka.fetch import KafkaInstall, fetch_kafka
 from alertbench.kafka.security import Connection, NodeSecurity
+from alertbench.kafka.state import ClusterState, local_inventory
 
 
 @pytest.fixture(scope="session")

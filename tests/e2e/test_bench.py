@@ -16,7 +16,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from alertbench.bench.report import PLOTS, render_report
+from alertbench.bench.plots import PLOTS
+from alertbench.bench.report import render_report
 from alertbench.bench.results import missing_fields
 from alertbench.bench.runner import run_bench
 from alertbench.bench.scenario import load_scenario

@@ -14,7 +14,7 @@ import pytest
 
 from alertbench.kafka.admin import create_topic, describe_cluster, describe_topic
 from alertbench.kafka.client import consume, produce
-from alertbench.kafka.cluster import zookeeper_mode
+from alertbench.kafka.readiness import zookeeper_mode
 from alertbench.kafka.render import parse_properties
 from alertbench.procs import LocalTransport
 

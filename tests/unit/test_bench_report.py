@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from alertbench.bench.capacity import capacity_model
-from alertbench.bench.report import PLOTS, format_value, render_report, verdict_status
+from alertbench.bench.plots import PLOTS
+from alertbench.bench.report import render_report
+from alertbench.bench.values import format_value, verdict_status
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from alertbench.bench.brokers import to_toml
-from alertbench.bench.runner import segments_of
 from alertbench.bench.sampler import processed_offsets
 from alertbench.bench.scenario import builtin_names, load_scenario
+from alertbench.bench.session import segments_of
 from alertbench.bench.stats import share_within, summary
 from alertbench.errors import ConfigError
 

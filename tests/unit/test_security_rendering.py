@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from alertbench.errors import ConfigError
-from alertbench.kafka.cluster import local_inventory
 from alertbench.kafka.release import parse_release
 from alertbench.kafka.render import Secured, server_properties
 from alertbench.kafka.security import (
@@ -24,6 +23,7 @@ from alertbench.kafka.security import (
     read_client_properties,
     scram_credential,
 )
+from alertbench.kafka.state import local_inventory
 from alertbench.kafka.tls import issue, load_ca, load_host_pair, new_ca
 from alertbench.kafka.users import Grant, acl_bindings
 

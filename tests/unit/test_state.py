@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from alertbench.errors import ClusterError
-from alertbench.kafka.cluster import STATE_FORMAT, ClusterState, Node, local_inventory, read_state
+from alertbench.kafka.state import STATE_FORMAT, ClusterState, Node, local_inventory, read_state
 from alertbench.procs import ProcessRecord
 
 

@@ -28,8 +28,8 @@ from alertbench.errors import ClusterError
 from alertbench.procs import LocalTransport, ProcessRecord, stop_processes
 
 if TYPE_CHECKING:
-    from alertbench.bench.runner import Bench, Segment
     from alertbench.bench.scenario import OtherBrokerSpec
+    from alertbench.bench.session import Bench, Segment
 
 # [broker] settings a bench run hands on to the broker it starts; the input topic, wire
 # format, trigger, filters and outputs are the run's own.

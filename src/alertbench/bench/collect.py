@@ -1,9 +1,7 @@
 """Turn what a run recorded into results.json and the series CSVs.
 
-Latency to raw is measured to the moment the alert's micro-batch was
-committed (its rows became visible): the commit marker's modification time.
-Latency to a distribution topic is measured by the timing consumer, on the
-same machine's clock as the simulator's send time.
+Each segment's numbers come from `alertbench.bench.metrics`; here they become
+the run's results and verdicts, and the main segment's series.
 """
 
 from __future__ import annotations
@@ -12,119 +10,20 @@ import csv
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from alertbench.bench.metrics import segment_metrics
+from alertbench.bench.outcome import SegmentOutcome, batches
 from alertbench.bench.results import SCHEMA_VERSION
 from alertbench.bench.scenario import Scenario
 from alertbench.bench.stats import share_within, summary
-from alertbench.broker.batch.flatten import ALERT_ID_COLUMNS
 
 RUBIN_LATENCY_S = 60.0
 RUBIN_LATENCY_SHARE = 0.98
 P99_TARGET_S = 10.0
-
-
-@dataclass
-class SegmentOutcome:
-    """What one segment of a run recorded (see :mod:`alertbench.bench.runner`)."""
-
-    tag: str
-    params: dict[str, Any]
-    topic: str
-    partitions: int
-    distribution: dict[str, str | None]  # output topic -> its filter (None: not known)
-    dir: Path
-    warmup: dict[str, Any] = field(default_factory=dict)
-    loads: list[dict[str, Any]] = field(default_factory=list)
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    measured_from: float = 0.0
-    load_finished: float = 0.0
-    drained: bool = False
-    resources: list[tuple] = field(default_factory=list)
-    lag: list[tuple] = field(default_factory=list)
-    sampler_errors: list[str] = field(default_factory=list)
-    expected: Path | None = None
-    broker_kind: str = "alertbench"  # or "external": measured from outside only
-
-    @property
-    def broker_out(self) -> Path:
-        """The segment broker's output folder."""
-        return self.dir / "broker"
-
-
-def raw_alerts(broker_out: Path) -> pd.DataFrame:
-    """Every raw row: ``alert_id``, ``sent_us`` and ``committed`` (epoch s of its batch commit)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    raw = broker_out / "raw"
-    commits = {
-        int(p.name): p.stat().st_mtime
-        for d in (broker_out / "_commits").glob("*")
-        for p in d.iterdir()
-        if p.name.isdigit()
-    }
-    frames = []
-    for f in sorted(raw.rglob("*.parquet")) if raw.exists() else []:
-        names = pq.read_schema(f).names
-        id_col = next((c for c in ALERT_ID_COLUMNS if c in names), None)
-        if id_col is None:
-            continue
-        table = pq.read_table(f, columns=[id_col, "sent_time"])
-        sent = table.column("sent_time")
-        # Spark writes INT96 timestamps, read back in ns: normalise to microseconds.
-        sent = sent.cast(pa.timestamp("us", tz=sent.type.tz)).cast(pa.int64())
-        batch = int(f.name[1:10])  # files are committed as b<batch:09d>-...
-        frame = pd.DataFrame(
-            {
-                "alert_id": table.column(id_col).to_pandas().astype(str),
-                "sent_us": sent.to_pandas(),
-                "committed": commits.get(batch, float("nan")),
-            }
-        )
-        frames.append(frame)
-    if not frames:
-        return pd.DataFrame({"alert_id": [], "sent_us": [], "committed": []})
-    return pd.concat(frames, ignore_index=True)
-
-
-def parquet_rows(folder: Path) -> int:
-    """Rows in every Parquet file under ``folder``."""
-    import pyarrow.parquet as pq
-
-    if not folder.exists():
-        return 0
-    return sum(pq.read_metadata(f).num_rows for f in folder.rglob("*.parquet"))
-
-
-def batches(progress: Path, t0: float) -> list[dict[str, Any]]:
-    """The broker's micro-batches from its progress JSON lines."""
-    rows = []
-    if not progress.exists():
-        return rows
-    for line in progress.read_text().splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "batch" not in r or r.get("timestamp") is None:
-            continue
-        stamp = pd.Timestamp(r["timestamp"]).timestamp()
-        rows.append(
-            {
-                "t_s": round(stamp - t0, 3),
-                "query": r.get("query"),
-                "batch": r.get("batch"),
-                "rows": r.get("rows") or 0,
-                "rows_per_s": r.get("rows_per_s") or 0.0,
-                "batch_ms": r.get("batch_ms") or 0,
-            }
-        )
-    return rows
 
 
 def _write_csv(path: Path, columns: list[str], rows: list) -> None:
@@ -134,190 +33,6 @@ def _write_csv(path: Path, columns: list[str], rows: list) -> None:
         w.writerow(columns)
         for r in rows:
             w.writerow([r[c] for c in columns] if isinstance(r, dict) else r)
-
-
-def _arrivals(outcome: SegmentOutcome) -> pd.DataFrame:
-    """What the timing consumer recorded (COLUMNS of :mod:`alertbench.bench.timing`)."""
-    path = outcome.dir / "arrivals.csv"
-    if not path.exists():
-        return pd.DataFrame(columns=["topic", "alert_id", "sent_us", "arrival_us"])
-    return pd.read_csv(path, dtype={"alert_id": str, "topic": str})
-
-
-def _distribution(outcome: SegmentOutcome) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Arrivals in the distribution topics against what the filters select."""
-    arrivals = _arrivals(outcome)
-    expected = (
-        pd.read_csv(outcome.expected, dtype={"alert_id": str, "topic": str})
-        if outcome.expected and outcome.expected.exists()
-        else pd.DataFrame(columns=["topic", "alert_id"])
-    )
-    topics = {}
-    for topic in outcome.distribution:
-        got = arrivals.loc[arrivals["topic"] == topic, "alert_id"]
-        want = set(expected.loc[expected["topic"] == topic, "alert_id"])
-        have = set(got)
-        topics[topic] = {
-            "filter": outcome.distribution[topic],
-            "expected": len(want),
-            "received": len(got),
-            "missing": len(want - have),
-            "unexpected": len(have - want),
-            "duplicates": len(got) - len(have),
-        }
-    return arrivals, topics
-
-
-def _timed(arrivals: pd.DataFrame, since: float) -> tuple[pd.DataFrame, pd.Series]:
-    """Arrivals of alerts sent since ``since`` (epoch s), and their latencies in seconds."""
-    timed = arrivals[pd.to_numeric(arrivals["sent_us"], errors="coerce").notna()].copy()
-    timed["sent_us"] = timed["sent_us"].astype("int64")
-    timed = timed[timed["sent_us"] >= since * 1e6]
-    return timed, (timed["arrival_us"] - timed["sent_us"]) / 1e6
-
-
-def _delivery(outcome: SegmentOutcome, **found: Any) -> tuple[dict[str, Any], list[str]]:
-    """Integrity's common part (sent, failed, drained, then ``found``) and its problems."""
-    sent = outcome.warmup.get("alerts", 0) + sum(lo["alerts"] for lo in outcome.loads)
-    failed = outcome.warmup.get("failures", 0) + sum(lo["failures"] for lo in outcome.loads)
-    problems = []
-    if failed:
-        problems.append(f"{failed} alerts were not delivered to Kafka")
-    if not outcome.drained:
-        problems.append("the broker did not drain its input in time")
-    return {"sent": sent, "failed": failed, "drained": outcome.drained, **found}, problems
-
-
-def _throughput(
-    outcome: SegmentOutcome, alerts: int, last: float | None
-) -> dict[str, float | int | None]:
-    """Measured alerts over the time from the first send to ``last`` (epoch s)."""
-    first_send = min((lo["started"] for lo in outcome.loads), default=outcome.measured_from)
-    return {
-        "alerts": alerts,
-        "alerts_per_s": round(alerts / (last - first_send), 1)
-        if last and last > first_send
-        else None,
-        "drain_s": round(last - outcome.load_finished, 3) if last else None,
-    }
-
-
-def segment_metrics(outcome: SegmentOutcome, t0: float) -> dict[str, Any]:
-    """Every number of one segment (latencies, integrity, throughput) plus its series."""
-    if outcome.broker_kind != "alertbench":
-        return external_metrics(outcome)
-    raw = raw_alerts(outcome.broker_out)
-    measured = raw[raw["sent_us"] >= outcome.measured_from * 1e6]
-    raw_lat = measured["committed"] - measured["sent_us"] / 1e6
-    arrivals, topics = _distribution(outcome)
-    timed, dist_lat = _timed(arrivals, outcome.measured_from)
-
-    integrity, problems = _delivery(
-        outcome,
-        in_kafka=outcome.lag[-1][2] if outcome.lag else None,
-        in_raw=len(raw),
-        distinct_in_raw=int(raw["alert_id"].nunique()),
-        quarantined=parquet_rows(outcome.broker_out / "quarantine"),
-        in_science=parquet_rows(outcome.broker_out / "science"),
-        topics=topics,
-    )
-    sent = integrity["sent"]
-    if len(raw) != sent:
-        problems.append(f"{sent} alerts sent but {len(raw)} rows in raw")
-    if integrity["distinct_in_raw"] != len(raw):
-        problems.append(f"{len(raw) - integrity['distinct_in_raw']} duplicate rows in raw")
-    if integrity["quarantined"]:
-        problems.append(f"{integrity['quarantined']} messages quarantined")
-    for topic, t in topics.items():
-        if t["missing"] or t["unexpected"] or t["duplicates"]:
-            problems.append(
-                f"topic {topic}: {t['missing']} missing, {t['unexpected']} unexpected, "
-                f"{t['duplicates']} duplicated of {t['expected']} expected"
-            )
-    integrity["ok"] = not problems
-    last_commit = float(measured["committed"].max()) if len(measured) else None
-    return {
-        "raw": raw,
-        "measured": measured,
-        "raw_latency": raw_lat,
-        "dist": timed,
-        "dist_latency": dist_lat,
-        "integrity": integrity,
-        "problems": problems,
-        "throughput": _throughput(outcome, len(measured), last_commit),
-    }
-
-
-def external_metrics(outcome: SegmentOutcome) -> dict[str, Any]:
-    """The numbers of a broker seen from outside: its outputs, timed by the ids they carry.
-
-    There is no raw table: an alert counts as processed when it first
-    appears in any output topic (``measured`` holds that first arrival as
-    ``committed``). Integrity is what can be known from outside: every output
-    id was sent and readable, and the broker's lag came back to zero;
-    duplicates are counted, not failed.
-    """
-    arrivals = _arrivals(outcome)
-    timed, dist_lat = _timed(arrivals, outcome.measured_from)
-    first = timed.groupby("alert_id", as_index=False).agg(
-        sent_us=("sent_us", "first"), arrival_us=("arrival_us", "min")
-    )
-    measured = pd.DataFrame(
-        {
-            "alert_id": first["alert_id"],
-            "sent_us": first["sent_us"],
-            "committed": first["arrival_us"] / 1e6,
-        }
-    )
-    topics: dict[str, dict[str, Any]] = {}
-    for topic in outcome.distribution:
-        rows = arrivals[arrivals["topic"] == topic]
-        ids = rows["alert_id"].dropna()
-        distinct = int(ids.nunique())
-        topics[topic] = {
-            "filter": outcome.distribution[topic],
-            "received": len(rows),
-            "distinct": distinct,
-            "duplicates": len(ids) - distinct,
-            # An id read, but never sent: no send time was found for it.
-            "unknown": int(rows.loc[ids.index, "sent_us"].isna().sum()),
-            "unreadable": len(rows) - len(ids),
-        }
-    last = outcome.lag[-1] if outcome.lag else None
-    integrity, problems = _delivery(
-        outcome,
-        in_kafka=last[2] if last else None,
-        consumed=last[3] if last else None,
-        final_lag=last[4] if last else None,
-        topics=topics,
-    )
-    if last is not None and last[4]:
-        problems.append(f"the broker's lag ended at {last[4]}, not 0")
-    if not topics:
-        problems.append("the broker under test wrote no output topic")
-    for topic, t in topics.items():
-        if t["unknown"]:
-            problems.append(f"topic {topic}: {t['unknown']} messages carry ids never sent")
-        if t["unreadable"]:
-            problems.append(
-                f"topic {topic}: {t['unreadable']} messages whose alert id could not be read "
-                "(check --id-format and --id-field; the timing log says why)"
-            )
-    integrity["ok"] = not problems
-    last_arrival = float(measured["committed"].max()) if len(measured) else None
-    # A broker that filters writes a few of the alerts it read: once it has drained its
-    # input, it processed every measured alert by its last output.
-    processed = sum(lo["alerts"] for lo in outcome.loads) if outcome.drained else len(measured)
-    return {
-        "raw": measured.iloc[0:0],
-        "measured": measured,
-        "raw_latency": pd.Series(dtype=float),
-        "dist": timed,
-        "dist_latency": dist_lat,
-        "integrity": integrity,
-        "problems": problems,
-        "throughput": _throughput(outcome, processed, last_arrival),
-    }
 
 
 def _visit_verdict(

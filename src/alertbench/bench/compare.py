@@ -12,12 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from alertbench.bench import results as results_layout
-from alertbench.bench.report import (
-    LATENCY_SHARE,
-    format_value,
-    get,
-    verdict_status,
-)
+from alertbench.bench.values import LATENCY_SHARE, format_value, get, verdict_status
 
 MISSING = "—"
 

@@ -5,27 +5,26 @@ install. Each host runs one Kafka JVM (broker, controller or both) and, in
 ZooKeeper mode, a ZooKeeper JVM. Every JVM is started through the host's
 :class:`~alertbench.procs.Transport` and recorded with its PID in a JSON state
 file, written after each start so that a crash half-way never leaves an
-untracked process. :func:`local_inventory` lays out N nodes on this machine;
-remote hosts only need another transport.
+untracked process. :func:`~alertbench.kafka.state.local_inventory` lays out N
+nodes on this machine; remote hosts only need another transport. The state
+file's content is :mod:`alertbench.kafka.state`; waiting for the nodes to be
+ready, and explaining why one is not, is :mod:`alertbench.kafka.readiness`.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import socket
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from alertbench.errors import ClusterError
 from alertbench.java import Java
 from alertbench.kafka import credentials
-from alertbench.kafka.admin import ClusterInfo, describe_cluster
+from alertbench.kafka.admin import ClusterInfo
 from alertbench.kafka.fetch import KafkaInstall
-from alertbench.kafka.inventory import Host, Inventory, Mode
+from alertbench.kafka.inventory import Host, Inventory
+from alertbench.kafka.readiness import check_ports, wait_kafka, wait_zookeeper
 from alertbench.kafka.release import parse_release
 from alertbench.kafka.remote import java_of
 from alertbench.kafka.render import (
@@ -37,12 +36,10 @@ from alertbench.kafka.render import (
     render_cluster,
 )
 from alertbench.kafka.security import MECHANISM, Connection, scram_credential
-from alertbench.procs import LocalTransport, ProcessRecord, Transport, free_ports, stop_processes
+from alertbench.kafka.state import STATE_FILE, ClusterState, Node, nodes_for, read_state
+from alertbench.procs import LocalTransport, Transport, stop_processes
 from alertbench.ssh import HostPool, SSHTarget
 
-STATE_FORMAT = 1
-_ERROR_LINE = re.compile(r"\b(ERROR|FATAL)\b|Exception|Error:")
-STATE_FILE = "state.json"
 Progress = Callable[[str], None]
 
 # Threads trimmed for a small machine: defaults (3 network, 8 io, 10 background)
@@ -55,289 +52,6 @@ SMALL_MACHINE = {
     "num.replica.fetchers": 1,
     "log.cleaner.threads": 1,
 }
-
-_PORT_NAMES = {
-    "broker_port": "broker listener",
-    "controller_port": "controller listener",
-    "zookeeper_client_port": "ZooKeeper client port",
-    "zookeeper_peer_port": "ZooKeeper quorum port",
-    "zookeeper_election_port": "ZooKeeper election port",
-}
-
-
-@dataclass
-class Node:
-    """One JVM of the cluster.
-
-    Attributes
-    ----------
-    name : str
-        ``<host>`` for Kafka, ``<host>-zk`` for ZooKeeper.
-    kind : {"kafka", "zookeeper"}
-        What it runs.
-    host : str
-        Inventory host name.
-    address : str
-        Host address.
-    node_id : int
-        ``node.id`` / ``broker.id`` / ``myid``.
-    roles : list of str
-        For Kafka nodes: ``broker`` and/or ``controller``.
-    ports : dict of str to int
-        The ports it listens on, by purpose.
-    home : Path
-        The node's folder on its host (config, logs).
-    proc : ProcessRecord or None
-        The running process, if started.
-    data_dir : str or None
-        Its data folder when it lies outside ``home`` (remote hosts).
-    lib_dir : str or None
-        Kafka's jars on its host; ``None``: the cluster's ``lib_dir``.
-    java : str or None
-        The java command on its host; ``None``: the cluster's JDK.
-    """
-
-    name: str
-    kind: str
-    host: str
-    address: str
-    node_id: int
-    roles: list[str]
-    ports: dict[str, int]
-    home: Path
-    proc: ProcessRecord | None = None
-    data_dir: str | None = None
-    lib_dir: str | None = None
-    java: str | None = None
-
-    @property
-    def config_dir(self) -> Path:
-        """Where the node's rendered files live."""
-        return self.home / "config"
-
-    @property
-    def log_dir(self) -> Path:
-        """Where the node's JVM writes ``server.log`` and its console output."""
-        return self.home / "logs" / self.kind
-
-    @property
-    def server_log(self) -> Path:
-        """The node's main log."""
-        return self.log_dir / "server.log"
-
-    @property
-    def console_log(self) -> Path:
-        """Standard output and error of the JVM (start-up failures land here)."""
-        return self.log_dir / "console.log"
-
-    def to_json(self) -> dict[str, object]:
-        """The node as JSON data for the state file."""
-        data = asdict(self)
-        data["home"] = str(self.home)
-        data["proc"] = self.proc.to_json() if self.proc else None
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, object]) -> Node:
-        """Rebuild a node from :meth:`to_json` output."""
-        proc = data.get("proc")
-        return cls(
-            name=str(data["name"]),
-            kind=str(data["kind"]),
-            host=str(data["host"]),
-            address=str(data["address"]),
-            node_id=int(data["node_id"]),  # type: ignore[arg-type]
-            roles=list(data["roles"]),  # type: ignore[arg-type]
-            ports=dict(data["ports"]),  # type: ignore[arg-type]
-            home=Path(str(data["home"])),
-            proc=ProcessRecord.from_json(proc) if isinstance(proc, dict) else None,
-            data_dir=data.get("data_dir"),  # type: ignore[arg-type]
-            lib_dir=data.get("lib_dir"),  # type: ignore[arg-type]
-            java=data.get("java"),  # type: ignore[arg-type]
-        )
-
-
-@dataclass
-class ClusterState:
-    """Everything needed to find, restart and stop a cluster; saved as JSON.
-
-    ``hosts`` holds how to reach each remote host (:class:`SSHTarget` data),
-    so that ``status`` and ``down`` need nothing but this file.
-    """
-
-    mode: str
-    kafka_version: str
-    lib_dir: str
-    cluster_id: str | None
-    bootstrap_servers: str
-    zookeeper_connect: str | None
-    layout: dict[str, object]
-    nodes: list[Node] = field(default_factory=list)
-    hosts: dict[str, dict[str, object]] = field(default_factory=dict)
-    security: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def protocol(self) -> str:
-        """The main listener's security protocol."""
-        return str(self.security.get("protocol", "plaintext"))
-
-    @property
-    def listeners(self) -> dict[str, str]:
-        """Bootstrap servers of every listener, by protocol (the main one first)."""
-        found = self.security.get("listeners")
-        return dict(found) if isinstance(found, dict) else {self.protocol: self.bootstrap_servers}
-
-    def to_json(self) -> dict[str, object]:
-        """The state as JSON data."""
-        data = {k: v for k, v in asdict(self).items() if k != "nodes"}
-        data["format"] = STATE_FORMAT
-        data["nodes"] = [n.to_json() for n in self.nodes]
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, object]) -> ClusterState:
-        """Rebuild the state from :meth:`to_json` output."""
-        return cls(
-            mode=str(data["mode"]),
-            kafka_version=str(data["kafka_version"]),
-            lib_dir=str(data["lib_dir"]),
-            cluster_id=data.get("cluster_id"),  # type: ignore[arg-type]
-            bootstrap_servers=str(data["bootstrap_servers"]),
-            zookeeper_connect=data.get("zookeeper_connect"),  # type: ignore[arg-type]
-            layout=dict(data.get("layout") or {}),  # type: ignore[arg-type]
-            nodes=[Node.from_json(n) for n in data["nodes"]],  # type: ignore[union-attr]
-            hosts=dict(data.get("hosts") or {}),  # type: ignore[arg-type]
-            security=dict(data.get("security") or {}),  # type: ignore[arg-type]
-        )
-
-    def targets(self) -> dict[str, SSHTarget]:
-        """The SSH targets of the remote hosts, by host name."""
-        return {name: SSHTarget.from_json(t) for name, t in self.hosts.items()}
-
-    def node(self, name: str) -> Node:
-        """The node called ``name``.
-
-        Raises
-        ------
-        ClusterError
-            If there is none.
-        """
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        names = ", ".join(n.name for n in self.nodes)
-        raise ClusterError(f"no node {name!r} in this cluster (nodes: {names}).")
-
-
-def local_inventory(
-    state_dir: Path,
-    *,
-    nodes: int,
-    mode: Mode,
-    address: str = "127.0.0.1",
-    base_port: int = 0,
-    listeners: list[str] | None = None,
-) -> Inventory:
-    """Lay out ``nodes`` hosts on this machine, each with its own ports and dirs.
-
-    Parameters
-    ----------
-    state_dir : Path
-        Folder of the cluster; node ``i`` lives in ``state_dir/node-i``.
-    nodes : int
-        Number of hosts; in ZooKeeper mode each runs ZooKeeper and a broker.
-    mode : {"kraft", "zookeeper"}
-        Cluster mode.
-    address : str
-        Address every node listens on.
-    base_port : int
-        0 picks free ports; otherwise node ``i`` (from 0) uses
-        ``base_port + 10*i`` (broker), ``+1`` (controller), ``+2`` (ZooKeeper
-        client), ``+3`` and ``+4`` (ZooKeeper quorum and election), ``+5``...
-        (the further listeners).
-    listeners : list of str, optional
-        Protocols of listeners beyond the main one; each gets a port.
-
-    Returns
-    -------
-    Inventory
-    """
-    roles = ("controller", "broker") if mode == "kraft" else ("zookeeper", "broker")
-    extras = list(listeners or [])
-    keys = list(_PORT_NAMES) + [f"listener:{p}" for p in extras]
-    ports = (
-        free_ports(nodes * len(keys), address)
-        if base_port == 0
-        else [base_port + 10 * i + j for i in range(nodes) for j in range(len(keys))]
-    )
-    hosts = []
-    state_dir = state_dir.resolve()
-    for i in range(nodes):
-        name = f"node-{i + 1}"
-        mine = dict(zip(keys, ports[i * len(keys) : (i + 1) * len(keys)], strict=True))
-        extra_ports = {k.split(":", 1)[1]: mine.pop(k) for k in list(mine) if ":" in k}
-        hosts.append(
-            Host(
-                name=name,
-                address=address,
-                roles=roles,
-                data_dir=state_dir / name / "data",
-                zookeeper_data_dir=state_dir / name / "zookeeper",
-                install_dir=state_dir,
-                listener_ports=extra_ports,
-                **mine,
-            )
-        )
-    return Inventory(mode=mode, hosts=hosts, source=f"local:{nodes}")
-
-
-def _nodes_for(
-    inv: Inventory, home_of: Callable[[Host], Path], protocols: list[str] | None = None
-) -> list[Node]:
-    nodes = []
-    for host in inv.hosts:
-        node_id = inv.node_id(host)
-        if host.has("zookeeper"):
-            nodes.append(
-                Node(
-                    name=f"{host.name}-zk",
-                    kind="zookeeper",
-                    host=host.name,
-                    address=host.address,
-                    node_id=node_id,
-                    roles=["zookeeper"],
-                    ports={
-                        k: getattr(host, k)
-                        for k in (
-                            "zookeeper_client_port",
-                            "zookeeper_peer_port",
-                            "zookeeper_election_port",
-                        )
-                    },
-                    home=home_of(host),
-                )
-            )
-        kafka_roles = [r for r in ("broker", "controller") if host.has(r)]
-        if kafka_roles:
-            ports = {"broker_port": host.broker_port} if host.has("broker") else {}
-            if host.has("broker"):
-                for proto in (protocols or [])[1:]:
-                    ports[f"{proto} listener"] = listener_port(host, proto, protocols[0])
-            if host.has("controller"):
-                ports["controller_port"] = host.controller_port
-            nodes.append(
-                Node(
-                    name=host.name,
-                    kind="kafka",
-                    host=host.name,
-                    address=host.address,
-                    node_id=node_id,
-                    roles=kafka_roles,
-                    ports=ports,
-                    home=home_of(host),
-                )
-            )
-    return nodes
 
 
 class KafkaCluster:
@@ -390,7 +104,7 @@ class KafkaCluster:
     # -- state -----------------------------------------------------------------
 
     def load_state(self) -> ClusterState | None:
-        """Read this cluster's state file (see :func:`read_state`)."""
+        """Read this cluster's state file (see :func:`~alertbench.kafka.state.read_state`)."""
         state = read_state(self.state_file)
         if state is not None:
             self.pool.targets.update(state.targets())
@@ -480,7 +194,7 @@ class KafkaCluster:
             bootstrap_servers=inv.bootstrap_servers,
             zookeeper_connect=inv.zookeeper_connect or None,
             layout={"source": inv.source, "hosts": len(inv.hosts)},
-            nodes=_nodes_for(inv, home_of, protocols),
+            nodes=nodes_for(inv, home_of, protocols),
             hosts={name: t.to_json() for name, t in targets.items()},
             security={
                 "protocol": protocols[0],
@@ -614,17 +328,6 @@ class KafkaCluster:
             said = (proc.stdout[-2000:] + proc.stderr[-2000:]).replace(password, "[hidden]")
             raise ClusterError(f"storing the admin's SCRAM credential in ZooKeeper failed:\n{said}")
 
-    def _check_ports(self, node: Node) -> None:
-        t = self._t(node)
-        for key, port in node.ports.items():
-            if t.port_in_use(node.address, port):
-                raise ClusterError(
-                    f"port {port} on {node.address}, the {_PORT_NAMES.get(key, key)} of "
-                    f"{node.name}, is "
-                    "already in use by another process. Stop that process, or start on other "
-                    "ports (`--base-port N`, or `--base-port 0` for free ones)."
-                )
-
     def _start(self, state: ClusterState, node: Node) -> None:
         if node.kind == "zookeeper":
             main = [
@@ -639,66 +342,6 @@ class KafkaCluster:
             self._java_argv(node, state, heap, main), log=node.console_log, cwd=node.home
         )
         self.save_state(state)
-
-    def _failure(self, node: Node, what: str) -> ClusterError:
-        t = self._t(node)
-        parts = [what]
-        for log in (node.server_log, node.console_log):
-            tail = t.tail(log, lines=400)
-            if not tail.strip():
-                continue
-            errors = [ln for ln in tail.splitlines() if _ERROR_LINE.search(ln)]
-            shown = "\n".join(errors[-15:]) if errors else "\n".join(tail.splitlines()[-15:])
-            kind = "errors in" if errors else "last lines of"
-            parts.append(f"--- {kind} {log} ---\n{shown}")
-        if len(parts) == 1:
-            parts.append(f"(no output in {node.server_log} or {node.console_log})")
-        return ClusterError("\n".join(parts))
-
-    def _wait_zookeeper(self, state: ClusterState, nodes: list[Node], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        pending = list(nodes)
-        while pending:
-            for node in list(pending):
-                if not self._t(node).is_running(node.proc):  # type: ignore[arg-type]
-                    raise self._failure(node, f"ZooKeeper {node.name} exited during start-up.")
-                mode = zookeeper_mode(node.address, node.ports["zookeeper_client_port"])
-                if mode in ("leader", "follower", "standalone"):
-                    pending.remove(node)
-            if pending and time.monotonic() > deadline:
-                raise self._failure(
-                    pending[0],
-                    f"ZooKeeper {pending[0].name} did not join a quorum within {timeout:.0f} s.",
-                )
-            if pending:
-                time.sleep(0.3)
-
-    def _wait_kafka(self, state: ClusterState, timeout: float) -> ClusterInfo:
-        brokers = {n.node_id: n for n in state.nodes if "broker" in n.roles}
-        kafka_nodes = [n for n in state.nodes if n.kind == "kafka"]
-        deadline = time.monotonic() + timeout
-        info: ClusterInfo | None = None
-        while True:
-            for node in kafka_nodes:
-                if not self._t(node).is_running(node.proc):  # type: ignore[arg-type]
-                    raise self._failure(node, f"Kafka node {node.name} exited during start-up.")
-            try:
-                info = describe_cluster(self.connection(state), timeout=3)
-            except ClusterError:
-                info = None
-            if info and set(brokers) <= set(info.brokers) and info.controller is not None:
-                return info
-            if time.monotonic() > deadline:
-                missing = [n for i, n in brokers.items() if not info or i not in info.brokers]
-                culprit = missing[0] if missing else kafka_nodes[0]
-                raise self._failure(
-                    culprit,
-                    f"the cluster did not form within {timeout:.0f} s: broker(s) "
-                    f"{', '.join(n.name for n in missing) or '(all)'} not registered"
-                    + ("" if info and info.controller is not None else ", no controller")
-                    + ".",
-                )
-            time.sleep(0.5)
 
     def start(
         self, state: ClusterState, *, timeout: float, progress: Progress | None = None
@@ -733,14 +376,14 @@ class KafkaCluster:
         kafka = [n for n in state.nodes if n.kind == "kafka" and not self._alive(n)]
         # Every port before any start: a taken port leaves nothing half-started.
         for node in zks + kafka:
-            self._check_ports(node)
+            check_ports(self._t(node), node)
         try:
             for node in zks:
                 self._start(state, node)
                 started.append(node)
             if zks:
                 say(f"waiting for the ZooKeeper ensemble ({len(zks)} nodes)")
-                self._wait_zookeeper(state, zks, timeout)
+                wait_zookeeper(zks, timeout, transport_for=self._transport_for)
                 if state.mode == "zookeeper" and kafka:
                     self._zookeeper_scram(state)
             if state.mode == "kraft" and kafka:
@@ -751,7 +394,12 @@ class KafkaCluster:
                 self._start(state, node)
                 started.append(node)
             say(f"waiting for {len(kafka)} Kafka node(s) to register")
-            return self._wait_kafka(state, timeout)
+            return wait_kafka(
+                state,
+                timeout,
+                transport_for=self._transport_for,
+                connect=lambda: self.connection(state),
+            )
         except BaseException:
             self.stop(state, started)
             raise
@@ -830,29 +478,6 @@ class KafkaCluster:
         self._local.remove_tree(self.state_dir)
 
 
-def read_state(state_file: Path) -> ClusterState | None:
-    """Read a cluster state file; ``None`` if there is none.
-
-    Raises
-    ------
-    ClusterError
-        If the file is unreadable or not alertbench's.
-    """
-    if not state_file.exists():
-        return None
-    try:
-        data = json.loads(state_file.read_text())
-        if data.get("format") != STATE_FORMAT:
-            raise ValueError(f"state format {data.get('format')!r}, expected {STATE_FORMAT}")
-        return ClusterState.from_json(data)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ClusterError(
-            f"cannot read the cluster state file {state_file}: {exc}. If no alertbench cluster "
-            f"runs from {state_file.parent}, remove that folder (or run "
-            "`alertbench kafka down --purge`)."
-        ) from exc
-
-
 def _log_option(node: Node, state: ClusterState) -> str:
     """The JVM flag that points Kafka's logging at the node's rendered config."""
     release = parse_release(state.kafka_version)
@@ -860,25 +485,3 @@ def _log_option(node: Node, state: ClusterState) -> str:
     if release.uses_log4j2:
         return f"-Dlog4j2.configurationFile={path}"
     return f"-Dlog4j.configuration=file:{path}"
-
-
-def zookeeper_mode(address: str, port: int, timeout: float = 2.0) -> str | None:
-    """Ask a ZooKeeper server its mode with the ``srvr`` four-letter command.
-
-    Returns
-    -------
-    str or None
-        ``leader``, ``follower``, ``standalone``; ``None`` if it does not answer.
-    """
-    try:
-        with socket.create_connection((address, port), timeout=timeout) as sock:
-            sock.sendall(b"srvr")
-            data = b""
-            while chunk := sock.recv(4096):
-                data += chunk
-    except OSError:
-        return None
-    for line in data.decode(errors="replace").splitlines():
-        if line.startswith("Mode:"):
-            return line.split(":", 1)[1].strip()
-    return None

@@ -22,11 +22,12 @@ import psutil
 
 from alertbench.errors import AlertbenchError, ClusterError
 from alertbench.kafka.admin import ClusterInfo
-from alertbench.kafka.cluster import _PORT_NAMES, ClusterState, KafkaCluster, Progress
+from alertbench.kafka.cluster import KafkaCluster, Progress
 from alertbench.kafka.fetch import KafkaInstall
 from alertbench.kafka.inventory import Host, Inventory
 from alertbench.kafka.remote import check_java, install_kafka, java_of, ssh_target
 from alertbench.kafka.render import Secured
+from alertbench.kafka.state import PORT_NAMES, ClusterState
 from alertbench.procs import Transport
 from alertbench.ssh import SSHTarget
 
@@ -120,7 +121,7 @@ def _prepare(cluster: KafkaCluster, host: Host, install: KafkaInstall, running: 
             _probe_writable(t, folder)
         if not running:
             taken = [
-                f"{port} ({_PORT_NAMES.get(key, key)})"
+                f"{port} ({PORT_NAMES.get(key, key)})"
                 for key, port in _host_ports(host).items()
                 if t.port_in_use(host.address, port)
             ]

@@ -10,18 +10,12 @@ from alertbench.errors import ClusterError
 from alertbench.java import find_java
 from alertbench.kafka import credentials, deploy
 from alertbench.kafka.admin import ClusterInfo, TopicInfo, describe_cluster, list_topics
-from alertbench.kafka.cluster import (
-    STATE_FILE,
-    ClusterState,
-    KafkaCluster,
-    Progress,
-    local_inventory,
-    read_state,
-)
+from alertbench.kafka.cluster import KafkaCluster, Progress
 from alertbench.kafka.fetch import resolve_kafka
 from alertbench.kafka.inventory import MODE_ROLES, Inventory, Mode, load_inventory
 from alertbench.kafka.render import Secured, listener_port
 from alertbench.kafka.security import Connection, NodeSecurity, read_client_properties
+from alertbench.kafka.state import STATE_FILE, ClusterState, local_inventory, read_state
 
 
 def kafka_version_for(settings: Settings, mode: Mode, version: str | None = None) -> str:

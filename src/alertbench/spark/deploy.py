@@ -58,6 +58,7 @@ Progress = Callable[[str], None]
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 
+
 @dataclass
 class HostReport:
     """One daemon of the deployment, for people.

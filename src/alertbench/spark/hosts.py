@@ -282,5 +282,3 @@ def memory_notes(executor_memory: str, workers: list[Host]) -> list[str]:
         f"on {', '.join(small)}; Spark starts no executor there. Lower broker.executor_memory "
         "or raise spark_worker_memory."
     ]
-
-

@@ -7,8 +7,9 @@ stopped by PID through a :class:`~alertbench.procs.Transport`.
 
 :func:`up` starts a cluster on this machine; :mod:`alertbench.spark.deploy`
 starts one on an inventory's hosts over SSH. Both record it in the same state
-file, with the SSH targets of remote hosts, so that :func:`status` and
-:func:`down` work from that file alone, whichever started it.
+file (:mod:`alertbench.spark.state`), with the SSH targets of remote hosts,
+so that :func:`status` and :func:`down` work from that file alone, whichever
+started it.
 """
 
 from __future__ import annotations

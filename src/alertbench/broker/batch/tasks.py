@@ -11,10 +11,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from alertbench.alerts.schema import Schema
 from alertbench.broker.batch.decode import DecodePlan
+from alertbench.broker.batch.raw import (
+    decode_batch,
+    read_partitioned,
+    write_batch,
+    write_partitioned,
+)
 from alertbench.broker.batch.route import Routing, route, science_table
 from alertbench.broker.batch.science import ScienceModule
+from alertbench.broker.batch.send import Sender, TailEncoder, alert_bodies
 
 
 def process_tables(
@@ -39,9 +48,6 @@ def process_tables(
     topics a third of a chunk's work sooner. ``file_name(k)`` names the files
     of the ``k``-th table, the same whenever the task runs again.
     """
-    from alertbench.broker.batch.raw import decode_batch, write_batch, write_partitioned
-    from alertbench.broker.batch.send import Sender, TailEncoder
-
     encoder = TailEncoder(routing.tail)
     sender = Sender(routing.servers) if routing.filters else None
     rows = bad = 0
@@ -75,9 +81,6 @@ def science_work(staging: Path, *, cuts: str, modules: list[ScienceModule], comp
     """
 
     def work(share) -> int:
-        from alertbench.broker.batch.raw import read_partitioned, write_partitioned
-        from alertbench.broker.batch.route import science_table
-
         rows = 0
         for f in share.files:
             raw = read_partitioned(f)
@@ -101,11 +104,6 @@ def distribute_work(routing, schema: Schema):
     """
 
     def work(share) -> int:
-        import pyarrow.parquet as pq
-
-        from alertbench.broker.batch.route import route
-        from alertbench.broker.batch.send import Sender, TailEncoder, alert_bodies
-
         encoder = TailEncoder(routing.tail)
         sender = Sender(routing.servers)
         rows = 0

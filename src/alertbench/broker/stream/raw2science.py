@@ -19,7 +19,8 @@ def start(spark, *, cuts: str, modules: list[ScienceModule], out: Path, trigger:
     """Start the raw2science query over the raw files stream2raw committed in ``out/raw``.
 
     One Spark job per micro-batch: each task cuts and enriches its share of
-    the new raw files with pyarrow and DataFusion (:func:`science_work`),
+    the new raw files with pyarrow and DataFusion
+    (:func:`~alertbench.broker.batch.tasks.science_work`),
     and the driver commits the staged science files exactly once.
 
     Returns
