@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 # [broker] settings a bench run hands on to the broker it starts; the input topic, wire
 # format, trigger, filters and outputs are the run's own.
 INHERITED_BROKER_SETTINGS = {
+    "science",
     "modules",
     "cuts",
     "catalogue",
@@ -144,6 +145,9 @@ class OwnBroker:
         }
         if s.schema_registry:
             broker["schema_registry"] = s.schema_registry
+        if s.science is not None:  # the scenario's profile, whatever modules were configured
+            broker["science"] = s.science
+            broker.pop("modules", None)
         if s.max_offsets_per_trigger:
             broker["max_offsets_per_trigger"] = s.max_offsets_per_trigger
         if s.min_offsets_per_trigger:

@@ -196,14 +196,22 @@ def _measured(results: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[
         "kafka_mb_per_s_per_core": _rounded(kafka_per_core),
         "mean_alert_kb": _rounded(alert_kb),
         "machine_cores": (results.get("machine") or {}).get("cores"),
+        "science_profile": (results.get("science") or {}).get("profile"),
+        "science_ms_per_alert": _number(results, "science.ms_per_input_alert"),
     }
     return measured, missing, notes
 
 
 def _load(
-    load: dict[str, Any], spark_per_core: float | None, kafka_per_core: float | None
+    load: dict[str, Any],
+    spark_per_core: float | None,
+    kafka_per_core: float | None,
+    science_ms: float | None = None,
 ) -> dict[str, Any]:
-    """What one survey load needs, given the measured rates per core (None when unknown)."""
+    """What one survey load needs, given the measured rates per core (None when unknown).
+
+    ``science_ms``: the science modules' measured milliseconds per alert read.
+    """
     alerts_per_s = load["alerts_per_visit"] / load["visit_interval_s"]
     mb_per_s = alerts_per_s * load["alert_kb"] / 1_000.0
     disk_write = mb_per_s * REPLICATION_FACTOR
@@ -226,10 +234,14 @@ def _load(
         # Replicas are written too: each costs a broker about what the first write does.
         kafka_cores = math.ceil(disk_write / kafka_per_core / UTILISATION)
 
+    # The science alone, from its modules' measured costs: the cores a profile needs
+    # before decoding, writing and sending, at the same utilisation.
+    science_cores = math.ceil(alerts_per_s * science_ms / 1e3 / UTILISATION) if science_ms else None
     return {
         **load,
         "alerts_per_s": round(alerts_per_s, 3),
         "mb_per_s": round(mb_per_s, 3),
+        "science_cores": science_cores,
         "spark_cores": spark_cores,
         "spark_cores_for_latency": for_latency,
         "kafka_cores": kafka_cores,
@@ -270,7 +282,8 @@ def capacity_model(results: dict[str, Any]) -> dict[str, Any]:
             Name -> ``{"value", "why"}`` for every constant the model uses.
         ``loads``
             One dict per entry of `LOADS`, with its fields and ``alerts_per_s``,
-            ``mb_per_s``, ``spark_cores`` (ceil(rate ÷ rate per core ÷
+            ``mb_per_s``, ``science_cores`` (ceil(rate × the science profile's
+            measured ms per alert ÷ utilisation)), ``spark_cores`` (ceil(rate ÷ rate per core ÷
             utilisation)), ``kafka_cores`` (ceil(MB/s × replication ÷ MB/s per core
             ÷ utilisation)), ``kafka_brokers`` (the largest of the replication
             factor, ceil(MB/s × replication ÷ disk budget) and ceil(egress ÷
@@ -288,9 +301,16 @@ def capacity_model(results: dict[str, Any]) -> dict[str, Any]:
             load,
             measured["spark_alerts_per_s_per_core"],
             measured["kafka_mb_per_s_per_core"],
+            measured["science_ms_per_alert"],
         )
         for load in LOADS
     ]
+    if measured["science_profile"] is not None:
+        notes.append(
+            f"science_cores: the {measured['science_profile']} profile's modules alone, "
+            f"{measured['science_ms_per_alert']} ms per alert as measured in this run; "
+            "spark_cores already include them."
+        )
     notes.append(
         "A paced run's CPU includes idle polling, so its rates per core are lower bounds; "
         "a max-throughput run gives tighter ones."

@@ -58,6 +58,13 @@ def run(
     keep_data: Annotated[
         bool, typer.Option(help="Keep Kafka's data and the broker's Parquet (work/).")
     ] = False,
+    science: Annotated[
+        str | None,
+        typer.Option(
+            help="Science profile of alertbench's broker: rules or fink \\[default: the "
+            "scenario's, else broker.science]."
+        ),
+    ] = None,
     security: Annotated[
         str | None,
         typer.Option(
@@ -161,7 +168,9 @@ def run(
         "id_field": id_field,
         "id_schemas": id_schemas,
     }
-    chosen = load_scenario(scenario, broker=other, visits=visits, alerts=count, security=security)
+    chosen = load_scenario(
+        scenario, broker=other, visits=visits, alerts=count, security=security, science=science
+    )
     sources = alert_sources(alerts, settings.alerts)
     console.print(f"[bold]{chosen.name}[/]: {chosen.description}")
     console.print(sources.describe(), highlight=False)

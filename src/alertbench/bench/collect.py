@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from alertbench.bench.metrics import segment_metrics
-from alertbench.bench.outcome import SegmentOutcome, batches
+from alertbench.bench.outcome import SegmentOutcome, batches, science_costs
 from alertbench.bench.results import SCHEMA_VERSION
 from alertbench.bench.scenario import Scenario
 from alertbench.bench.stats import share_within, summary
@@ -229,6 +229,14 @@ def results(
         },
         "sampler_errors": [e for o in outcomes for e in o.sampler_errors],
     }
+    if main.broker_kind == "alertbench":
+        out["science"] = science_costs(main.broker_out)
+        if out["science"] is not None:
+            seconds = sum(c["seconds"] for c in out["science"]["modules"].values())
+            in_raw = m["integrity"].get("in_raw") or 0
+            out["science"]["ms_per_input_alert"] = (
+                round(seconds * 1e3 / in_raw, 6) if in_raw else None
+            )
     out["warnings"] = clock_warnings(out.get("clock") or {}, dist_summary)
     if main.steps:
         held = [s["rate"] for s in main.steps if s["held"]]

@@ -62,6 +62,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("status", _path("status")),
     Metric("scenario", _path("scenario.name")),
     Metric("broker", broker_name),
+    Metric("science profile", _path("science.profile")),
+    Metric("science ms per alert", _path("science.ms_per_input_alert"), -1),
     Metric("machine cores", _path("machine.cores")),
     Metric("producer alerts/s", _path("producer.alerts_per_s"), +1),
     Metric("producer MB/s", _path("producer.mb_per_s"), +1),

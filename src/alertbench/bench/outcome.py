@@ -122,3 +122,50 @@ def recorded_arrivals(outcome: SegmentOutcome) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=["topic", "alert_id", "sent_us", "arrival_us"])
     return pd.read_csv(path, dtype={"alert_id": str, "topic": str})
+
+
+#: A science-stats file's columns (alertbench.broker.batch.science.ScienceStats.table).
+STATS_COLUMNS = ["module", "rows", "processed", "seconds", "failed", "setup_seconds"]
+
+
+def science_costs(broker_out: Path) -> dict[str, Any] | None:
+    """The science the broker ran and what each module cost, from its committed outputs.
+
+    ``broker_out/science.json`` names the profile and the modules; each
+    committed ``science-stats`` file holds one task's costs on one batch.
+    Returns ``{"profile", "modules": {name: {...}}, "ms_per_alert"}``, or
+    None when the broker recorded no science.
+    """
+    described = broker_out / "science.json"
+    if not described.is_file():
+        return None
+    info = json.loads(described.read_text())
+    files = sorted((broker_out / "science-stats").rglob("*.parquet"))
+    frame = (
+        pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        if files
+        else pd.DataFrame(
+            columns=["module", "rows", "processed", "seconds", "failed", "setup_seconds"]
+        )
+    )
+    modules: dict[str, Any] = {}
+    for name in info["modules"]:
+        rows = frame[frame["module"] == name]
+        n, processed = int(rows["rows"].sum()), int(rows["processed"].sum())
+        seconds = float(rows["seconds"].sum())
+        modules[name] = {
+            "rows": n,
+            "processed": processed,
+            "seconds": round(seconds, 6),
+            "ms_per_alert": round(seconds * 1e3 / n, 6) if n else None,
+            "ms_per_processed": round(seconds * 1e3 / processed, 6) if processed else None,
+            "failed_batches": int(rows["failed"].sum()),
+            "setup_seconds": round(float(rows["setup_seconds"].sum()), 3),
+        }
+    costs = [m["ms_per_alert"] for m in modules.values() if m["ms_per_alert"] is not None]
+    return {
+        "profile": info["profile"],
+        "modules": modules,
+        "notes": info.get("notes", []),
+        "ms_per_alert": round(sum(costs), 6) if costs else None,
+    }

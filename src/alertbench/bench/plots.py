@@ -307,3 +307,53 @@ def plot_sections(run: Path) -> list[str]:
         _scaling(run),
         _steps(run),
     ]
+
+
+def science_section(results: dict[str, Any]) -> str:
+    """The science the broker ran: its profile, and each module's cost, as a table and a plot.
+
+    A bar per module of its milliseconds per alert given to it; the table adds
+    rows, rows computed, failed batches and the once-per-worker setup.
+    """
+    science = results.get("science")
+    if not isinstance(science, dict):
+        return section("science", "Science", [not_measured("no science recorded")])
+    modules = science.get("modules") or {}
+    header = [
+        "module",
+        "alerts given",
+        "computed",
+        "seconds",
+        "ms per alert",
+        "ms per computed",
+        "failed batches",
+        "setup (s)",
+    ]
+    keys = (
+        "rows",
+        "processed",
+        "seconds",
+        "ms_per_alert",
+        "ms_per_processed",
+        "failed_batches",
+        "setup_seconds",
+    )
+    rows = [[name, *((m or {}).get(k) for k in keys)] for name, m in modules.items()]
+    body = [
+        f"<p>Profile: <b>{escape(str(science.get('profile')))}</b>; "
+        f"{escape(str(science.get('ms_per_input_alert')))} ms of science per alert read.</p>",
+        table(header, rows),
+    ]
+    costs = {n: m.get("ms_per_alert") for n, m in modules.items() if m.get("ms_per_alert")}
+    if costs:
+
+        def draw(ax: Axes) -> None:
+            ax.barh(list(costs), list(costs.values()))
+            ax.invert_yaxis()
+            _label(ax, "Science cost per module", "ms per alert", "")
+
+        body.insert(1, f'<img src="{escape(_png([draw]))}" alt="science cost per module">')
+    notes = science.get("notes") or []
+    if notes:
+        body.append("<ul>" + "".join(f"<li>{escape(str(n))}</li>" for n in notes) + "</ul>")
+    return section("science", "Science", body)

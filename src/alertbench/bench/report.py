@@ -14,7 +14,7 @@ from typing import Any
 from alertbench.bench import results as results_layout
 from alertbench.bench.capacity import capacity_model
 from alertbench.bench.markup import not_measured, section, table
-from alertbench.bench.plots import plot_sections
+from alertbench.bench.plots import plot_sections, science_section
 from alertbench.bench.values import (
     LATENCY_BUDGET_S,
     LATENCY_SHARE,
@@ -62,6 +62,7 @@ def _summary(results: dict[str, Any]) -> str:
         ("Memory (GB)", get(results, "machine.memory_gb")),
         ("Platform", get(results, "machine.platform")),
         ("Broker", get(results, "config.broker.kind")),
+        ("Science profile", get(results, "science.profile")),
         ("Arrivals timed on", get(results, "clock.timing_host") or "this machine"),
         ("Its clock offset (s)", get(results, "clock.offset_s")),
         *((f"{name} version", v) for name, v in (results.get("versions") or {}).items()),
@@ -202,6 +203,7 @@ def _capacity(results: dict[str, Any]) -> str:
         ("load", "name"),
         ("alerts/s", "alerts_per_s"),
         ("MB/s", "mb_per_s"),
+        ("science cores (profile's modules)", "science_cores"),
         ("Spark cores (rate)", "spark_cores"),
         ("Spark cores per visit latency budget (s: cores)", "spark_cores_for_latency"),
         ("Kafka cores", "kafka_cores"),
@@ -261,6 +263,7 @@ def render_report(run: Path) -> Path:
         _percentiles(results),
         _integrity(results),
         _resources_table(results),
+        science_section(results),
         _capacity(results),
         *plot_sections(run),
     ]

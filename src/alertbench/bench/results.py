@@ -47,8 +47,8 @@ FIELDS: dict[str, str] = {
     "config.kafka": "Kafka: version, nodes, bootstrap servers, embedded or external, "
     "security protocol and user (never a secret).",
     "config.broker": "Broker: kind (alertbench or external). alertbench's: master, mode "
-    "(fused or staged), trigger, filters, cuts, modules. Another: its command, output "
-    "topics, group, input topic and how ids were read.",
+    "(fused or staged), trigger, filters, cuts, science (the profile) and modules. Another: "
+    "its command, output topics, group, input topic and how ids were read.",
     "config.simulator": "Simulator: schedule, alerts, visits, producers, partitions, wire.",
     "machine.cores": "Logical cores of the machine that ran the benchmark.",
     "machine.memory_gb": "Its memory.",
@@ -112,6 +112,15 @@ FIELDS: dict[str, str] = {
     "of the p50 latency).",
     "capacity": "The capacity model: measured rates per core, assumptions, and the cores "
     "and Kafka brokers each survey load needs.",
+    "science.profile": "The science profile alertbench's broker ran: rules, fink, or custom "
+    "(modules configured one by one).",
+    "science.modules": "Per module, in the order they ran: rows (alerts given to it, after "
+    "the cuts), processed (rows it computed; a new-object module computes each object "
+    "once), seconds, ms_per_alert (seconds per row), ms_per_processed, failed_batches, "
+    "setup_seconds (loading catalogues or models, once per worker).",
+    "science.ms_per_alert": "The modules' ms per alert given to them, summed.",
+    "science.ms_per_input_alert": "All modules' seconds per alert in raw, in ms: what the "
+    "science costs per alert the broker reads.",
 }
 
 #: Fields only a run of alertbench's own broker has (another has no raw table, no Spark).
@@ -124,6 +133,10 @@ OWN_BROKER_ONLY = {
     "integrity.distinct_in_raw",
     "integrity.quarantined",
     "integrity.in_science",
+    "science.profile",
+    "science.modules",
+    "science.ms_per_alert",
+    "science.ms_per_input_alert",
 }
 
 #: Fields of a run of another broker, measured from outside (in place of OWN_BROKER_ONLY).

@@ -130,6 +130,11 @@ class Scenario(BaseModel):
     filters: dict[str, str] = Field(
         default_factory=dict, description="Topic -> filter; the broker's defaults when empty."
     )
+    science: Literal["rules", "fink"] | None = Field(
+        None,
+        description="Science profile of alertbench's broker: rules or fink; default: the "
+        "broker's setting (broker.science).",
+    )
     # Sweeping kinds.
     steps: list[Step] = Field(default_factory=list)
     held_lag_s: float = Field(

@@ -280,7 +280,8 @@ def _broker_info(bench: Bench, settings: Settings) -> dict[str, Any]:
         "max_offsets_per_trigger": s.max_offsets_per_trigger,
         "min_offsets_per_trigger": s.min_offsets_per_trigger,
         "filters": bench.filters,
-        "modules": settings.broker.modules,
+        "science": s.science or settings.broker.science,
+        "modules": None if s.science else settings.broker.modules,
         "cuts": settings.broker.cuts,
         "driver_memory": settings.broker.driver_memory,
     }

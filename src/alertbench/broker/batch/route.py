@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alertbench.broker.batch.filters import Filter, key_column
-from alertbench.broker.batch.science import ScienceModule
+from alertbench.broker.batch.science import ScienceModule, ScienceStats
 from alertbench.kafka.security import Connection
 
 # Fink's ZTF cuts: a real-bogus score of at least 0.55 and no bad pixels nearby.
@@ -73,11 +73,12 @@ def science_schema(raw, modules: list[ScienceModule]):
     return pa.schema([*enriched, night])
 
 
-def science_table(raw, cuts: str, modules: list[ScienceModule]):
+def science_table(raw, cuts: str, modules: list[ScienceModule], stats: ScienceStats | None = None):
     """The raw rows that pass ``cuts``, with every module's columns; and which rows they are.
 
     Columns: the raw ones but ``night``, the modules', their times and
     errors, then ``night`` (the order of the JVM path's science Parquet).
+    ``stats``, when given, receives each module's cost.
     """
     import numpy as np
     import pyarrow as pa
@@ -91,7 +92,7 @@ def science_table(raw, cuts: str, modules: list[ScienceModule]):
         return None, kept_rows
     night = kept["night"]
     enriched = pa.Table.from_batches(
-        list(run_modules(modules, iter(kept.drop_columns(["night"]).to_batches())))
+        list(run_modules(modules, iter(kept.drop_columns(["night"]).to_batches()), stats))
     )
     return enriched.append_column("night", night), kept_rows
 

@@ -22,8 +22,19 @@ from alertbench.broker.batch.raw import (
     write_partitioned,
 )
 from alertbench.broker.batch.route import Routing, route, science_table
-from alertbench.broker.batch.science import ScienceModule
+from alertbench.broker.batch.science import ScienceModule, ScienceStats
 from alertbench.broker.batch.send import Sender, TailEncoder, alert_bodies
+
+#: The output that holds each science module's cost per task and batch
+#: (``module, rows, processed, seconds, failed``), committed with the batch.
+STATS_OUTPUT = "science-stats"
+
+
+def write_stats(stats: ScienceStats, folder: Path, name: str) -> None:
+    """Stage the modules' costs on one batch of a task, named as its Parquet files are."""
+    if stats.costs:
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(stats.table(), folder / name)
 
 
 def process_tables(
@@ -58,7 +69,9 @@ def process_tables(
         science = None
         if decoded.raw is not None:
             rows += decoded.raw.num_rows
-            science, kept = science_table(decoded.raw, cuts, modules)
+            stats = ScienceStats()
+            science, kept = science_table(decoded.raw, cuts, modules, stats)
+            write_stats(stats, staging / STATS_OUTPUT, name)
         if science is not None and sender is not None:
 
             def bodies(rows, decoded=decoded, kept=kept):
@@ -85,7 +98,9 @@ def science_work(staging: Path, *, cuts: str, modules: list[ScienceModule], comp
         for f in share.files:
             raw = read_partitioned(f)
             rows += raw.num_rows
-            science, _ = science_table(raw, cuts, modules)
+            stats = ScienceStats()
+            science, _ = science_table(raw, cuts, modules, stats)
+            write_stats(stats, staging / share.staging / STATS_OUTPUT, Path(f).name)
             if science is not None:
                 write_partitioned(
                     science, staging / share.staging / "science", Path(f).name, compression

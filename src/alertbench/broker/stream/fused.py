@@ -19,7 +19,7 @@ from pathlib import Path
 from alertbench.broker.batch.decode import DecodePlan
 from alertbench.broker.batch.route import Routing
 from alertbench.broker.batch.science import ScienceModule
-from alertbench.broker.batch.tasks import process_tables
+from alertbench.broker.batch.tasks import STATS_OUTPUT, process_tables
 from alertbench.broker.stream.sink import BatchSink, parquet_codec
 from alertbench.broker.stream.source import KafkaInput, start_kafka_tasks_query
 from alertbench.broker.stream.stream2raw import start_kafka_query
@@ -55,7 +55,7 @@ def process_batch(df, batch_id: int, *, plan: DecodePlan, sink: BatchSink, work:
     df.select(*KAFKA_INPUT).mapInArrow(
         native_task(plan, staging, work), "rows long, quarantined long, sent long"
     ).collect()
-    sink.commit(batch_id, ["raw", "quarantine", "science"])
+    sink.commit(batch_id, ["raw", "quarantine", "science", STATS_OUTPUT])
 
 
 def start(
@@ -104,5 +104,5 @@ def start(
     def tasks_work(tables, staging: Path, file_name) -> None:
         process_tables(tables, plan, staging, file_name=file_name, **work)
 
-    outputs = ["raw", "quarantine", "science"]
+    outputs = ["raw", "quarantine", "science", STATS_OUTPUT]
     return start_kafka_tasks_query(spark, "fused", tasks_work, q, sink=sink, outputs=outputs)

@@ -27,7 +27,7 @@ def start(spark, *, cuts: str, modules: list[ScienceModule], out: Path, trigger:
     -------
     pyspark.sql.streaming.StreamingQuery
     """
-    from alertbench.broker.batch.tasks import science_work
+    from alertbench.broker.batch.tasks import STATS_OUTPUT, science_work
     from alertbench.broker.stream.sink import parquet_codec
     from alertbench.broker.stream.source import start_files_query
 
@@ -40,6 +40,6 @@ def start(spark, *, cuts: str, modules: list[ScienceModule], out: Path, trigger:
         sink=sink,
         upstream="stream2raw",
         output="raw",
-        outputs=["science"],
+        outputs=["science", STATS_OUTPUT],
         trigger=trigger,
     )

@@ -13,7 +13,7 @@ from alertbench.broker.batch.decode import make_plan
 from alertbench.broker.batch.filters import parse_filters
 from alertbench.broker.batch.raw import raw_schema
 from alertbench.broker.batch.route import Routing, default_cuts, science_schema
-from alertbench.broker.batch.science import resolve_modules, usable
+from alertbench.broker.batch.science import profile_modules, resolve_modules, usable
 from alertbench.broker.stream import distribute, raw2science, stream2raw
 from alertbench.broker.stream.source import KafkaInput
 from alertbench.config import Settings
@@ -22,6 +22,8 @@ from alertbench.kafka.security import Connection
 from alertbench.spark.session import build_session, resolve_master
 
 STAGES = ("stream2raw", "raw2science", "distribute")
+#: The broker output that names the science profile and the modules that ran.
+SCIENCE_FILE = "science.json"
 DEFAULT_FILTERS = {
     "ztf": {
         "early-sn": "early_sn_score >= 0.7",
@@ -46,6 +48,11 @@ class BrokerResult:
     batches: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     filters: dict[str, str] = field(default_factory=dict)
+
+
+def science_profile(broker) -> str:
+    """The science profile a broker's settings run: its ``science``, or ``custom`` modules."""
+    return broker.science if broker.modules is None else "custom"
 
 
 def broker_output(settings: Settings) -> Path:
@@ -119,8 +126,17 @@ def run_broker(
     survey = plan.schema.survey.survey
     say(f"stream: {plan.schema.name} ({plan.schema.survey})")
     raw = raw_schema(plan.schema)
-    modules = resolve_modules(b.modules, catalogue=str(b.catalogue) if b.catalogue else None)
-    modules, notes = usable(modules, raw.names)
+    names = b.modules if b.modules is not None else profile_modules(b.science)
+    catalogue = str(b.catalogue) if b.catalogue else None
+    modules = resolve_modules(names, catalogue=catalogue, survey=survey)
+    modules, notes = usable(modules, raw.names, survey)
+    profile = science_profile(b)
+    say(f"science: {profile} ({', '.join(m.name for m in modules) or 'no module'})")
+    # What ran, for whoever reads the outputs (the bench names the profile of every figure).
+    (out / SCIENCE_FILE).write_text(
+        json.dumps({"profile": profile, "modules": [m.name for m in modules], "notes": notes})
+        + "\n"
+    )
     science = science_schema(raw, modules)
     cuts = b.cuts or default_cuts(survey)
     filter_spec = b.filters or DEFAULT_FILTERS.get(survey, {})

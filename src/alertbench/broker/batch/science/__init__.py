@@ -13,23 +13,31 @@ group ``alertbench.science``) or as ``package.module:object``.
 """
 
 from alertbench.broker.batch.science.module import (
+    ModuleCost,
     ScienceModule,
+    ScienceStats,
     output_schema,
     run_modules,
     science_module,
 )
 from alertbench.broker.batch.science.registry import (
     ENTRY_POINT_GROUP,
+    PROFILES,
     builtin_modules,
+    profile_modules,
     resolve_modules,
     usable,
 )
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "PROFILES",
+    "ModuleCost",
     "ScienceModule",
+    "ScienceStats",
     "builtin_modules",
     "output_schema",
+    "profile_modules",
     "resolve_modules",
     "run_modules",
     "science_module",

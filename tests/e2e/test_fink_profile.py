@@ -1,0 +1,115 @@
+"""The fink science profile in the running broker: real Kafka, real Spark, real alerts.
+
+The science Parquet the fused query writes must hold the same fink columns
+as the modules compute on the same alerts outside Spark (whose equality with
+fink-science's own functions tests/unit/test_fink_science.py shows), and
+each task's module costs must be committed with its batch.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from alertbench.bench.outcome import science_costs
+from alertbench.broker.batch.science import module as module_state
+from alertbench.broker.batch.science import profile_modules, resolve_modules, run_modules, usable
+from alertbench.broker.stream.run import run_broker
+from alertbench.config import load_settings
+from alertbench.simulator.run import SimulationOptions, simulate
+from alertbench.simulator.schedule import Schedule
+
+pytestmark = [pytest.mark.kafka, pytest.mark.spark, pytest.mark.slow]
+N = 400
+FINK_COLUMNS = ["vsx", "gcvs", "mangrove_HyperLEDA_name", "mangrove_lum_dist", "roid"]
+
+
+@pytest.fixture(scope="module")
+def fink_run(single_kafka, alert_files, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("fink")
+    topic = "e2e-fink"
+    simulate(
+        SimulationOptions(
+            servers=single_kafka.bootstrap,
+            topic=topic,
+            sources=[str(f) for f in alert_files[:N]],
+            schedule=Schedule(mode="max"),
+        )
+    )
+    settings = load_settings(
+        run_dir=run_dir,
+        broker={
+            "master": "local[2]",
+            "topics": [topic],
+            "trigger": "1 second",
+            "science": "fink",
+            "cuts": "true",
+        },
+    )
+    result = run_broker(
+        settings, servers=single_kafka.bootstrap, fused=True, until_idle=6, timeout=400
+    )
+    return result
+
+
+def test_the_broker_names_the_profile_and_the_modules_it_ran(fink_run):
+    info = json.loads((fink_run.out / "science.json").read_text())
+    assert info["profile"] == "fink"
+    # is_sso serves Rubin: skipped on ZTF alerts, and said so.
+    assert info["modules"] == ["vsx", "gcvs", "mangrove", "brightstar", "roid"]
+    assert info["notes"] == ["science module is_sso skipped: it serves lsst"]
+
+
+def test_science_parquet_holds_the_fink_columns_the_modules_compute(fink_run):
+    science = pq.read_table(fink_run.out / "science").sort_by("candid")
+    assert science.num_rows == N
+    raw = pq.read_table(fink_run.out / "raw").sort_by("candid").drop_columns(["night"])
+    # Each alert through the same modules outside Spark, as an object of its own.
+    alone = raw.set_column(
+        raw.column_names.index("objectId"),
+        "objectId",
+        pa.array([str(c) for c in raw["candid"].to_pylist()]),
+    )
+    module_state._STATES.clear()
+    module_state._OBJECTS.clear()
+    modules, _ = usable(resolve_modules(profile_modules("fink")), raw.column_names, "ztf")
+    own = pa.Table.from_batches(list(run_modules(modules, iter(alone.to_batches()))))
+    objects = raw["objectId"].to_pylist()
+    for column in FINK_COLUMNS:
+        got, each = science[column].to_pylist(), own[column].to_pylist()
+        # A static cross-match takes the first alert of its object that a worker met:
+        # the value of one of the object's alerts, and the alert's own when it is alone.
+        of_object: dict = {}
+        for o, v in zip(objects, each, strict=True):
+            of_object.setdefault(o, []).append(v)
+        for k, (o, v) in enumerate(zip(objects, got, strict=True)):
+            assert v in of_object[o], (column, k, v, of_object[o])
+            if len(of_object[o]) == 1:
+                assert v == each[k], (column, k)
+    assert set(science["roid"].to_pylist()) >= {0, 3}
+    assert science["roid"].to_pylist() == own["roid"].to_pylist()
+    assert any(v != "Unknown" for v in science["vsx"].to_pylist())
+    assert all(e == [] for e in science["science_errors"].to_pylist())
+
+
+def test_each_modules_cost_is_committed_with_its_batch(fink_run):
+    costs = science_costs(fink_run.out)
+    assert costs["profile"] == "fink"
+    assert list(costs["modules"]) == ["vsx", "gcvs", "mangrove", "brightstar", "roid"]
+    objects = len(set(pq.read_table(fink_run.out / "raw", columns=["objectId"])["objectId"]))
+    for name, cost in costs["modules"].items():
+        assert cost["rows"] == N, name
+        assert cost["failed_batches"] == 0
+        assert cost["seconds"] > 0
+        if name == "roid":
+            assert cost["processed"] == N
+        else:
+            # Once per object and Python worker: two workers may each meet an object.
+            assert objects <= cost["processed"] <= N, name
+            assert cost["setup_seconds"] > 0
+    assert costs["ms_per_alert"] == pytest.approx(
+        sum(c["ms_per_alert"] for c in costs["modules"].values()), abs=1e-5
+    )
