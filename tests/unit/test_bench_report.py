@@ -364,3 +364,54 @@ def test_a_clock_offset_above_5_percent_of_the_p50_is_a_warning() -> None:
     # The same machine's clock, or nothing timed: nothing to warn about.
     assert clock_warnings({"timing_host": None, "offset_s": 0.0}, latency) == []
     assert clock_warnings(far, None) == []
+
+
+def test_the_science_section_names_the_profile_and_plots_each_modules_cost(tmp_path) -> None:
+    results = results_dict()
+    results["science"] = {
+        "profile": "fink",
+        "modules": {
+            "vsx": {
+                "rows": 400,
+                "processed": 380,
+                "seconds": 0.04,
+                "ms_per_alert": 0.1,
+                "ms_per_processed": 0.105,
+                "failed_batches": 0,
+                "setup_seconds": 2.6,
+            },
+            "roid": {
+                "rows": 400,
+                "processed": 400,
+                "seconds": 0.008,
+                "ms_per_alert": 0.02,
+                "ms_per_processed": 0.02,
+                "failed_batches": 1,
+                "setup_seconds": 0.0,
+            },
+        },
+        "notes": ["science module is_sso skipped: it serves lsst"],
+        "ms_per_alert": 0.12,
+        "ms_per_input_alert": 0.12,
+    }
+    results["capacity"] = capacity_model(results)
+    html = render_report(make_run(tmp_path, results)).read_text()
+    found = sections(html)
+    science = found["science"]
+    assert "Profile: <b>fink</b>" in science
+    assert [png[:8] for png in images(science)] == [PNG_SIGNATURE]
+    rows = re.findall(r"<tr>(.*?)</tr>", science, flags=re.DOTALL)
+    assert len(rows) == 3  # the header, vsx, roid
+    cells = re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", rows[1])
+    assert cells == ["vsx", "400", "380", "0.04", "0.1", "0.105", "0", "2.6"]
+    assert "is_sso skipped" in science
+    assert "fink" in found["summary"]
+    # The capacity model sizes the profile's modules alone: 270 alerts/s x 0.12 ms / 0.7.
+    nominal = results["capacity"]["loads"][0]
+    assert nominal["science_cores"] == 1
+    assert results["capacity"]["measured"]["science_profile"] == "fink"
+
+
+def test_a_run_without_science_says_so(tmp_path) -> None:
+    html = render_report(make_run(tmp_path)).read_text()
+    assert "not measured" in sections(html)["science"]

@@ -32,10 +32,11 @@ from alertbench.broker.batch.decode import ztf_plan
 from alertbench.broker.batch.filters import Filter, added_columns, parse_filters
 from alertbench.broker.batch.flatten import alert_columns, observation_jd_source
 from alertbench.broker.batch.route import default_cuts
-from alertbench.broker.batch.science import builtin_modules
+from alertbench.broker.batch.science.builtin import MODULES as RULES_MODULES
 from alertbench.broker.batch.science.builtin import sso
+from alertbench.broker.batch.science.fink import fink_modules
 from alertbench.broker.stream.distribute import _nullable
-from alertbench.broker.stream.run import DEFAULT_FILTERS, broker_output
+from alertbench.broker.stream.run import DEFAULT_FILTERS, FINK_FILTERS, broker_output
 from alertbench.config import load_settings
 from alertbench.errors import ConfigError
 
@@ -108,13 +109,16 @@ def test_default_filters_parse_and_use_produced_columns(
     ztf_schema: Schema, rubin_schema: Schema
 ) -> None:
     assert set(DEFAULT_FILTERS["ztf"]) == {"early-sn", "sso", "bright"}
-    module_columns = {c for m in builtin_modules().values() for c in m.adds}
-    sql_words = {"AND", "OR", "NOT", "coalesce", "false", "true"}
-    for survey, schema, extra in (
-        ("ztf", ztf_schema, module_columns),
-        ("lsst", rubin_schema, set()),
+    module_columns = {c for m in RULES_MODULES for c in m.adds}
+    sql_words = {"AND", "OR", "NOT", "coalesce", "false", "true", "Unknown"}
+    fink = {c for survey in ("ztf", "lsst") for m in fink_modules(survey).values() for c in m.adds}
+    for survey, schema, extra, chosen in (
+        ("ztf", ztf_schema, module_columns, DEFAULT_FILTERS),
+        ("lsst", rubin_schema, set(), DEFAULT_FILTERS),
+        ("ztf", ztf_schema, fink, FINK_FILTERS),
+        ("lsst", rubin_schema, fink, FINK_FILTERS),
     ):
-        filters = parse_filters(DEFAULT_FILTERS[survey])
+        filters = parse_filters(chosen[survey])
         assert filters
         assert all(f.sql is not None and f.function is None for f in filters)
         columns = {name for name, _ in alert_columns(schema)} | extra

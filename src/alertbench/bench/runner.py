@@ -81,7 +81,7 @@ def run_bench(
     say : callable
         Receives progress messages for people.
     """
-    from alertbench.broker.stream.run import DEFAULT_FILTERS
+    from alertbench.broker.stream.run import default_filters, science_profile
     from alertbench.kafka import local
 
     if servers is None and scenario.broker is not None and scenario.broker.cmd is None:
@@ -98,7 +98,8 @@ def run_bench(
     say(f"reading alerts from {', '.join(sources)}")
     alerts, report = load_alerts(SimulationOptions(servers="", sources=sources))
     survey = alerts[0].schema.survey.survey
-    filters = scenario.filters or DEFAULT_FILTERS.get(survey, {})
+    profile = scenario.science or science_profile(settings.broker)
+    filters = scenario.filters or default_filters(survey, profile)
     kafka_settings = settings.model_copy(
         update={
             "run_dir": run / "work",

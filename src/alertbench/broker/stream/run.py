@@ -32,6 +32,22 @@ DEFAULT_FILTERS = {
     },
     "lsst": {"high-snr": "snr >= 20"},
 }
+#: The fink profile's topics, on its own columns: Fink's Solar System stream (a known
+#: asteroid), variable stars, and bright alerts away from bright stars.
+FINK_FILTERS = {
+    "ztf": {
+        "sso": "roid = 3",
+        "variable-star": "vsx <> 'Unknown' OR gcvs <> 'Unknown'",
+        "bright": "magpsf <= 17.5 AND NOT coalesce(near_brightstar, false)",
+    },
+    "lsst": {"high-snr": "snr >= 20", "sso": "is_sso"},
+}
+
+
+def default_filters(survey: str, profile: str) -> dict[str, str]:
+    """The distribution filters used when none are configured, for a survey and profile."""
+    chosen = FINK_FILTERS if profile == "fink" else DEFAULT_FILTERS
+    return dict(chosen.get(survey, {}))
 
 
 class BrokerError(AlertbenchError):
@@ -139,7 +155,7 @@ def run_broker(
     )
     science = science_schema(raw, modules)
     cuts = b.cuts or default_cuts(survey)
-    filter_spec = b.filters or DEFAULT_FILTERS.get(survey, {})
+    filter_spec = b.filters or default_filters(survey, profile)
     filters = parse_filters(filter_spec)
     result = BrokerResult(out=out, stages=stages, filters=dict(filter_spec), notes=notes)
 
