@@ -35,8 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alertbench.alerts.schema import Schema
-from alertbench.broker.batch.avro import ArrowDecoder
-from alertbench.broker.batch.raw import raw_table
+from alertbench.broker.batch.raw import records_raw
 from alertbench.broker.batch.science import ScienceStats, resolve_modules, run_modules, usable
 from alertbench.broker.batch.science import module as module_state
 from output import alert_files, machine, write_result
@@ -52,22 +51,9 @@ def raw_alerts(copies: int) -> pa.Table:
             reader = fastavro.reader(fh)
             records += list(reader)
             schema = Schema(reader.writer_schema)
-    decoder = ArrowDecoder(schema)
-    alerts = decoder.decode([schema.encode(r) for r in records]).table
-    decoder.close()
-    n = len(records)
-    header = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
-    kafka = pa.table(
-        {
-            "topic": ["t"] * n,
-            "partition": pa.array([0] * n, pa.int32()),
-            "offset": pa.array(range(n), pa.int64()),
-            "timestamp": pa.array([0] * n, pa.timestamp("us", tz="UTC")),
-            "headers": pa.array([[]] * n, header),
-        }
+    raw = records_raw(schema, records).drop_columns(
+        ["cutoutScience", "cutoutTemplate", "cutoutDifference"]
     )
-    raw = raw_table(alerts, kafka, schema, 0).drop_columns(["night", "cutoutScience"])
-    raw = raw.drop_columns(["cutoutTemplate", "cutoutDifference"])
     parts = []
     for k in range(copies):
         ids = [f"{o}-{k}" for o in raw["objectId"].to_pylist()]

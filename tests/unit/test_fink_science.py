@@ -27,8 +27,7 @@ import pytest
 
 from alertbench.alerts.files import find_alert_files
 from alertbench.alerts.schema import Schema
-from alertbench.broker.batch.avro import ArrowDecoder
-from alertbench.broker.batch.raw import raw_table
+from alertbench.broker.batch.raw import records_raw
 from alertbench.broker.batch.science import (
     ScienceModule,
     ScienceStats,
@@ -70,27 +69,6 @@ def _records(files: list[Path]) -> tuple[Schema, list[dict]]:
     return schema, records
 
 
-def _raw(schema: Schema, records: list[dict]) -> pa.Table:
-    """Raw rows of ``records`` as the broker builds them (without ``night``)."""
-    decoder = ArrowDecoder(schema)
-    try:
-        alerts = decoder.decode([schema.encode(r) for r in records]).table
-    finally:
-        decoder.close()
-    n = len(records)
-    header = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
-    kafka = pa.table(
-        {
-            "topic": ["t"] * n,
-            "partition": pa.array([0] * n, pa.int32()),
-            "offset": pa.array(range(n), pa.int64()),
-            "timestamp": pa.array([0] * n, pa.timestamp("us", tz="UTC")),
-            "headers": pa.array([[]] * n, header),
-        }
-    )
-    return raw_table(alerts, kafka, schema, 0).drop_columns(["night"])
-
-
 def _fresh() -> None:
     """Forget every worker's states and objects, as a new Python worker would."""
     module_state._STATES.clear()
@@ -108,7 +86,7 @@ def _science(raw: pa.Table, survey: str, chunk: int = 500, names=FINK) -> pa.Tab
 def ztf(alert_files) -> tuple[list[dict], pa.Table, pa.Table]:
     """The shared night: records, raw rows, and the fink profile's columns on them."""
     schema, records = _records(alert_files)
-    raw = _raw(schema, records)
+    raw = records_raw(schema, records)
     return records, raw, _science(raw, "ztf")
 
 
@@ -116,7 +94,7 @@ def ztf(alert_files) -> tuple[list[dict], pa.Table, pa.Table]:
 def rubin(shared_data: Path) -> tuple[list[dict], pa.Table, pa.Table]:
     """Real LSSTCam alerts (schema 9.0), through the fink profile."""
     schema, records = _records(find_alert_files([shared_data / "lsst" / "lsstcam-20250906-v9.0"]))
-    raw = _raw(schema, records)
+    raw = records_raw(schema, records)
     return records, raw, _science(raw, "lsst", chunk=40)
 
 

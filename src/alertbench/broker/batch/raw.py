@@ -187,6 +187,34 @@ def write_partitioned(table: pa.Table, folder: Path, name: str, compression: str
         )
 
 
+def records_raw(schema: Schema, records: list[dict]) -> pa.Table:
+    """Raw rows of ``records`` as the broker builds them, without Kafka (no ``night``).
+
+    The records are encoded with ``schema`` and decoded by the native
+    decoder, as a task decodes a batch; their Kafka coordinates are those of
+    one partition at offsets 0 to n - 1. For measuring and testing the batch
+    path offline.
+    """
+    from alertbench.broker.batch.avro import ArrowDecoder
+
+    decoder = ArrowDecoder(schema)
+    try:
+        alerts = decoder.decode([schema.encode(r) for r in records]).table
+    finally:
+        decoder.close()
+    n = len(records)
+    kafka = pa.table(
+        {
+            "topic": pa.array(["offline"] * n, pa.string()),
+            "partition": pa.array([0] * n, pa.int32()),
+            "offset": pa.array(range(n), pa.int64()),
+            "timestamp": pa.array([0] * n, pa.timestamp("us", tz="UTC")),
+            "headers": pa.array([[]] * n, HEADERS),
+        }
+    )
+    return raw_table(alerts, kafka, schema, 0).drop_columns(["night"])
+
+
 def read_partitioned(path: str | Path) -> pa.Table:
     """One Parquet file of a night-partitioned folder, with its ``night`` column back."""
     path = Path(path)
