@@ -9,6 +9,10 @@ each task's module costs must be committed with its batch.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,8 +21,6 @@ import pytest
 from alertbench.bench.outcome import science_costs
 from alertbench.broker.batch.science import module as module_state
 from alertbench.broker.batch.science import profile_modules, resolve_modules, run_modules, usable
-from alertbench.broker.stream.run import run_broker
-from alertbench.config import load_settings
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
 
@@ -39,20 +41,25 @@ def fink_run(single_kafka, alert_files, tmp_path_factory):
             schedule=Schedule(mode="max"),
         )
     )
-    settings = load_settings(
-        run_dir=run_dir,
-        broker={
-            "master": "local[2]",
-            "topics": [topic],
-            "trigger": "1 second",
-            "science": "fink",
-            "cuts": "true",
-        },
+    # The broker in a process of its own, as a user runs it: its Spark JVM and Python
+    # workers (holding the catalogues) end with it.
+    config = run_dir / "alertbench.toml"
+    config.write_text(
+        f'run_dir = "{run_dir}"\n'
+        f'[kafka]\nbootstrap_servers = "{single_kafka.bootstrap}"\n'
+        f'[broker]\nmaster = "local[2]"\ntopics = ["{topic}"]\ntrigger = "1 second"\n'
+        'science = "fink"\ncuts = "true"\n'
     )
-    result = run_broker(
-        settings, servers=single_kafka.bootstrap, fused=True, until_idle=6, timeout=400
+    done = subprocess.run(
+        [sys.executable, "-m", "alertbench", "broker", "run", "--fused", "--until-idle", "6"],
+        env={**os.environ, "ALERTBENCH_CONFIG": str(config)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
-    return result
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return SimpleNamespace(out=run_dir / "broker")
 
 
 def test_the_broker_names_the_profile_and_the_modules_it_ran(fink_run):
