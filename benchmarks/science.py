@@ -9,18 +9,29 @@ repeats from its cache):
   setup is timed apart);
 - Fink: the same module's pandas UDF in Spark on ``local[2]``
   (``crossmatch_other_catalog`` for VSX and GCVS, ``crossmatch_mangrove`` at
-  60", ``roid_catcher``), each query run alone to a no-op sink; and the same
-  function called directly on one pandas batch, without Spark.
+  60", ``roid_catcher``, ``extract_features_ad``, ``anomaly_score``), each
+  query run alone to a no-op sink (the anomaly score over features computed
+  and cached before); and the same function called directly on one pandas
+  batch, without Spark. ``anomaly_score`` calls ``pandas.read_csv(squeeze=True)``,
+  gone in pandas 2: it runs with that one keyword removed, nothing else.
 
-Writes benchmarks/results/science-*.json: ms per alert per module for each.
+Then each science profile's modules alone, on ZTF and on Rubin alerts
+(``--lsst``: a folder of real Rubin alerts, cloned ``--lsst-copies`` times),
+as the capacity model's per-profile costs.
+
+Writes benchmarks/results/science-*.json: ms per alert per module for each;
+with ``--costs FILE``, also the per-profile costs in the capacity model's
+format (``src/alertbench/bench/science_costs.json`` is one such file).
 
     ALERTBENCH_ALERTS=../shared/data/ztf/night-20231018-v4.02 \\
-        .venv/bin/python benchmarks/science.py --copies 5 --repeats 3
+        .venv/bin/python benchmarks/science.py --copies 5 --repeats 3 \\
+        --lsst ../shared/data/lsst/lsstcam-20260306-v10.0 --lsst-copies 300
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -34,19 +45,31 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alertbench.alerts.files import find_alert_files
 from alertbench.alerts.schema import Schema
 from alertbench.broker.batch.raw import records_raw
-from alertbench.broker.batch.science import ScienceStats, resolve_modules, run_modules, usable
+from alertbench.broker.batch.science import (
+    PROFILES,
+    ScienceStats,
+    resolve_modules,
+    run_modules,
+    usable,
+)
 from alertbench.broker.batch.science import module as module_state
+from alertbench.broker.batch.science.fink import OBJECT_KEYS
 from output import alert_files, machine, write_result
 
-MODULES = ["vsx", "gcvs", "mangrove", "brightstar", "roid"]
+MODULES = ["vsx", "gcvs", "mangrove", "brightstar", "roid", "ad_features", "anomaly_score"]
+#: The per-alert arrays fink-broker's ``concat_col`` builds for the light-curve features.
+HISTORY = ["jd", "fid", "magpsf", "sigmapsf", "magnr", "sigmagnr", "isdiffpos", "distnr"]
+FEATURE_ARGS = ["cmagpsf", "cjd", "csigmapsf", "cfid", "objectId"]
+FEATURE_ARGS += ["cdistnr", "cmagnr", "csigmagnr", "cisdiffpos"]
 
 
-def raw_alerts(copies: int) -> pa.Table:
+def raw_alerts(copies: int, files: list[Path] | None = None, survey: str = "ztf") -> pa.Table:
     """The alerts' raw rows as the broker decodes them, ``copies`` times under new objects."""
     records, schema = [], None
-    for path in alert_files():
+    for path in files or alert_files():
         with path.open("rb") as fh:
             reader = fastavro.reader(fh)
             records += list(reader)
@@ -54,16 +77,20 @@ def raw_alerts(copies: int) -> pa.Table:
     raw = records_raw(schema, records).drop_columns(
         ["cutoutScience", "cutoutTemplate", "cutoutDifference"]
     )
+    key = OBJECT_KEYS[survey]
+    objects = raw[key].to_pylist()
     parts = []
     for k in range(copies):
-        ids = [f"{o}-{k}" for o in raw["objectId"].to_pylist()]
-        parts.append(raw.set_column(raw.column_names.index("objectId"), "objectId", pa.array(ids)))
+        ids = (
+            [f"{o}-{k}" for o in objects] if survey == "ztf" else [o * copies + k for o in objects]
+        )
+        parts.append(raw.set_column(raw.column_names.index(key), key, pa.array(ids)))
     return pa.concat_tables(parts)
 
 
-def ours(raw: pa.Table, repeats: int) -> dict:
+def ours(raw: pa.Table, repeats: int, names: list[str] = MODULES, survey: str = "ztf") -> dict:
     """ms per alert of each module inside a task's loop, and its once-per-worker setup."""
-    modules, _ = usable(resolve_modules(MODULES, survey="ztf"), raw.column_names, "ztf")
+    modules, _ = usable(resolve_modules(names, survey=survey), raw.column_names, survey)
     module_state._STATES.clear()
     runs: dict[str, list[float]] = {m.name: [] for m in modules}
     setup: dict[str, float] = {}
@@ -89,32 +116,70 @@ def ours(raw: pa.Table, repeats: int) -> dict:
 
 def fink_inputs(raw: pa.Table) -> pd.DataFrame:
     """The columns Fink's functions take, as fink-broker builds them (histories as arrays)."""
-    jd_prv = raw["prv_candidates"].to_pylist()
-    cjd, cmag = [], []
-    for prv, jd, mag in zip(jd_prv, raw["jd"].to_pylist(), raw["magpsf"].to_pylist(), strict=True):
-        prv = prv or []
-        cjd.append([p["jd"] for p in prv] + [jd])
-        cmag.append([np.nan if p["magpsf"] is None else p["magpsf"] for p in prv] + [mag])
+    history = raw["prv_candidates"].to_pylist()
+    current = raw.select(HISTORY).to_pylist()
+    arrays: dict[str, list] = {f"c{f}": [] for f in HISTORY}
+    for prv, now in zip(history, current, strict=True):
+        for f in HISTORY:
+            values = [p[f] for p in prv or []] + [now[f]]
+            if f == "isdiffpos":
+                arrays["cisdiffpos"].append([str(v) for v in values])
+            elif f == "fid":
+                arrays["cfid"].append(values)
+            else:  # as Spark hands a pandas UDF a double array: NaN where missing
+                arrays[f"c{f}"].append([np.nan if v is None else v for v in values])
     frame = raw.select(
-        ["candid", "ra", "dec", "ndethist", "sgscore1", "ssdistnr", "distpsnr1"]
+        ["candid", "objectId", "ra", "dec", "ndethist", "sgscore1", "ssdistnr", "distpsnr1"]
     ).to_pandas()
-    frame["cjd"], frame["cmagpsf"] = cjd, cmag
+    for column, values in arrays.items():
+        frame[column] = values
     return frame
 
 
 def fink_calls():
+    from fink_science.ztf.ad_features.processor import extract_features_ad
     from fink_science.ztf.asteroids.processor import roid_catcher
     from fink_science.ztf.xmatch.processor import crossmatch_mangrove, crossmatch_other_catalog
 
-    return crossmatch_other_catalog, crossmatch_mangrove, roid_catcher
+    return crossmatch_other_catalog, crossmatch_mangrove, roid_catcher, extract_features_ad
+
+
+def _without_squeeze() -> None:
+    """Let fink-science's anomaly processor call ``read_csv(squeeze=True)`` under pandas 2."""
+    if getattr(pd.read_csv, "alertbench_shim", False):
+        return
+    read_csv = pd.read_csv
+
+    def shim(*args, squeeze=False, **kwargs):
+        frame = read_csv(*args, **kwargs)
+        return frame.squeeze("columns") if squeeze else frame
+
+    shim.alertbench_shim = True
+    pd.read_csv = shim
+
+
+def fink_anomaly(lc_features: pd.Series) -> pd.Series:
+    """fink-science's ``anomaly_score`` (the default model) on a batch of feature maps."""
+    _without_squeeze()
+    from fink_science.ztf.anomaly_detection.processor import anomaly_score
+
+    return anomaly_score.func(lc_features.apply(lambda m: dict(m) if m is not None else {}))
+
+
+def _forget_extracted_models() -> None:
+    # fink-science unzips its forests into /tmp and reuses whatever it finds there.
+    for name in ("forest_g_AAD.onnx", "forest_r_AAD.onnx"):
+        Path(tempfile.gettempdir(), name).unlink(missing_ok=True)
 
 
 def fink_in_spark(frame: pd.DataFrame, folder: Path, repeats: int) -> dict:
     """ms per alert of each Fink UDF in Spark local[2], each query alone to a no-op sink."""
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType
 
-    xmatch, mangrove, roid = fink_calls()
+    xmatch, mangrove, roid, features = fink_calls()
+    _forget_extracted_models()
     # The workers run this interpreter, with its packages (fink-science among them).
     os.environ["PYSPARK_PYTHON"] = sys.executable
     path = folder / "fink-input.parquet"
@@ -132,24 +197,43 @@ def fink_in_spark(frame: pd.DataFrame, folder: Path, repeats: int) -> dict:
         "gcvs": xmatch(df.candid, df.ra, df.dec, F.lit("gcvs")),
         "mangrove": mangrove(df.candid, df.ra, df.dec, F.lit(60.0)),
         "roid": roid(df.cjd, df.cmagpsf, df.ndethist, df.sgscore1, df.ssdistnr, df.distpsnr1),
+        "ad_features": features(*[df[c] for c in FEATURE_ARGS]),
     }
     out = {}
-    for name, column in columns.items():
+
+    def timed(name, frame, column) -> None:
         times = []
         for _ in range(repeats):
             began = time.perf_counter()
-            df.select(column.alias(name)).write.format("noop").mode("overwrite").save()
+            frame.select(column.alias(name)).write.format("noop").mode("overwrite").save()
             times.append((time.perf_counter() - began) * 1e3 / n)
         out[name] = {"ms_per_alert": statistics.median(times), "range": [min(times), max(times)]}
+
+    for name, column in columns.items():
+        timed(name, df, column)
+    # The score alone, over features computed (and cached) before, as its own query.
+    scored = df.select(columns["ad_features"].alias("lc_features")).cache()
+    scored.count()
+    timed("anomaly_score", scored, F.pandas_udf(fink_anomaly, DoubleType())("lc_features"))
     spark.stop()
+    _forget_extracted_models()
     return out
 
 
 def fink_in_process(frame: pd.DataFrame, repeats: int) -> dict:
     """ms per alert of each Fink function called on one pandas batch, without Spark."""
-    xmatch, mangrove, roid = fink_calls()
+    from fink_science.ztf.ad_features.processor import extract_features_ad_raw
+
+    xmatch, mangrove, roid, _ = fink_calls()
     n = len(frame)
     s = {c: frame[c] for c in frame.columns}
+    rows = frame[FEATURE_ARGS].to_dict("records")
+
+    def feature_maps() -> list:
+        return [extract_features_ad_raw(*(np.asarray(r[c]) for c in FEATURE_ARGS)) for r in rows]
+
+    maps = pd.Series(feature_maps())
+    _forget_extracted_models()
     calls = {
         "vsx": lambda: xmatch.func(s["candid"], s["ra"], s["dec"], pd.Series(["vsx"] * n)),
         "gcvs": lambda: xmatch.func(s["candid"], s["ra"], s["dec"], pd.Series(["gcvs"] * n)),
@@ -162,6 +246,8 @@ def fink_in_process(frame: pd.DataFrame, repeats: int) -> dict:
             s["ssdistnr"],
             s["distpsnr1"],
         ),
+        "ad_features": feature_maps,
+        "anomaly_score": lambda: fink_anomaly(maps),
     }
     out = {}
     for name, call in calls.items():
@@ -171,6 +257,7 @@ def fink_in_process(frame: pd.DataFrame, repeats: int) -> dict:
             call()
             times.append((time.perf_counter() - began) * 1e3 / n)
         out[name] = {"ms_per_alert": statistics.median(times), "range": [min(times), max(times)]}
+    _forget_extracted_models()
     return out
 
 
@@ -179,6 +266,9 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--lsst", type=Path, help="a folder of real Rubin alerts")
+    parser.add_argument("--lsst-copies", type=int, default=300)
+    parser.add_argument("--costs", type=Path, help="write the per-profile costs here")
     args = parser.parse_args()
     raw = raw_alerts(args.copies)
     print(f"{raw.num_rows} alerts ({args.copies} copies)")
@@ -221,7 +311,44 @@ def main() -> None:
         "speedup": round(total_fink / total_mine, 1),
     }
     print(f"same modules: alertbench {total_mine:.4f} ms/alert, Fink in Spark {total_fink:.4f}")
+    result["profiles"] = profile_costs(raw, args)
     write_result(args.out, "science", result)
+    if args.costs:
+        costs = {
+            "what": "ms per alert of each science profile's modules, by survey "
+            "(benchmarks/science.py); the capacity model's per-profile costs",
+            "measured": {
+                "date": time.strftime("%Y-%m-%d"),
+                "machine": result["machine"],
+                "command": " ".join(sys.argv),
+            },
+            "surveys": result["profiles"],
+        }
+        args.costs.write_text(json.dumps(costs, indent=2) + "\n")
+        print(f"wrote {args.costs}")
+
+
+def profile_costs(ztf: pa.Table, args: argparse.Namespace) -> dict:
+    """Each profile's modules alone, per survey: ms per alert of each, and their alerts."""
+    tables = {"ztf": ztf}
+    if args.lsst:
+        tables["lsst"] = raw_alerts(args.lsst_copies, find_alert_files([args.lsst]), "lsst")
+    out: dict = {}
+    for survey, raw in tables.items():
+        out[survey] = {}
+        for profile, names in PROFILES.items():
+            usable_names = [
+                m.name
+                for m in usable(resolve_modules(names, survey=survey), raw.column_names, survey)[0]
+            ]
+            costs = ours(raw, args.repeats, usable_names, survey) if usable_names else {}
+            out[survey][profile] = {
+                "alerts": raw.num_rows,
+                "modules": {n: round(c["ms_per_alert"], 5) for n, c in costs.items()},
+                "ms_per_alert": round(sum(c["ms_per_alert"] for c in costs.values()), 5),
+            }
+            print(survey, profile, out[survey][profile])
+    return out
 
 
 if __name__ == "__main__":

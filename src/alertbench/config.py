@@ -169,7 +169,7 @@ class BrokerSettings(BaseModel):
         "rules",
         description="Science profile: rules (four stated rules, ~0.05 ms per alert) or fink "
         "(Fink's own science: VSX, GCVS, Mangrove and bright-star cross-matches, Solar "
-        "System flags).",
+        "System flags, light-curve features and the anomaly score).",
     )
     modules: list[str] | None = Field(
         None,

@@ -8,12 +8,14 @@ each task's module costs must be committed with its batch.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 from types import SimpleNamespace
 
+import fastavro
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -23,10 +25,15 @@ from alertbench.broker.batch.science import module as module_state
 from alertbench.broker.batch.science import profile_modules, resolve_modules, run_modules, usable
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
+from compare import same
+from conftest import read_messages
 
 pytestmark = [pytest.mark.kafka, pytest.mark.spark, pytest.mark.slow]
 N = 400
 FINK_COLUMNS = ["vsx", "gcvs", "mangrove_HyperLEDA_name", "mangrove_lum_dist", "roid"]
+#: Computed per alert from its own light curve: equal alert by alert.
+LIGHT_CURVE_COLUMNS = ["lc_features_g", "lc_features_r", "anomaly_score"]
+MODULES = ["vsx", "gcvs", "mangrove", "brightstar", "roid", "ad_features", "anomaly_score"]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +73,7 @@ def test_the_broker_names_the_profile_and_the_modules_it_ran(fink_run):
     info = json.loads((fink_run.out / "science.json").read_text())
     assert info["profile"] == "fink"
     # is_sso serves Rubin: skipped on ZTF alerts, and said so.
-    assert info["modules"] == ["vsx", "gcvs", "mangrove", "brightstar", "roid"]
+    assert info["modules"] == MODULES
     assert info["notes"] == ["science module is_sso skipped: it serves lsst"]
 
 
@@ -96,6 +103,11 @@ def test_science_parquet_holds_the_fink_columns_the_modules_compute(fink_run):
             assert v in of_object[o], (column, k, v, of_object[o])
             if len(of_object[o]) == 1:
                 assert v == each[k], (column, k)
+    for column in LIGHT_CURVE_COLUMNS:
+        assert same(science[column].to_pylist(), own[column].to_pylist()), column
+    scores = science["anomaly_score"].to_pylist()
+    assert any(s < -0.01 for s in scores)
+    assert any(s == 0.0 for s in scores)
     assert set(science["roid"].to_pylist()) >= {0, 3}
     assert science["roid"].to_pylist() == own["roid"].to_pylist()
     assert any(v != "Unknown" for v in science["vsx"].to_pylist())
@@ -105,14 +117,16 @@ def test_science_parquet_holds_the_fink_columns_the_modules_compute(fink_run):
 def test_each_modules_cost_is_committed_with_its_batch(fink_run):
     costs = science_costs(fink_run.out)
     assert costs["profile"] == "fink"
-    assert list(costs["modules"]) == ["vsx", "gcvs", "mangrove", "brightstar", "roid"]
+    assert list(costs["modules"]) == MODULES
     objects = len(set(pq.read_table(fink_run.out / "raw", columns=["objectId"])["objectId"]))
     for name, cost in costs["modules"].items():
         assert cost["rows"] == N, name
         assert cost["failed_batches"] == 0
         assert cost["seconds"] > 0
-        if name == "roid":
+        if name in ("roid", "ad_features", "anomaly_score"):
             assert cost["processed"] == N
+            # The forests load once per Python worker, from fink-science's zip.
+            assert (cost["setup_seconds"] > 0) == (name == "anomaly_score")
         else:
             # Once per object and Python worker: two workers may each meet an object.
             assert objects <= cost["processed"] <= N, name
@@ -120,3 +134,23 @@ def test_each_modules_cost_is_committed_with_its_batch(fink_run):
     assert costs["ms_per_alert"] == pytest.approx(
         sum(c["ms_per_alert"] for c in costs["modules"].values()), abs=1e-5
     )
+
+
+def test_the_sso_topic_carries_the_light_curve_columns(fink_run, single_kafka):
+    science = pq.read_table(fink_run.out / "science")
+    rows = science.select(["candid", "roid", *LIGHT_CURVE_COLUMNS]).to_pylist()
+    want = {r["candid"] for r in rows if r["roid"] == 3}
+    assert want
+    published = json.loads((fink_run.out / "schemas" / "sso.avsc").read_text())
+    schema = fastavro.parse_schema(published)
+    by_candid = {
+        r["candid"]: r for r in science.select(["candid", *LIGHT_CURVE_COLUMNS]).to_pylist()
+    }
+    got = set()
+    for m in read_messages(single_kafka.bootstrap, "sso"):
+        record = fastavro.schemaless_reader(io.BytesIO(m.value()), schema)
+        got.add(record["candid"])
+        # Fink's nested features reach a subscriber as Avro records, NaN and all.
+        for column in LIGHT_CURVE_COLUMNS:
+            assert same(record[column], by_candid[record["candid"]][column]), column
+    assert got == want

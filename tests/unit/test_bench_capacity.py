@@ -151,3 +151,64 @@ def test_the_section_is_plain_json_and_states_its_assumptions() -> None:
     assert assumptions["broker_disk_write_mb_per_s"]["value"] == 200.0
     assert assumptions["broker_network_mb_per_s"]["value"] == 1000.0
     assert all(a["why"] for a in assumptions.values())
+
+
+COSTS = {
+    "measured": {"date": "2026-12-02", "machine": {"cores": 2}, "command": "science.py"},
+    "surveys": {
+        "lsst": {
+            "rules": {"alerts": 100, "modules": {}, "ms_per_alert": 0.0},
+            "fink": {
+                "alerts": 100,
+                "modules": {"vsx": 0.5, "ad_features": 1.0},
+                "ms_per_alert": 1.5,
+            },
+        },
+        "ztf": {"fink": {"alerts": 100, "modules": {"roid": 2.0}, "ms_per_alert": 2.0}},
+    },
+}
+
+
+def test_each_load_is_sized_for_each_science_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capacity, "science_costs", lambda: COSTS)
+    # 50 alerts/s per core = 20 ms per alert, 0.5 of them the run's own science.
+    run = measured_run()
+    run["science"] = {"profile": "rules", "ms_per_input_alert": 0.5}
+    model = capacity_model(run)
+    nominal = load_named(model, "Rubin nominal")
+    rate = 10_000 / 37.0
+    fink = nominal["profiles"]["fink"]
+    assert fink["science_ms_per_alert"] == 1.5
+    assert fink["science_cores"] == math.ceil(rate * 1.5 / 1e3 / capacity.UTILISATION)
+    assert fink["spark_cores"] == math.ceil(rate * (20.0 - 0.5 + 1.5) / 1e3 / capacity.UTILISATION)
+    assert fink["modules"] == {"vsx": 0.5, "ad_features": 1.0}
+    rules = nominal["profiles"]["rules"]
+    assert rules["science_cores"] == 0
+    assert rules["spark_cores"] == math.ceil(rate * 19.5 / 1e3 / capacity.UTILISATION)
+    # The ZTF load takes ZTF's costs: only the profiles measured there.
+    assert list(load_named(model, "ZTF")["profiles"]) == ["fink"]
+    assert "measured 2026-12-02" in model["assumptions"]["science_costs"]["value"]
+
+
+def test_without_a_measured_rate_profiles_still_give_their_science_cores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(capacity, "science_costs", lambda: COSTS)
+    peak = load_named(capacity_model({}), "Rubin peak")
+    assert peak["profiles"]["fink"]["spark_cores"] is None
+    assert peak["profiles"]["fink"]["science_cores"] == math.ceil(
+        40_000 / 37.0 * 1.5 / 1e3 / capacity.UTILISATION
+    )
+
+
+def test_the_shipped_science_costs_name_both_profiles_on_both_surveys() -> None:
+    costs = capacity.science_costs()
+    assert costs["measured"]["date"]
+    assert costs["measured"]["machine"]["cores"] >= 1
+    for survey in ("ztf", "lsst"):
+        assert set(costs["surveys"][survey]) == {"rules", "fink"}
+    fink = costs["surveys"]["ztf"]["fink"]
+    assert {"vsx", "gcvs", "mangrove", "brightstar", "roid", "ad_features", "anomaly_score"} <= set(
+        fink["modules"]
+    )
+    assert fink["ms_per_alert"] == pytest.approx(sum(fink["modules"].values()), abs=1e-4)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import fastavro
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -26,7 +25,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from alertbench.alerts.files import find_alert_files
-from alertbench.alerts.schema import Schema
 from alertbench.broker.batch.raw import records_raw
 from alertbench.broker.batch.science import (
     ScienceModule,
@@ -54,19 +52,11 @@ from alertbench.broker.batch.science.fink import (
     variable_star_module,
 )
 from alertbench.errors import ConfigError
+from compare import same
+from records import read_records
 
 pytestmark = pytest.mark.slow
 FINK = profile_modules("fink")
-
-
-def _records(files: list[Path]) -> tuple[Schema, list[dict]]:
-    records, schema = [], None
-    for path in files:
-        with path.open("rb") as fh:
-            reader = fastavro.reader(fh)
-            records += list(reader)
-            schema = Schema(reader.writer_schema)
-    return schema, records
 
 
 def _fresh() -> None:
@@ -85,7 +75,7 @@ def _science(raw: pa.Table, survey: str, chunk: int = 500, names=FINK) -> pa.Tab
 @pytest.fixture(scope="module")
 def ztf(alert_files) -> tuple[list[dict], pa.Table, pa.Table]:
     """The shared night: records, raw rows, and the fink profile's columns on them."""
-    schema, records = _records(alert_files)
+    schema, records = read_records(alert_files)
     raw = records_raw(schema, records)
     return records, raw, _science(raw, "ztf")
 
@@ -93,7 +83,8 @@ def ztf(alert_files) -> tuple[list[dict], pa.Table, pa.Table]:
 @pytest.fixture(scope="module")
 def rubin(shared_data: Path) -> tuple[list[dict], pa.Table, pa.Table]:
     """Real LSSTCam alerts (schema 9.0), through the fink profile."""
-    schema, records = _records(find_alert_files([shared_data / "lsst" / "lsstcam-20250906-v9.0"]))
+    folder = shared_data / "lsst" / "lsstcam-20250906-v9.0"
+    schema, records = read_records(find_alert_files([folder]))
     raw = records_raw(schema, records)
     return records, raw, _science(raw, "lsst", chunk=40)
 
@@ -339,7 +330,9 @@ def test_one_batch_of_1000_and_ten_of_100_give_equal_columns(ztf) -> None:
     added = [c for c in whole.column_names if c not in first.column_names]
     added = [c for c in added if not c.startswith("science_")]
     assert len(added) >= 10
-    assert whole.select(added).equals(tenths.select(added))
+    assert whole.select(added).schema == tenths.select(added).schema
+    # The light-curve features hold NaN where a feature is refused: NaN equals NaN here.
+    assert same(whole.select(added).to_pylist(), tenths.select(added).to_pylist())
 
 
 def test_static_cross_matches_run_once_per_object(ztf) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import fastavro
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -28,18 +27,9 @@ from alertbench.broker.batch.records import KafkaRecords
 from alertbench.broker.batch.send import alert_bodies
 from alertbench.broker.stream.stream2raw import raw_task
 from corrupt import bad_messages
+from records import read_records
 
 FILES = find_alert_files([SAMPLE_DIR / "ztf"])
-
-
-def _records() -> tuple[Schema, list[dict]]:
-    records = []
-    for path in FILES:
-        with path.open("rb") as fh:
-            reader = fastavro.reader(fh)
-            records += list(reader)
-            schema = Schema(reader.writer_schema)
-    return schema, records
 
 
 def _alerts(schema: Schema, records: list[dict]) -> pa.Table:
@@ -71,7 +61,7 @@ def _raw(schema: Schema, records: list[dict]) -> pa.Table:
 
 
 def test_ztf_framing_is_stripped_to_the_exact_body() -> None:
-    schema, records = _records()
+    schema, records = read_records(FILES)
     fmt = ZtfFormat()
     messages = [fmt.frame(schema.encode(r), schema) for r in records]
     plan = ztf_plan(messages[0])
@@ -80,7 +70,7 @@ def test_ztf_framing_is_stripped_to_the_exact_body() -> None:
 
 
 def test_messages_whose_framing_does_not_fit_have_no_body() -> None:
-    schema, records = _records()
+    schema, records = read_records(FILES)
     message = ZtfFormat().frame(schema.encode(records[0]), schema)
     plan = ztf_plan(message)
     spoiled_sync = message[:-1] + bytes([message[-1] ^ 1])
@@ -99,7 +89,7 @@ def test_messages_whose_framing_does_not_fit_have_no_body() -> None:
 
 
 def test_raw_table_flattens_the_detection_and_adds_kafka_columns_and_night() -> None:
-    schema, records = _records()
+    schema, records = read_records(FILES)
     n = len(records)
     sent_headers = [
         [{"key": SENT_HEADER, "value": str(1_700_000_000_000_000 + i).encode()}] for i in range(n)
@@ -131,7 +121,7 @@ def test_raw_table_flattens_the_detection_and_adds_kafka_columns_and_night() -> 
 def test_a_task_writes_raw_per_night_and_quarantines_bad_messages(
     tmp_path: Path, spoil: bool
 ) -> None:
-    schema, records = _records()
+    schema, records = read_records(FILES)
     fmt = ZtfFormat()
     values = [fmt.frame(schema.encode(r), schema) for r in records]
     if spoil:
@@ -174,7 +164,7 @@ def test_a_task_writes_raw_per_night_and_quarantines_bad_messages(
 
 def test_records_as_bytes_decode_as_the_arrow_column_does() -> None:
     """Values as bytes (the task reader) and as Arrow (Spark): same rows, same quarantine."""
-    schema, records = _records()
+    schema, records = read_records(FILES)
     fmt = ZtfFormat()
     values: list = [fmt.frame(schema.encode(r), schema) for r in records]
     values[2] = values[2][:500]
@@ -199,13 +189,13 @@ def test_records_as_bytes_decode_as_the_arrow_column_does() -> None:
 
 
 def test_raw_schema_is_the_schema_of_raw_rows() -> None:
-    schema, records = _records()
+    schema, records = read_records(FILES)
     assert raw_schema(schema) == _raw(schema, records).schema
 
 
 def test_alert_bodies_encode_raw_rows_back_into_the_source_alerts() -> None:
     """What the staged distribute sends: each alert's record rebuilt from its flat columns."""
-    schema, records = _records()
+    schema, records = read_records(FILES)
     raw = _raw(schema, records)
     picked = [3, 0, 17]
     bodies = alert_bodies(raw.take(picked), schema)
@@ -214,7 +204,7 @@ def test_alert_bodies_encode_raw_rows_back_into_the_source_alerts() -> None:
 
 
 def test_a_partitioned_file_is_read_with_its_night(tmp_path: Path) -> None:
-    schema, records = _records()
+    schema, records = read_records(FILES)
     raw = _raw(schema, records)
     write_partitioned(raw, tmp_path, "part-0.parquet", "none")
     back = pa.concat_tables(

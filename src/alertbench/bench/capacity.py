@@ -8,17 +8,25 @@ cores it needs. The Kafka broker count comes from stated per-broker disk and
 network budgets instead, because one machine's run cannot measure a cluster's
 disks and network. Every assumption is returned with the numbers so a report
 can print them beside the result.
+
+The science a broker runs sets much of its cost, so each load is also sized
+for every science profile: the run's cost per alert without its own
+profile's science, plus each profile's measured science cost on that
+survey's alerts (``science_costs.json``, made by ``benchmarks/science.py``).
 """
 
 from __future__ import annotations
 
+import json
 import math
+from importlib.resources import files
 from typing import Any
 
 #: Survey loads the model sizes for. Sizes are decimal: 1 KB = 1,000 bytes.
 LOADS: list[dict[str, Any]] = [
     {
         "name": "Rubin nominal",
+        "survey": "lsst",
         "alerts_per_visit": 10_000,
         "visit_interval_s": 37.0,
         "alert_kb": 82.0,
@@ -27,6 +35,7 @@ LOADS: list[dict[str, Any]] = [
     },
     {
         "name": "Rubin peak",
+        "survey": "lsst",
         "alerts_per_visit": 40_000,
         "visit_interval_s": 37.0,
         "alert_kb": 82.0,
@@ -35,6 +44,7 @@ LOADS: list[dict[str, Any]] = [
     },
     {
         "name": "ZTF",
+        "survey": "ztf",
         "alerts_per_visit": 2_000,
         "visit_interval_s": 38.0,
         "alert_kb": 75.0,
@@ -60,7 +70,29 @@ LATENCY_BUDGETS_S = (60.0, 10.0)
 MIN_CORES = 0.05
 
 
+#: The science profiles' measured costs per survey (benchmarks/science.py --costs).
+SCIENCE_COSTS = "science_costs.json"
+
+
+def science_costs() -> dict[str, Any]:
+    """The measured ms per alert of each science profile's modules, by survey.
+
+    Returns
+    -------
+    dict
+        ``{"measured": {date, machine, command}, "surveys": {survey: {profile:
+        {"alerts", "modules": {name: ms}, "ms_per_alert"}}}}``; empty when the
+        package has no such file.
+    """
+    path = files("alertbench.bench").joinpath(SCIENCE_COSTS)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+
+
 def _assumptions() -> dict[str, dict[str, Any]]:
+    costs = science_costs().get("measured") or {}
     return {
         "utilisation": {
             "value": UTILISATION,
@@ -104,6 +136,13 @@ def _assumptions() -> dict[str, dict[str, Any]]:
         "units": {
             "value": "MB = 10^6 bytes, KB = 10^3 bytes; CPU in percent of one core",
             "why": "As in results.json.",
+        },
+        "science_costs": {
+            "value": f"{SCIENCE_COSTS}, measured {costs.get('date', 'never')}",
+            "why": "Each profile's ms per alert on that survey's real alerts "
+            f"({costs.get('command', 'benchmarks/science.py --costs')}); a load's Spark "
+            "cores per profile are the run's cost per alert without its own science plus "
+            "the profile's, at the same utilisation.",
         },
     }
 
@@ -202,6 +241,29 @@ def _measured(results: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[
     return measured, missing, notes
 
 
+def _profiles(
+    load: dict[str, Any], alerts_per_s: float, base_ms: float | None
+) -> dict[str, dict[str, Any]]:
+    """Per science profile: its measured science cost on the load's survey and the cores it needs.
+
+    ``base_ms``: a core's milliseconds per alert for everything but the science.
+    """
+    out = {}
+    surveys = science_costs().get("surveys") or {}
+    for profile, cost in (surveys.get(load.get("survey", "")) or {}).items():
+        ms = float(cost.get("ms_per_alert") or 0.0)
+        spark = None
+        if base_ms is not None:
+            spark = math.ceil(alerts_per_s * (base_ms + ms) / 1e3 / UTILISATION)
+        out[profile] = {
+            "science_ms_per_alert": round(ms, 5),
+            "science_cores": math.ceil(alerts_per_s * ms / 1e3 / UTILISATION),
+            "spark_cores": spark,
+            "modules": dict(cost.get("modules") or {}),
+        }
+    return out
+
+
 def _load(
     load: dict[str, Any],
     spark_per_core: float | None,
@@ -237,6 +299,10 @@ def _load(
     # The science alone, from its modules' measured costs: the cores a profile needs
     # before decoding, writing and sending, at the same utilisation.
     science_cores = math.ceil(alerts_per_s * science_ms / 1e3 / UTILISATION) if science_ms else None
+    # A core's time per alert for everything but the run's own science.
+    base_ms = None
+    if spark_per_core is not None:
+        base_ms = max(1e3 / spark_per_core - (science_ms or 0.0), 0.0)
     return {
         **load,
         "alerts_per_s": round(alerts_per_s, 3),
@@ -253,6 +319,7 @@ def _load(
         },
         "disk_write_mb_per_s": round(disk_write, 3),
         "egress_mb_per_s": round(egress, 3),
+        "profiles": _profiles(load, alerts_per_s, base_ms),
     }
 
 
@@ -288,7 +355,11 @@ def capacity_model(results: dict[str, Any]) -> dict[str, Any]:
             ÷ utilisation)), ``kafka_brokers`` (the largest of the replication
             factor, ceil(MB/s × replication ÷ disk budget) and ceil(egress ÷
             network budget)), ``kafka_brokers_by`` (those three),
-            ``disk_write_mb_per_s`` and ``egress_mb_per_s``. Cores are None when
+            ``disk_write_mb_per_s``, ``egress_mb_per_s``, and ``profiles``:
+            per science profile, its measured ``science_ms_per_alert`` on the
+            load's survey, ``science_cores`` and ``spark_cores`` (ceil(rate ×
+            (1,000 ÷ rate per core − the run's science ms + the profile's ms)
+            ÷ 1,000 ÷ utilisation)) and its ``modules``' ms. Cores are None when
             the measured rate they need is missing.
         ``missing``
             Dotted paths of the inputs that were absent, null or not positive.

@@ -213,6 +213,25 @@ def _capacity(results: dict[str, Any]) -> str:
     ]
     loads = capacity.get("loads") or []
     body.append(table([c for c, _ in columns], ([ld.get(k) for _, k in columns] for ld in loads)))
+    per_profile = [
+        (
+            ld.get("name"),
+            profile,
+            p.get("science_ms_per_alert"),
+            p.get("science_cores"),
+            p.get("spark_cores"),
+        )
+        for ld in loads
+        for profile, p in (ld.get("profiles") or {}).items()
+    ]
+    if per_profile:
+        body.append("<h3>Needed per science profile</h3>")
+        body.append(
+            table(
+                ["load", "profile", "science ms/alert", "science cores", "Spark cores"],
+                per_profile,
+            )
+        )
     body.append("<h3>Assumptions</h3>")
     assumptions = capacity.get("assumptions") or {}
     body.append(

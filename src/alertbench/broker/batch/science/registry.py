@@ -16,7 +16,16 @@ ENTRY_POINT_GROUP = "alertbench.science"
 #: rules (about 0.05 ms per alert); ``fink`` is Fink's own science on its catalogues.
 PROFILES: dict[str, list[str]] = {
     "rules": ["sso", "context", "lightcurve", "early_sn"],
-    "fink": ["vsx", "gcvs", "mangrove", "brightstar", "roid", "is_sso"],
+    "fink": [
+        "vsx",
+        "gcvs",
+        "mangrove",
+        "brightstar",
+        "roid",
+        "is_sso",
+        "ad_features",
+        "anomaly_score",
+    ],
 }
 
 
