@@ -79,13 +79,14 @@ def raw_alerts(copies: int, files: list[Path] | None = None, survey: str = "ztf"
     )
     key = OBJECT_KEYS[survey]
     objects = raw[key].to_pylist()
+    number = {o: i for i, o in enumerate(dict.fromkeys(objects))}
     parts = []
     for k in range(copies):
-        ids = (
-            [f"{o}-{k}" for o in objects] if survey == "ztf" else [o * copies + k for o in objects]
-        )
+        # New objects: ZTF names them, Rubin numbers them.
+        ids = [f"{o}-{k}" if survey == "ztf" else k * len(number) + number[o] for o in objects]
         parts.append(raw.set_column(raw.column_names.index(key), key, pa.array(ids)))
-    return pa.concat_tables(parts)
+    # One chunk, so that batches of 500 are cut from it, not one per source file.
+    return pa.concat_tables(parts).combine_chunks()
 
 
 def ours(raw: pa.Table, repeats: int, names: list[str] = MODULES, survey: str = "ztf") -> dict:

@@ -20,7 +20,9 @@ import pytest
 
 from alertbench.bench.results import missing_fields
 
-pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
+# Long: --broker-cmd and timing by ids are proven with the pass-through broker
+# (integration/test_bench_other_broker), Fink's keys by e2e/test_secured_chain.
+pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow, pytest.mark.long]
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = {"early-sn", "sso", "bright"}  # the broker's default ZTF filters

@@ -114,7 +114,14 @@ def kill_recorded(run_dir: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("mode", "version"), [("kraft", "4.3.1"), ("zookeeper", "3.9.2")], ids=["kraft", "zookeeper"]
+    ("mode", "version"),
+    [
+        ("kraft", "4.3.1"),
+        # The same failover in ZooKeeper mode: test_zookeeper and the secured chain
+        # carry alerts through a ZooKeeper cluster; this adds three minutes.
+        pytest.param("zookeeper", "3.9.2", marks=pytest.mark.long),
+    ],
+    ids=["kraft", "zookeeper"],
 )
 def test_three_hosts_keep_every_alert_when_one_is_cut_off(
     mode, version, hosts, installs, alerts_dir, alert_files, tmp_path, cli
@@ -278,6 +285,9 @@ def test_a_failed_host_is_named_and_nothing_starts(case, hosts, installs, tmp_pa
 
 
 @pytest.mark.spark
+# Long: security is proven on three local nodes (e2e/test_secured_chain) and SSH
+# deploys by the tests above; this is their combination.
+@pytest.mark.long
 def test_a_secured_cluster_on_three_hosts_carries_alerts_through_the_broker(
     hosts, installs, alerts_dir, tmp_path, cli
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pyarrow as pa
 
 _TYPES = {
@@ -15,6 +17,7 @@ _TYPES = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def arrow_type(spark_type: str) -> pa.DataType:
     """The Arrow type of a module column declared with a Spark SQL type name.
 
