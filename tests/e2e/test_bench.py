@@ -169,6 +169,9 @@ def test_everything_the_run_started_is_stopped(smoke: Path) -> None:
     assert leftovers == []
 
 
+# Long: a bench on a cluster it did not start is proven on the deployed cluster
+# (e2e/test_spark_hosts) and, left running, by integration/test_bench_other_broker.
+@pytest.mark.long
 def test_a_run_on_an_existing_kafka_leaves_it_running(
     tmp_path: Path, alerts_dir: Path, single_kafka
 ) -> None:

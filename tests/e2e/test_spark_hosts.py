@@ -274,6 +274,9 @@ def deployed(hosts, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.kafka
+# Long: test_bench_runs_on_the_deployed_cluster runs the broker on the same
+# cluster and checks every alert; this checks the pipeline's outputs in detail.
+@pytest.mark.long
 def test_the_broker_pipeline_runs_on_the_deployed_cluster(
     hosts, deployed, alert_files, tmp_path: Path, cli
 ) -> None:
