@@ -91,8 +91,8 @@ def science_costs() -> dict[str, Any]:
         return {}
 
 
-def _assumptions() -> dict[str, dict[str, Any]]:
-    costs = science_costs().get("measured") or {}
+def _assumptions(measured_costs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    costs = measured_costs.get("measured") or {}
     return {
         "utilisation": {
             "value": UTILISATION,
@@ -242,14 +242,15 @@ def _measured(results: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[
 
 
 def _profiles(
-    load: dict[str, Any], alerts_per_s: float, base_ms: float | None
+    load: dict[str, Any], alerts_per_s: float, base_ms: float | None, costs: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Per science profile: its measured science cost on the load's survey and the cores it needs.
 
-    ``base_ms``: a core's milliseconds per alert for everything but the science.
+    ``base_ms``: a core's milliseconds per alert for everything but the science;
+    ``costs``: :func:`science_costs`.
     """
     out = {}
-    surveys = science_costs().get("surveys") or {}
+    surveys = costs.get("surveys") or {}
     for profile, cost in (surveys.get(load.get("survey", "")) or {}).items():
         ms = float(cost.get("ms_per_alert") or 0.0)
         spark = None
@@ -269,10 +270,12 @@ def _load(
     spark_per_core: float | None,
     kafka_per_core: float | None,
     science_ms: float | None = None,
+    costs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What one survey load needs, given the measured rates per core (None when unknown).
 
-    ``science_ms``: the science modules' measured milliseconds per alert read.
+    ``science_ms``: the science modules' measured milliseconds per alert read;
+    ``costs``: each profile's measured costs (:func:`science_costs`).
     """
     alerts_per_s = load["alerts_per_visit"] / load["visit_interval_s"]
     mb_per_s = alerts_per_s * load["alert_kb"] / 1_000.0
@@ -319,7 +322,7 @@ def _load(
         },
         "disk_write_mb_per_s": round(disk_write, 3),
         "egress_mb_per_s": round(egress, 3),
-        "profiles": _profiles(load, alerts_per_s, base_ms),
+        "profiles": _profiles(load, alerts_per_s, base_ms, costs or {}),
     }
 
 
@@ -367,12 +370,14 @@ def capacity_model(results: dict[str, Any]) -> dict[str, Any]:
             Sentences on what could not be computed and on floors applied.
     """
     measured, missing, notes = _measured(results)
+    costs = science_costs()  # read once for every load and the assumptions
     loads = [
         _load(
             load,
             measured["spark_alerts_per_s_per_core"],
             measured["kafka_mb_per_s_per_core"],
             measured["science_ms_per_alert"],
+            costs,
         )
         for load in LOADS
     ]
@@ -388,7 +393,7 @@ def capacity_model(results: dict[str, Any]) -> dict[str, Any]:
     )
     return {
         "measured": measured,
-        "assumptions": _assumptions(),
+        "assumptions": _assumptions(costs),
         "loads": loads,
         "missing": missing,
         "notes": notes,

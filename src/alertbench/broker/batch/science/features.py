@@ -200,8 +200,9 @@ def extract(
             name = f"magnitude_percentage_ratio_{round(num * 100)}_{round(den * 100)}"
             out[name] = np.where((top == 0) & (bottom == 0), np.nan, ratio)
         out["maximum_slope"] = _maximum_slope(seg, t, m)
-        out["median_absolute_deviation"] = seg.median(seg.sort(np.abs(m - seg.spread(median))))
-        under = np.abs(m - seg.spread(median)) < seg.spread(0.1 * amplitude)
+        from_median = np.abs(m - seg.spread(median))
+        out["median_absolute_deviation"] = seg.median(seg.sort(from_median))
+        under = from_median < seg.spread(0.1 * amplitude)
         out["median_buffer_range_percentage_10"] = seg.sum(under) / n
         out["percent_amplitude"] = np.maximum(hi - median, median - lo)
         out["mean_variance"] = std / mean

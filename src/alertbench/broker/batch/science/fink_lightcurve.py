@@ -75,9 +75,9 @@ def _points(batch: pa.Table, history: str, fields: tuple[str, ...]) -> tuple[np.
     """Each alert's history points then its detection: the alert index of each, and each field."""
     n = batch.num_rows
     prv = batch[history].combine_chunks()
-    has_history = not pa.types.is_null(prv.type) and len(pc.list_flatten(prv)) > 0
+    flat = None if pa.types.is_null(prv.type) else pc.list_flatten(prv)
+    has_history = flat is not None and len(flat) > 0
     parents = [pc.list_parent_indices(prv).to_numpy()] if has_history else []
-    flat = pc.list_flatten(prv) if has_history else None
     values = {}
     for f in fields:
         parts = [pc.struct_field(flat, f)] if has_history else []
@@ -109,10 +109,11 @@ def dc_magnitudes(magpsf, sigmapsf, magnr, sigmagnr, positive):
 
 def _band_features(
     n_curves: int, curve: np.ndarray, t: np.ndarray, m: np.ndarray, err: np.ndarray
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Features of light curves ``0..n_curves-1`` from unsorted points; which had a repeated time.
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Features of light curves ``0..n_curves-1`` from unsorted points.
 
-    Light curves without a point get NaN.
+    Returns the features (NaN for a light curve without a point), which light
+    curves had a repeated time, and each one's number of points.
     """
     order = np.lexsort((t, curve))
     curve, t, m, err = curve[order], t[order], m[order], err[order]
@@ -126,12 +127,12 @@ def _band_features(
         computed = extract(counts[filled], t, m, err)
         for name in FEATURES:
             out[name][filled] = computed[name]
-    return out, repeated
+    return out, repeated, counts
 
 
-def _struct(features: dict[str, np.ndarray], rows: np.ndarray, valid: np.ndarray) -> pa.Array:
-    """One band's features as a struct column: rows ``rows`` of each, null where not ``valid``."""
-    arrays = [pa.array(features[name][rows], pa.float64()) for name in FEATURES]
+def _struct(features: dict[str, np.ndarray], valid: np.ndarray) -> pa.Array:
+    """One band's features as a struct column, null where not ``valid``."""
+    arrays = [pa.array(features[name], pa.float64()) for name in FEATURES]
     return pa.StructArray.from_arrays(arrays, names=list(FEATURES), mask=pa.array(~valid))
 
 
@@ -158,8 +159,8 @@ def ztf_features(batch: pa.Table) -> dict[str, pa.Array]:
     out = {}
     for f, band in ZTF_BANDS.items():
         keep = valid & (fid == f)
-        features, repeated = _band_features(n, parent[keep], jd[keep], mag[keep], sigma[keep])
-        out[f"lc_features_{band}"] = _struct(features, np.arange(n), present[f] & ~repeated)
+        features, repeated, _ = _band_features(n, parent[keep], jd[keep], mag[keep], sigma[keep])
+        out[f"lc_features_{band}"] = _struct(features, present[f] & ~repeated)
     return out
 
 
@@ -179,10 +180,9 @@ def lsst_features(batch: pa.Table) -> dict[str, pa.Array]:
     parent, t, flux, err, band = (a[chosen] for a in (parent, t, flux, err, band))
     out = {}
     for name in LSST_BANDS:
-        inside = band == name
-        features, _ = _band_features(n, parent[inside], t[inside], flux[inside], err[inside])
-        present = np.bincount(parent[inside], minlength=n) > 0
-        out[f"lc_features_{name}"] = _struct(features, np.arange(n), present)
+        i = band == name
+        features, _, counts = _band_features(n, parent[i], t[i], flux[i], err[i])
+        out[f"lc_features_{name}"] = _struct(features, counts > 0)
     return out
 
 
