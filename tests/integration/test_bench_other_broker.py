@@ -136,7 +136,9 @@ def test_a_broker_that_crashes_mid_run_fails_with_its_last_lines(
 def test_one_that_never_consumes_is_reported_not_waited_on(
     cli, alerts_dir: Path, tmp_path: Path, kafka4
 ) -> None:
-    marker = f"{uuid.uuid4().int % 1000}.25"  # a unique argument, to find it afterwards
+    # A unique argument, to find it afterwards, and a sleep far longer than the run:
+    # a short one would end before start_timeout and be reported as an exit.
+    marker = f"{1000 + uuid.uuid4().int % 1000}.25"
     scenario = tmp_path / "idle.toml"
     scenario.write_text(
         'name = "idle"\nschedule = "visits"\nvisits = 1\nvisit_alerts = 10\n'
