@@ -8,6 +8,9 @@ from the message itself (``--id-format container`` for ZTF's Avro
 containers). Delivery is at least once: offsets are committed after the
 producer has flushed what was read before them.
 
+``--max-rate N`` makes it a slower broker (at most N alerts a second), to see
+how the bench judges a broker that cannot keep up.
+
 Run it by hand::
 
     python examples/passthrough.py --servers HOST:PORT --input ztf-stream --output out --group g
@@ -44,6 +47,9 @@ def main() -> None:
     parser.add_argument("--output", required=True)
     parser.add_argument("--group", required=True)
     parser.add_argument("--client-config", type=Path, default=None)
+    parser.add_argument(
+        "--max-rate", type=float, default=None, help="Copy at most this many alerts a second."
+    )
     args = parser.parse_args()
     common = {"bootstrap.servers": args.servers, **client_properties(args.client_config)}
     consumer = Consumer(
@@ -66,14 +72,23 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     consumer.subscribe([args.input])
     pending, committed = False, time.monotonic()
+    started, copied = time.monotonic(), 0
     try:
         while running:
-            for msg in consumer.consume(500, timeout=0.2):
+            if args.max_rate:
+                # Read no more than the rate allows so far: the rest waits in Kafka.
+                ahead = copied / args.max_rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(min(ahead, 0.2))
+                    continue
+                started += max(-ahead - 1.0, 0.0)  # idle time earns at most 1 s of credit
+            for msg in consumer.consume(50 if args.max_rate else 500, timeout=0.2):
                 if msg.error() is not None:
                     continue
                 producer.produce(args.output, msg.value(), msg.key())
                 producer.poll(0)
                 pending = True
+                copied += 1
             if pending and time.monotonic() - committed > 0.5:
                 producer.flush()
                 consumer.commit(asynchronous=False)

@@ -9,37 +9,19 @@ Kafka and no Spark.
 from __future__ import annotations
 
 import json
-import sys
+import statistics
 import uuid
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
 
 from alertbench.bench.results import missing_fields
+from others import ROOT, passthrough, running
 
 pytestmark = [pytest.mark.kafka]
 
-ROOT = Path(__file__).resolve().parents[2]
 SMOKE_ALERTS = 50 + 4 * 300  # warm-up + 4 visits
-
-
-def passthrough(output: str, group: str) -> str:
-    """The README's pass-through command (with this interpreter for `.venv/bin/python`)."""
-    return (
-        f"{sys.executable} examples/passthrough.py --servers {{servers}} "
-        f"--input {{input_topic}} --output {output} --group {group}"
-    )
-
-
-def running(marker: str) -> list[psutil.Process]:
-    """Processes whose command line names ``marker`` (a unique topic or argument)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if marker in " ".join(proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
 
 
 def run_dir_of(out: Path) -> Path:
@@ -47,7 +29,7 @@ def run_dir_of(out: Path) -> Path:
     return run
 
 
-def test_a_passthrough_is_timed_by_the_ids_it_writes(
+def test_a_passthrough_is_timed_by_the_ids_it_writes_in_repeated_runs(
     cli, alerts_dir: Path, tmp_path: Path, kafka4
 ) -> None:
     output = f"passthrough-{uuid.uuid4().hex[:8]}"
@@ -60,11 +42,28 @@ def test_a_passthrough_is_timed_by_the_ids_it_writes(
         "--output-topics", output,
         "--broker-group", "passthrough",
         "--id-format", "container",
+        "--repeat", "2",
         run_dir=tmp_path / "state",
         cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    run = run_dir_of(out)
+    (folder,) = [p for p in out.iterdir() if p.name.endswith("-smoke-x2")]
+    runs = sorted(p for p in out.iterdir() if p != folder)
+    assert len(runs) == 2
+    # The repeats: every headline figure's values, median and range, over both runs.
+    summary = json.loads((folder / "repeats.json").read_text())
+    assert summary["runs"] == [str(p) for p in runs]
+    assert summary["statuses"] == ["passed", "passed"]
+    p99s = [json.loads((p / "results.json").read_text())["latency"]["distribution"]["p99"]
+            for p in runs]  # fmt: skip
+    figure = summary["figures"]["latency distribution p99 (s)"]
+    assert figure["values"] == p99s
+    assert (figure["median"], figure["min"], figure["max"]) == (
+        statistics.median(p99s), min(p99s), max(p99s)
+    )  # fmt: skip
+    assert summary["figures"]["throughput alerts/s"]["n"] == 2
+    assert "smoke: 2 runs (passed)" in done.stdout
+    run = runs[0]
     r = json.loads((run / "results.json").read_text())
     assert missing_fields(r) == []
     assert r["status"] == "passed", r["failures"]

@@ -183,3 +183,23 @@ def test_the_confluent_wire_needs_its_schema_ids(tmp_path: Path) -> None:
     path = tmp_path / "rubin.toml"
     path.write_text('name = "r"\nvisits = 1\nwire = "confluent"\nschema_registry = "ids"\n')
     assert load_scenario(str(path)).schema_registry == str(tmp_path / "ids")
+
+
+def test_max_throughput_runs_the_null_broker_after_its_own_on_the_same_steps() -> None:
+    s = load_scenario("max-throughput")
+    assert (s.ceiling, s.held_growth_s, s.settle_s) == (True, 5.0, 30.0)
+    segs = segments_of(s)
+    assert [(g.tag, g.params) for g in segs] == [("main", {}), ("null", {"broker": "null"})]
+    assert {(g.partitions, g.producers, g.cores) for g in segs} == {(4, 2, 2)}
+    assert [g.tag for g in segments_of(load_scenario("max-throughput", ceiling=False))] == ["main"]
+
+
+def test_a_ceiling_belongs_to_max_throughput_and_the_old_held_rule_is_gone(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('name = "c"\nvisits = 1\nceiling = true\n')
+    with pytest.raises(ConfigError, match="ceiling is max-throughput's"):
+        load_scenario(str(path))
+    path.write_text('name = "c"\nkind = "max-throughput"\nsteps = [{rate = 1, seconds = 1}]\n'
+                    "held_lag_s = 20\n")  # fmt: skip
+    with pytest.raises(ConfigError, match="held_lag_s"):
+        load_scenario(str(path))

@@ -7,13 +7,15 @@ to read an alert's id from them, list its processes for the resource
 sampler, and stop it. :class:`OwnBroker` is
 alertbench's Spark broker, started with a config file of the run's own;
 :class:`OtherBroker` is a command alertbench did not build (or one already
-running), seen from outside through Kafka (:mod:`alertbench.bench.external`).
+running), seen from outside through Kafka (:mod:`alertbench.bench.external`);
+:class:`NullBroker` reads and commits only, max-throughput's ceiling.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -319,6 +321,60 @@ class OtherBroker:
 
     def expected(self) -> None:
         """Unknown from outside: what it should select is its own business."""
+        return None
+
+
+@dataclass
+class NullBroker:
+    """The harness's own ceiling: a consumer that reads the input and commits, nothing else.
+
+    It is :mod:`alertbench.bench.nullbroker`, started and watched as another
+    broker is (its group's committed offsets are its progress), with no
+    output to time.
+    """
+
+    kind: str = field(default="null", init=False)
+    other: OtherBroker | None = None
+
+    def _inner(self) -> OtherBroker:
+        if self.other is None:
+            raise RuntimeError("the null broker has not been started")
+        return self.other
+
+    def start(self, bench: Bench, seg: Segment, wiring: Wiring) -> None:  # noqa: D102
+        from alertbench.bench.scenario import OtherBrokerSpec
+
+        group = f"{wiring.prefix}-null"
+        cmd = (
+            f"{shlex.quote(sys.executable)} -m alertbench.bench.nullbroker --servers {{servers}} "
+            f"--topic {{input_topic}} --group {group} --client-config {{client_config}}"
+        )
+        # (?!) matches no topic: it writes none.
+        spec = OtherBrokerSpec(cmd=cmd, output_topics="(?!)", group=group)
+        self.other = OtherBroker(spec)
+        self.other.start(bench, seg, wiring)
+
+    def processed(self) -> int | None:  # noqa: D102
+        return self._inner().processed()
+
+    def wait(self, target: int, timeout: float, *, fail: bool = True) -> bool:  # noqa: D102
+        return self._inner().wait(target, timeout, fail=fail)
+
+    def outputs(self) -> dict[str, str | None]:  # noqa: D102
+        return {}
+
+    def timing_args(self) -> list[str]:  # noqa: D102
+        return []
+
+    def procs(self) -> list[ProcessRecord]:  # noqa: D102
+        return self.other.procs() if self.other else []
+
+    def stop(self) -> None:  # noqa: D102
+        if self.other is not None:
+            self.other.stop()
+
+    def expected(self) -> None:
+        """It writes nothing."""
         return None
 
 

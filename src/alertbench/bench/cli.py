@@ -129,6 +129,14 @@ def run(
             rich_help_panel="Another broker",
         ),
     ] = None,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Run the scenario this many times and report each headline figure's median "
+            "and spread (repeats.json beside the runs).",
+        ),
+    ] = 1,
 ) -> None:
     """Stand up Kafka and the broker, drive the scenario's load, measure, report.
 
@@ -174,18 +182,30 @@ def run(
     sources = alert_sources(alerts, settings.alerts)
     console.print(f"[bold]{chosen.name}[/]: {chosen.description}")
     console.print(sources.describe(), highlight=False)
-    run_dir = run_bench(
-        settings,
-        chosen,
-        out=out,
-        sources=sources.paths,
-        servers=servers,
-        master=master,
-        keep_data=keep_data,
-        timing_host=timing_host,
-        say=lambda m: console.print(f"[dim]…[/] {m}"),
-    )
-    show_summary(run_dir)
+    runs = []
+    for k in range(repeat):
+        if repeat > 1:
+            console.print(f"[bold]run {k + 1} of {repeat}[/]")
+        run_dir = run_bench(
+            settings,
+            chosen,
+            out=out,
+            sources=sources.paths,
+            servers=servers,
+            master=master,
+            keep_data=keep_data,
+            timing_host=timing_host,
+            say=lambda m: console.print(f"[dim]…[/] {m}"),
+        )
+        runs.append(run_dir)
+        passed = show_summary(run_dir, exit_on_failure=repeat == 1)
+    if repeat > 1:
+        from alertbench.bench import repeats
+
+        folder = repeats.write(out, chosen.name, runs)
+        passed = show_repeats(folder)
+    if not passed:
+        raise typer.Exit(1)
 
 
 def seconds(value: float | None) -> str:
@@ -197,8 +217,11 @@ def seconds(value: float | None) -> str:
     return f"{value:,.1f} s"
 
 
-def show_summary(run_dir: Path) -> None:
-    """Print a run's headline numbers and verdicts."""
+def show_summary(run_dir: Path, *, exit_on_failure: bool = True) -> bool:
+    """Print a run's headline numbers and verdicts; returns whether it passed.
+
+    With ``exit_on_failure``, a failed run exits with status 1 instead.
+    """
     from alertbench.bench.results import load
 
     r = load(run_dir)
@@ -222,21 +245,84 @@ def show_summary(run_dir: Path) -> None:
     ]
     v = r["verdicts"]
     if v["rubin_visit"].get("held") is not None:
-        rows.append(("visits held", str(v["rubin_visit"]["held"])))
+        one = v["rubin_visit"].get("visits") == 1
+        label = "visit held (in raw before the next is due)" if one else "visits held"
+        rows.append((label, str(v["rubin_visit"]["held"])))
     share = v["rubin_latency"]["share"]
     rows.append(("within 60 s", f"{share:.2%}" if share is not None else "—"))
-    if r.get("max_held_rate") is not None:
-        rows.append(("highest rate held", f"{r['max_held_rate']:,} alerts/s"))
+    if r.get("steps"):
+        held = r.get("max_held_rate")
+        rows.append(("highest rate held", f"{held:,.0f} alerts/s" if held else "none"))
+    ceiling = r.get("ceiling")
+    if ceiling:
+        best = ceiling.get("max_held_rate")
+        rows.append(("null broker's highest held", f"{best:,.0f} alerts/s" if best else "none"))
+        ratio = ceiling.get("ratio")
+        rows.append(("broker / null broker", f"{ratio:.0%}" if ratio is not None else "—"))
     for k, val in rows:
         table.add_row(k, val)
     console.print(table)
+    for name, steps in (("broker", r.get("steps")), ("null broker", (ceiling or {}).get("steps"))):
+        if steps:
+            title = f"max-throughput steps, {name} (CPU: simulator/kafka/broker)"
+            console.print(steps_table(title, steps))
     for w in r.get("warnings", []):
         console.print(f"[yellow]warning:[/] {escape(w)}")
     for f in r["failures"]:
         console.print(f"[red]failed:[/] {f}")
     console.print(f"report: {run_dir / 'report.html'}")
-    if r["status"] != "passed":
+    if r["status"] != "passed" and exit_on_failure:
         raise typer.Exit(1)
+    return r["status"] == "passed"
+
+
+def steps_table(title: str, steps: list[dict]) -> Table:
+    """Max-throughput's steps: asked, produced, processed, backlog, CPU and verdict.
+
+    The reason of each verdict that is not "held" is the table's caption.
+    """
+    why = [
+        f"step {st['step']} {st.get('verdict', 'not held')}: {st.get('reason', '')}"
+        for st in steps
+        if not st.get("held")
+    ]
+    table = Table(title=title, caption="\n".join(escape(w) for w in why) or None)
+    for name in ("step", "asked/s", "produced/s", "processed/s", "backlog", "CPU ms/alert"):
+        table.add_column(name, justify="right")
+    table.add_column("verdict")
+    for st in steps:
+        cpu = st.get("cpu_ms_per_alert") or {}
+        parts = [cpu.get(k) for k in ("simulator", "kafka", "broker")]
+        backlog = [st.get("lag_start"), st.get("lag_end")]
+        table.add_row(
+            str(st["step"]),
+            f"{st['rate']:,.0f}",
+            f"{st['produced_per_s']:,.0f}",
+            "—" if st.get("processed_per_s") is None else f"{st['processed_per_s']:,.0f}",
+            " → ".join("—" if x is None else f"{x:,}" for x in backlog),
+            "/".join("—" if x is None else f"{x:.1f}" for x in parts),
+            st.get("verdict", "held" if st.get("held") else "not held"),
+        )
+    return table
+
+
+def show_repeats(folder: Path) -> bool:
+    """Print the repeats' headline figures: median, range and spread; returns whether all passed."""
+    import json
+
+    from alertbench.bench.repeats import REPEATS_FILE
+    from alertbench.bench.values import format_value
+
+    summary = json.loads((folder / REPEATS_FILE).read_text())
+    table = Table(title=f"{summary['scenario']}: {summary['repeats']} runs ({summary['status']})")
+    for name in ("figure", "median", "min", "max", "spread"):
+        table.add_column(name, justify="left" if name == "figure" else "right")
+    for label, f in summary["figures"].items():
+        spread = "—" if f["spread"] is None else f"{f['spread']:.1%}"
+        table.add_row(label, *(format_value(f[k]) for k in ("median", "min", "max")), spread)
+    console.print(table)
+    console.print(f"repeats: {folder / REPEATS_FILE}")
+    return summary["status"] == "passed"
 
 
 @bench_app.command("report")
@@ -251,10 +337,14 @@ def report(
 
 @bench_app.command("compare")
 def compare(
-    run_a: Annotated[Path, typer.Argument(help="First run directory.", resolve_path=True)],
-    run_b: Annotated[Path, typer.Argument(help="Second run directory.", resolve_path=True)],
+    run_a: Annotated[
+        Path, typer.Argument(help="First run directory, or a --repeat folder.", resolve_path=True)
+    ],
+    run_b: Annotated[
+        Path, typer.Argument(help="Second run directory, or a --repeat folder.", resolve_path=True)
+    ],
 ) -> None:
-    """Print two runs side by side."""
+    """Print two runs side by side; with --repeat folders, say which figures differ."""
     from alertbench.bench.compare import render_compare
 
     render_compare(run_a, run_b, console)

@@ -20,6 +20,7 @@ from alertbench.bench.outcome import SegmentOutcome, batches, science_costs
 from alertbench.bench.results import SCHEMA_VERSION
 from alertbench.bench.scenario import Scenario
 from alertbench.bench.stats import share_within, summary
+from alertbench.bench.steps import PROCESSED_SHARE, PRODUCED_SHARE, max_held
 
 RUBIN_LATENCY_S = 60.0
 RUBIN_LATENCY_SHARE = 0.98
@@ -56,8 +57,18 @@ def _visit_verdict(
             worst = max(worst, float(measured.loc[mask, "committed"].max()) - due)
     lags = [row[4] for row in outcome.lag if row[4] is not None]
     held = bool(visits) and worst <= scenario.visit_interval and outcome.drained
+    # One visit has no next one to be late for: held means it was in raw before the next
+    # would have been due, as a survey's next visit would be.
+    meaning = (
+        f"the visit was in raw within {scenario.visit_interval:g} s of its start, before "
+        "the next visit would be due, and the broker drained"
+        if len(visits) == 1
+        else f"every visit was in raw within {scenario.visit_interval:g} s of its start, "
+        "before the next was due, and the broker drained"
+    )
     return {
         **verdict,
+        "meaning": meaning,
         "visits": len(visits),
         # alertbench's broker: to raw; another: to its first output of each alert.
         "measured_to": "raw" if outcome.broker_kind == "alertbench" else "first output",
@@ -119,16 +130,16 @@ def results(
     )
     outputs, per_second = output_rates(dist, t0)
     _write_csv(series / "topics.csv", ["t_s", "topic", "messages"], per_second)
-    if main.steps:
-        _write_csv(
-            series / "steps.csv",
-            ["step", "rate", "produced_per_s", "processed_per_s", "lag_start", "lag_end", "held"],
-            main.steps,
-        )
+    ceiling = next((o for o in outcomes if o.broker_kind == "null"), None)
+    for name, o in (("steps", main), ("ceiling_steps", ceiling)):
+        if o is not None and o.steps:
+            _write_csv(series / f"{name}.csv", STEP_COLUMNS, [step_row(st) for st in o.steps])
 
     failures = list(m["problems"])
     sweep = []
     for o in outcomes:
+        if o.broker_kind == "null":  # the ceiling: its steps are all it measures
+            continue
         mo = m if o is main else segment_metrics(o, t0)
         if o is not main:
             failures += [f"variant {o.params}: {p}" for p in mo["problems"]]
@@ -239,15 +250,67 @@ def results(
             )
     out["warnings"] = clock_warnings(out.get("clock") or {}, dist_summary)
     if main.steps:
-        held = [s["rate"] for s in main.steps if s["held"]]
         out["steps"] = main.steps
-        out["max_held_rate"] = max(held, default=None)
+        out["settle"] = main.settle
+        out["max_held_rate"] = max_held(main.steps)
+        out["held_rule"] = HELD_RULE
+    if ceiling is not None:
+        out["ceiling"] = ceiling_of(ceiling, out.get("max_held_rate"))
     if scenario.kind == "scaling":
         out["sweep"] = sweep
     from alertbench.bench.capacity import capacity_model
 
     out["capacity"] = capacity_model(out)
     return out
+
+
+#: steps.csv's columns: a step's record, its verdict and CPU per alert per component.
+STEP_COLUMNS = [
+    "step",
+    "rate",
+    "seconds",
+    "produced_per_s",
+    "processed_per_s",
+    "lag_start",
+    "lag_end",
+    "growth",
+    "allowed_growth",
+    "produced_share",
+    "processed_share",
+    "verdict",
+    "held",
+    "reason",
+    *(f"cpu_ms_{c}" for c in ("simulator", "kafka", "broker", "timing", "total")),
+]
+
+HELD_RULE = (
+    f"held: the producers sent at least {PRODUCED_SHARE:.0%} of the asked alerts (else "
+    f"producer-limited), and between the lowest backlog near the step's start and near its "
+    f"end the broker processed at least {PROCESSED_SHARE:.0%} of what was produced and its "
+    "backlog grew by at most held_growth_s of input; the run stops at the first step not held"
+)
+
+
+def step_row(step: dict[str, Any]) -> dict[str, Any]:
+    """A step's record as one row of steps.csv."""
+    cpu = step.get("cpu_ms_per_alert") or {}
+    row = {c: step.get(c) for c in STEP_COLUMNS if not c.startswith("cpu_ms_")}
+    row.update({f"cpu_ms_{c}": cpu.get(c) for c in ("simulator", "kafka", "broker", "timing")})
+    row["cpu_ms_total"] = cpu.get("total")
+    return row
+
+
+def ceiling_of(null: SegmentOutcome, held_rate: float | None) -> dict[str, Any]:
+    """The null broker's steps, its highest held rate, and the broker's as a share of it."""
+    best = max_held(null.steps)
+    return {
+        "broker": "null: reads the input and commits, nothing else",
+        "steps": null.steps,
+        "settle": null.settle,
+        "max_held_rate": best,
+        "ratio": round(held_rate / best, 4) if held_rate and best else None,
+        "drained": null.drained,
+    }
 
 
 def output_rates(

@@ -1,9 +1,12 @@
-"""Two runs side by side: their key metrics and how much each changed."""
+"""Two runs side by side: their key metrics, how much each changed, and whether that is real.
+
+Either side may be one run directory or a ``bench run --repeat N`` folder:
+with repeats, each figure is the median of the runs, and whether the two
+differ is read from the runs' own spread (:mod:`alertbench.bench.repeats`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,91 +14,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from alertbench.bench import repeats
 from alertbench.bench import results as results_layout
-from alertbench.bench.values import LATENCY_SHARE, format_value, get, verdict_status
+from alertbench.bench.headlines import METRICS, Metric, is_number
+from alertbench.bench.values import format_value
 
 MISSING = "—"
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One compared metric.
-
-    Attributes
-    ----------
-    label : str
-        Its row label.
-    value : callable
-        Reads it from a results.json dict (None when absent).
-    better : int
-        +1 when higher is better, -1 when lower is, 0 when neither.
-    """
-
-    label: str
-    value: Callable[[dict[str, Any]], Any]
-    better: int = 0
-
-
-def _path(path: str) -> Callable[[dict[str, Any]], Any]:
-    return lambda results: get(results, path)
-
-
-def _verdict(name: str, share: float | None = None) -> Callable[[dict[str, Any]], Any]:
-    def read(results: dict[str, Any]) -> Any:
-        value = get(results, f"verdicts.{name}")
-        return None if value is None else verdict_status(value, share=share)
-
-    return read
-
-
-def broker_name(results: dict[str, Any]) -> str | None:
-    """Which broker a run measured: alertbench's (and its mode), or another's command."""
-    broker = get(results, "config.broker")
-    if not isinstance(broker, dict):
-        return None
-    if broker.get("kind") == "external":
-        return f"external: {broker.get('cmd') or 'already running'}"
-    return f"alertbench ({broker.get('mode', '?')})"
-
-
-METRICS: tuple[Metric, ...] = (
-    Metric("status", _path("status")),
-    Metric("scenario", _path("scenario.name")),
-    Metric("broker", broker_name),
-    Metric("science profile", _path("science.profile")),
-    Metric("science ms per alert", _path("science.ms_per_input_alert"), -1),
-    Metric("machine cores", _path("machine.cores")),
-    Metric("producer alerts/s", _path("producer.alerts_per_s"), +1),
-    Metric("producer MB/s", _path("producer.mb_per_s"), +1),
-    Metric("throughput alerts/s", _path("throughput.alerts_per_s"), +1),
-    Metric("latency raw p50 (s)", _path("latency.raw.p50"), -1),
-    Metric("latency raw p99 (s)", _path("latency.raw.p99"), -1),
-    Metric("latency distribution p50 (s)", _path("latency.distribution.p50"), -1),
-    Metric("latency distribution p95 (s)", _path("latency.distribution.p95"), -1),
-    Metric("latency distribution p99 (s)", _path("latency.distribution.p99"), -1),
-    Metric("latency distribution max (s)", _path("latency.distribution.max"), -1),
-    Metric("kafka max lag", _path("kafka.max_lag"), -1),
-    Metric("spark batches", _path("spark.batches")),
-    Metric("spark rows/s p50", _path("spark.rows_per_s.p50"), +1),
-    Metric("broker CPU mean (%)", _path("resources.broker.cpu_mean"), -1),
-    Metric("broker RSS max (MB)", _path("resources.broker.rss_max_mb"), -1),
-    Metric("kafka CPU mean (%)", _path("resources.kafka.cpu_mean"), -1),
-    Metric("verdict: visits held", _verdict("rubin_visit"), +1),
-    Metric("verdict: 98% within 60 s", _verdict("rubin_latency", LATENCY_SHARE), +1),
-    Metric("verdict: p99 <= 10 s", _verdict("p99_target"), +1),
-    Metric("integrity ok", _path("integrity.ok"), +1),
-)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _change(a: Any, b: Any) -> str:
     """B relative to A: a signed percentage for numbers, same/changed for anything else."""
     if a is None or b is None:
         return MISSING
-    if _is_number(a) and _is_number(b):
+    if is_number(a) and is_number(b):
         if a == 0:
             return "+0.0%" if b == 0 else MISSING
         return f"{(b - a) / abs(a) * 100:+.1f}%"
@@ -152,6 +83,9 @@ def render_compare(a_dir: Path, b_dir: Path, console: Console) -> None:
     FileNotFoundError
         When either directory holds no results.json.
     """
+    if repeats.is_repeats(a_dir) or repeats.is_repeats(b_dir):
+        render_repeats(a_dir, b_dir, console)
+        return
     a = results_layout.load(a_dir)
     b = results_layout.load(b_dir)
     # Text, not markup strings: a run id or status could hold "[", which rich would parse.
@@ -163,4 +97,68 @@ def render_compare(a_dir: Path, b_dir: Path, console: Console) -> None:
     for metric, (label, value_a, value_b, change) in zip(METRICS, compare_table(a, b), strict=True):
         style = _style(metric, metric.value(a), metric.value(b))
         table.add_row(Text(label), Text(value_a), Text(value_b), Text(change, style=style))
+    console.print(table)
+    console.print(
+        "One run each: a change within a run's own spread cannot be told from noise; "
+        "compare `bench run --repeat N` folders to know."
+    )
+
+
+def repeats_table(
+    a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]
+) -> list[tuple[str, str, str, str, str]]:
+    """Two sets of repeats' figures side by side.
+
+    Parameters
+    ----------
+    a, b : dict
+        ``{label: figure}`` as :func:`alertbench.bench.repeats.figures` gives.
+
+    Returns
+    -------
+    list of (str, str, str, str, str)
+        Label, A's and B's median with its range, the change of the medians,
+        and whether they differ by more than their spread.
+    """
+    rows = []
+    for metric in METRICS:
+        fa, fb = a.get(metric.label), b.get(metric.label)
+        if fa is None and fb is None:
+            continue
+        rows.append(
+            (
+                metric.label,
+                _ranged(fa),
+                _ranged(fb),
+                _change(fa and fa["median"], fb and fb["median"]),
+                repeats.differ(fa, fb),
+            )
+        )
+    return rows
+
+
+def _ranged(figure: dict[str, Any] | None) -> str:
+    if figure is None:
+        return MISSING
+    if figure["n"] < 2:
+        return format_value(figure["median"])
+    low, high = format_value(figure["min"]), format_value(figure["max"])
+    return f"{format_value(figure['median'])} ({low}–{high}, n={figure['n']})"
+
+
+def render_repeats(a_dir: Path, b_dir: Path, console: Console) -> None:
+    """Print two sets of repeats (or a run against repeats): medians, ranges, differ or not."""
+    a, b = repeats.load_figures(a_dir), repeats.load_figures(b_dir)
+    table = Table(title="Comparison of repeats: median (range)")
+    for name, justify in (
+        ("metric", "left"),
+        (Path(a_dir).name, "right"),
+        (Path(b_dir).name, "right"),
+        ("change", "right"),
+        ("differ?", "left"),
+    ):
+        table.add_column(Text(name), justify=justify)  # type: ignore[arg-type]
+    for label, va, vb, change, verdict in repeats_table(a, b):
+        style = "bold" if verdict == "differ" else "dim"
+        table.add_row(Text(label), Text(va), Text(vb), Text(change), Text(verdict, style=style))
     console.print(table)

@@ -2,20 +2,20 @@
 
 Each part is one run of the simulator (:func:`alertbench.simulator.run.simulate`)
 on the segment's topic, every alert a fresh clone (the run's clone counter
-goes on across parts). Max-throughput raises the rate step by step and stops
-at the first step the broker did not hold.
+goes on across parts). Max-throughput settles the broker at its first rate,
+then raises the rate step by step and stops at the first step the broker did
+not hold (:mod:`alertbench.bench.steps` judges them).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
-from alertbench.bench.sampler import LagSampler
+from alertbench.bench.sampler import LagSampler, ResourceSampler
 from alertbench.bench.session import Bench, Segment
-from alertbench.kafka.client import end_offsets
-from alertbench.simulator.run import SimulationOptions, simulate
+from alertbench.bench.steps import as_row, cpu_per_alert, judge, window
+from alertbench.simulator.run import SimulationOptions, make_source, simulate
 from alertbench.simulator.schedule import Schedule
 
 
@@ -52,7 +52,13 @@ def send(
         partitions=seg.partitions,
         start_delay=0.2,
     )
-    result = simulate(opts, alerts=bench.alerts, report=bench.report, monitor=monitor)
+    # Clones' templates take seconds to make: once per topic (its wire's subject), not per part.
+    source = bench.sources.get(topic)
+    if source is None:
+        source = bench.sources[topic] = make_source(opts, bench.alerts)
+    result = simulate(
+        opts, alerts=bench.alerts, report=bench.report, monitor=monitor, source=source
+    )
     summary = result.summary
     bench.clones += summary["sent"] + 1
     if result.failed:
@@ -60,8 +66,114 @@ def send(
     return summary
 
 
+def settle(
+    bench: Bench, seg: Segment, topic: str, lag: LagSampler, *, part_s: float = 10.0
+) -> dict[str, Any]:
+    """Send max-throughput's first rate, unmeasured, until the broker keeps up with it.
+
+    A cold JVM or Python worker runs its first batches several times slower
+    than a warm one: measured, that would be the broker's start, not its
+    capacity. Parts of ``part_s`` seconds are sent until one is held by the
+    step rule, or ``settle_s`` has passed. Returns what was sent.
+    """
+    s = bench.scenario
+    rate = s.steps[0].rate
+    spent, alerts, failures, parts, steady = 0.0, 0, 0, 0, False
+    while spent < s.settle_s and not steady:
+        length = min(part_s, s.settle_s - spent)
+        summary = send(bench, seg, topic, Schedule(mode="rate", rate=rate), duration=length)
+        lag.sample()
+        spent += length
+        parts += 1
+        alerts += summary["alerts"]
+        failures += summary["failures"]
+        start, end = _span(bench, summary, lag)
+        verdict = judge(
+            rate, length, summary["alerts"], window(lag.rows, start, end),
+            growth_s=s.held_growth_s,
+        )  # fmt: skip
+        steady = verdict["held"]
+    bench.say(
+        f"settled at {rate:,.0f} alerts/s for {spent:.0f} s: "
+        + ("the broker keeps up" if steady else "not steady yet; measuring anyway")
+    )
+    return {
+        "rate": rate,
+        "seconds": spent,
+        "parts": parts,
+        "alerts": alerts,
+        "failures": failures,
+        "steady": steady,
+    }
+
+
+def _span(bench: Bench, summary: dict[str, Any], lag: LagSampler) -> tuple[float, float]:
+    """A part's span in the samples' time: its first due send to the sample taken after it."""
+    end = summary["finished"] - bench.t0
+    return summary["t0"] - bench.t0, max(end, lag.rows[-1][0] if lag.rows else end)
+
+
+def steps(
+    bench: Bench,
+    seg: Segment,
+    topic: str,
+    lag: LagSampler,
+    resources: ResourceSampler,
+    monitor: Callable[..., None],
+    ran: Callable[[dict[str, Any]], dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Max-throughput's steps, each judged (:mod:`alertbench.bench.steps`) as it ends.
+
+    The run stops at the first step not held; returns the simulator summaries
+    and the steps' records.
+    """
+    s = bench.scenario
+    loads, found = [], []
+    for k, step in enumerate(s.steps):
+        bench.say(f"step {k + 1}: {step.rate:,.0f} alerts/s for {step.seconds:.0f} s")
+        summary = ran(
+            send(
+                bench,
+                seg,
+                topic,
+                Schedule(mode="rate", rate=step.rate),
+                duration=step.seconds,
+                monitor=monitor,
+            )
+        )
+        lag.sample()
+        loads.append(summary)
+        start, end = _span(bench, summary, lag)
+        win = window(lag.rows, start, end)
+        verdict = judge(step.rate, step.seconds, summary["alerts"], win, growth_s=s.held_growth_s)
+        span = (win.t_end - win.t_start) if win else 0.0
+        found.append(
+            {
+                "step": k + 1,
+                "rate": step.rate,
+                "seconds": step.seconds,
+                "produced_per_s": round(summary["alerts"] / step.seconds, 1),
+                "processed_per_s": round(win.processed / span, 1) if win and span else None,
+                "lag_start": win.lag_start if win else None,
+                "lag_end": win.lag_end if win else None,
+                **verdict,
+                "window": as_row(win),
+                "cpu_ms_per_alert": cpu_per_alert(resources.rows, start, end, summary["alerts"]),
+            }
+        )
+        bench.say(f"  {verdict['verdict']}: {verdict['reason']}")
+        if not verdict["held"]:
+            break
+    return loads, found
+
+
 def drive(
-    bench: Bench, seg: Segment, topic: str, lag: LagSampler, produced: list[int]
+    bench: Bench,
+    seg: Segment,
+    topic: str,
+    lag: LagSampler,
+    resources: ResourceSampler,
+    produced: list[int],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Send the measured load; returns the simulator summaries and max-throughput steps."""
     s = bench.scenario
@@ -76,47 +188,7 @@ def drive(
         return summary
 
     if s.kind == "max-throughput":
-        loads, steps = [], []
-        for k, step in enumerate(s.steps):
-            before, t_start = lag.processed() or 0, time.time()
-            lag_start = max(
-                sum(end_offsets(bench.servers, topic, seg.partitions).values()) - before, 0
-            )
-            bench.say(f"step {k + 1}: {step.rate:,.0f} alerts/s for {step.seconds:.0f} s")
-            summary = ran(
-                send(
-                    bench,
-                    seg,
-                    topic,
-                    Schedule(mode="rate", rate=step.rate),
-                    duration=step.seconds,
-                    monitor=monitor,
-                )
-            )
-            loads.append(summary)
-            end = sum(end_offsets(bench.servers, topic, seg.partitions).values())
-            processed = lag.processed() or 0
-            wall = max(time.time() - t_start, 1e-9)
-            backlog = max(end - processed, 0)
-            held = backlog <= step.rate * s.held_lag_s and summary["alerts"] >= 0.9 * (
-                step.rate * step.seconds
-            )
-            steps.append(
-                {
-                    "step": k + 1,
-                    "rate": step.rate,
-                    "seconds": step.seconds,
-                    "produced_per_s": round(summary["alerts"] / wall, 1),
-                    "processed_per_s": round((processed - before) / wall, 1),
-                    "lag_start": lag_start,
-                    "lag_end": backlog,
-                    "held": held,
-                }
-            )
-            bench.say(f"  lag {backlog:,} at the end: {'held' if held else 'not held'}")
-            if not held:
-                break
-        return loads, steps
+        return steps(bench, seg, topic, lag, resources, monitor, ran)
     if s.schedule == "visits":
         schedule = Schedule(
             mode="visits", visit_size=s.visit_alerts, visit_interval=s.visit_interval

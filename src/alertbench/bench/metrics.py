@@ -49,8 +49,11 @@ def _timed(arrivals: pd.DataFrame, since: float) -> tuple[pd.DataFrame, pd.Serie
 
 def _delivery(outcome: SegmentOutcome, **found: Any) -> tuple[dict[str, Any], list[str]]:
     """Integrity's common part (sent, failed, drained, then ``found``) and its problems."""
-    sent = outcome.warmup.get("alerts", 0) + sum(lo["alerts"] for lo in outcome.loads)
-    failed = outcome.warmup.get("failures", 0) + sum(lo["failures"] for lo in outcome.loads)
+    unmeasured = (outcome.warmup, outcome.settle)
+    sent = sum(u.get("alerts", 0) for u in unmeasured) + sum(lo["alerts"] for lo in outcome.loads)
+    failed = sum(u.get("failures", 0) for u in unmeasured) + sum(
+        lo["failures"] for lo in outcome.loads
+    )
     problems = []
     if failed:
         problems.append(f"{failed} alerts were not delivered to Kafka")

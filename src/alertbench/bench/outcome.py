@@ -28,6 +28,7 @@ class SegmentOutcome:
     distribution: dict[str, str | None]  # output topic -> its filter (None: not known)
     dir: Path
     warmup: dict[str, Any] = field(default_factory=dict)
+    settle: dict[str, Any] = field(default_factory=dict)  # max-throughput's, before step 1
     loads: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     measured_from: float = 0.0
@@ -37,7 +38,7 @@ class SegmentOutcome:
     lag: list[tuple] = field(default_factory=list)
     sampler_errors: list[str] = field(default_factory=list)
     expected: Path | None = None
-    broker_kind: str = "alertbench"  # or "external": measured from outside only
+    broker_kind: str = "alertbench"  # "external": measured from outside; "null": the ceiling
 
     @property
     def broker_out(self) -> Path:

@@ -260,19 +260,39 @@ def _steps(run: Path) -> str:
     steps = _series(run, "steps", ["step", "produced_per_s", "processed_per_s"])
     if steps is None:
         return _plot_section("steps", "Max-throughput steps", [])
+    null = _series(run, "ceiling_steps", ["step", "produced_per_s", "processed_per_s"])
 
     def draw(ax: Axes) -> None:
         if "rate" in steps:
-            ax.plot(steps["step"], steps["rate"], "k--", lw=0.8, label="offered")
-        ax.plot(steps["step"], steps["produced_per_s"], "o-", label="produced")
-        ax.plot(steps["step"], steps["processed_per_s"], "s-", label="processed")
-        if "held" in steps:
-            held = steps["held"].astype(str).str.lower().isin(["true", "1", "yes"])
-            lost = steps[~held]
-            ax.plot(lost["step"], lost["processed_per_s"], "rx", ms=10, label="not held")
-        _label(ax, "Produced vs processed per step", "step", "alerts/s", legend=True, counts=True)
+            ax.plot(steps["rate"], steps["rate"], "k--", lw=0.8, label="asked")
+        x = steps["rate"] if "rate" in steps else steps["step"]
+        ax.plot(x, steps["produced_per_s"], "o-", label="produced")
+        ax.plot(x, steps["processed_per_s"], "s-", label="processed by the broker")
+        if null is not None and "rate" in null:
+            ax.plot(
+                null["rate"], null["processed_per_s"], "^:", label="processed by the null broker"
+            )
+        held = _held(steps)
+        lost = steps[~held]
+        ax.plot(x[~held], lost["processed_per_s"], "rx", ms=10, label="not held (see verdict)")
+        _label(ax, "Produced vs processed per step", "asked alerts/s", "alerts/s", legend=True)
 
-    return _plot_section("steps", "Max-throughput steps", [draw], extra=[_frame_table(steps)])
+    extra = [_frame_table(steps)]
+    if null is not None:
+        extra += [
+            "<p>The null broker (reads and commits only), same steps:</p>",
+            _frame_table(null),
+        ]
+    return _plot_section("steps", "Max-throughput steps", [draw], extra=extra)
+
+
+def _held(steps: pd.DataFrame) -> pd.Series:
+    """Each step's held flag: its verdict where recorded, else the old held column."""
+    if "verdict" in steps:
+        return steps["verdict"].astype(str) == "held"
+    if "held" in steps:
+        return steps["held"].astype(str).str.lower().isin(["true", "1", "yes"])
+    return pd.Series(True, index=steps.index)
 
 
 def _frame_table(frame: pd.DataFrame) -> str:

@@ -101,6 +101,11 @@ def _key_numbers(results: dict[str, Any]) -> str:
         ("Throughput alerts/s", "throughput.alerts_per_s"),
         ("Drain (s)", "throughput.drain_s"),
         ("Max held rate (alerts/s)", "max_held_rate"),
+        ("Null broker's max held rate (alerts/s)", "ceiling.max_held_rate"),
+        ("Max held rate / null broker's", "ceiling.ratio"),
+        ("Held rule", "held_rule"),
+        ("Settled at the first rate (s)", "settle.seconds"),
+        ("Broker kept up when settled", "settle.steady"),
         ("Sampler errors", "sampler_errors"),
     ]
     rows = [(label, get(results, path)) for label, path in paths]
@@ -173,6 +178,8 @@ def _verdicts(results: dict[str, Any]) -> str:
     rows = []
     for name, requirement, share in specs:
         value = verdicts.get(name)
+        if isinstance(value, dict) and value.get("meaning"):
+            requirement = str(value["meaning"])
         flag = verdict_status(value, share=share)
         if flag is None and name == "p99_target" and is_number(p99):
             flag = p99 <= P99_TARGET_S

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from alertbench.bench import collect, load
-from alertbench.bench.brokers import BrokerUnderTest, OtherBroker, OwnBroker, Wiring
+from alertbench.bench.brokers import BrokerUnderTest, NullBroker, OtherBroker, OwnBroker, Wiring
 from alertbench.bench.outcome import SegmentOutcome
 from alertbench.bench.sampler import Every, LagSampler, ResourceSampler
 from alertbench.bench.scenario import Scenario
@@ -160,8 +160,10 @@ def run_bench(
     return run
 
 
-def broker_for(scenario: Scenario) -> BrokerUnderTest:
-    """The broker a segment measures: the scenario's other broker, else alertbench's."""
+def broker_for(scenario: Scenario, seg: Segment) -> BrokerUnderTest:
+    """The broker a segment measures: the null broker, the scenario's other one, or ours."""
+    if seg.params.get("broker") == "null":
+        return NullBroker()
     return OwnBroker() if scenario.broker is None else OtherBroker(scenario.broker)
 
 
@@ -175,7 +177,7 @@ def run_segment(bench: Bench, seg: Segment) -> SegmentOutcome:
     create_topic(bench.servers, topic, partitions=seg.partitions, exist_ok=True)
     # A topic that was there already (a running broker's) keeps its own partitions.
     partitions = next(len(t.partitions) for t in list_topics(bench.servers) if t.name == topic)
-    broker = broker_for(s)
+    broker = broker_for(s, seg)
     log = bench.work / "logs" / f"broker-{seg.tag}.log"
     wiring = Wiring(topic, partitions, prefix, seg_dir, log)
     outcome = SegmentOutcome(seg.tag, seg.params, topic, partitions, {}, seg_dir)
@@ -185,7 +187,8 @@ def run_segment(bench: Bench, seg: Segment) -> SegmentOutcome:
         for k, proc in enumerate(broker.procs()):
             bench.procs[f"broker-{seg.tag}" + (f"-{k}" if k else "")] = proc
         bench.save_state()
-        _start_timing(bench, seg, broker, seg_dir)
+        if broker.kind != "null":  # it writes nothing to time
+            _start_timing(bench, seg, broker, seg_dir)
         _measure(bench, seg, broker, wiring, outcome)
     finally:
         broker.stop()
@@ -233,14 +236,18 @@ def _measure(
         bench.say(f"warm-up: {warm['alerts']} alerts sent; waiting for the broker to start")
         first = sum(end_offsets(bench.servers, topic, wiring.partitions).values())
         broker.wait(first, s.broker.start_timeout if s.broker else s.drain_timeout + 300)
+        if s.kind == "max-throughput" and s.settle_s > 0:
+            outcome.settle = load.settle(bench, seg, topic, lag)
         outcome.measured_from = time.time()
-        outcome.loads, outcome.steps = load.drive(bench, seg, topic, lag, produced)
+        outcome.loads, outcome.steps = load.drive(bench, seg, topic, lag, resources, produced)
         total = sum(end_offsets(bench.servers, topic, wiring.partitions).values())
         bench.say(f"all {total:,} alerts in Kafka; waiting for the broker to drain them")
         outcome.drained = broker.wait(total, s.drain_timeout, fail=False)
         lag.sample()  # the lag as the drain ended, not as it was up to a second before
         outcome.load_finished = max((lo["finished"] for lo in outcome.loads), default=time.time())
         outcome.distribution = broker.outputs()
+        if broker.kind == "null":
+            return
         partitions = {t.name: len(t.partitions) for t in list_topics(bench.servers)}
         targets = {
             t: {str(p): e for p, e in end_offsets(bench.servers, t, partitions.get(t, 0)).items()}

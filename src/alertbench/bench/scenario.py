@@ -137,11 +137,22 @@ class Scenario(BaseModel):
     )
     # Sweeping kinds.
     steps: list[Step] = Field(default_factory=list)
-    held_lag_s: float = Field(
-        20.0,
+    held_growth_s: float = Field(
+        5.0,
         gt=0,
-        description="max-throughput: a step is held if its final lag is below "
-        "this many seconds of input.",
+        description="max-throughput: a step is held if the broker processed 95% of what was "
+        "produced and its backlog grew by at most this many seconds of input.",
+    )
+    settle_s: float = Field(
+        30.0,
+        ge=0,
+        description="max-throughput: seconds at most at the first rate, unmeasured, for the "
+        "broker to keep up before the first step (0: none).",
+    )
+    ceiling: bool = Field(
+        False,
+        description="max-throughput: run the same steps against a null broker (consume and "
+        "commit only) in the same run: the harness's own ceiling on this machine.",
     )
     sweep: Sweep = Field(default_factory=Sweep)
     drain_timeout: float = Field(300.0, gt=0, description="Seconds to wait for the broker.")
@@ -158,6 +169,8 @@ class Scenario(BaseModel):
     def _kind_needs(self) -> Scenario:
         if self.kind == "max-throughput" and not self.steps:
             raise ValueError("a max-throughput scenario needs [[steps]] (rate, seconds)")
+        if self.ceiling and self.kind != "max-throughput":
+            raise ValueError("ceiling is max-throughput's: the null broker runs its steps")
         if self.kind == "scaling" and not (
             self.sweep.partitions or self.sweep.producers or self.sweep.cores
         ):

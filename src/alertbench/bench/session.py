@@ -116,6 +116,7 @@ class Bench:
     procs: dict[str, ProcessRecord] = field(default_factory=dict)
     kafka_pids: list[int] = field(default_factory=list)
     clones: int = 0  # clone numbers used so far, so every alert of the run is unique
+    sources: dict[str, Any] = field(default_factory=dict)  # topic -> the simulator's messages
     # Where the user started the run: another broker's command runs there, as typed.
     cwd: Path = field(default_factory=Path.cwd)
     timing: TimingPlace = field(default_factory=lambda: TimingPlace(LocalTransport()))
@@ -139,8 +140,16 @@ class Bench:
 
 
 def segments_of(scenario: Scenario) -> list[Segment]:
-    """The segments a scenario runs: one, or one per scaling variant (base first)."""
+    """The segments a scenario runs: one, or one per scaling variant (base first).
+
+    A max-throughput scenario with ``ceiling`` runs its broker, then the null
+    broker on the same steps.
+    """
     base = Segment("main", scenario.partitions, scenario.producers, scenario.cores)
+    if scenario.kind == "max-throughput" and scenario.ceiling:
+        null = Segment("null", scenario.partitions, scenario.producers, scenario.cores)
+        null.params = {"broker": "null"}
+        return [base, null]
     if scenario.kind != "scaling":
         return [base]
     found = [base]

@@ -156,12 +156,37 @@ def _child(j: int, source: Any, plan: Plan, opts: SimulationOptions, queue: Any)
 Monitor = Callable[[int, int, int, int, float], None]
 
 
+def make_source(opts: SimulationOptions, alerts: list[Alert]) -> SynthSource | ReplaySource:
+    """The messages of a stream: clones of ``alerts`` or the alerts, in ``opts.wire``.
+
+    Raises
+    ------
+    ConfigError
+        When the wire format cannot frame these alerts (a registry without their schema).
+    """
+    try:
+        wire = make_format(
+            opts.wire,
+            schema=alerts[0].schema,
+            registry=opts.registry,
+            subject=f"{opts.topic}-value",
+        )
+        if opts.synthesize:
+            return SynthSource(
+                alerts, wire, seed=opts.seed, keyed=opts.keyed, first=opts.first_clone
+            )
+        return ReplaySource(alerts, wire, keyed=opts.keyed)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def simulate(
     opts: SimulationOptions,
     *,
     alerts: list[Alert] | None = None,
     report: ReadReport | None = None,
     monitor: Monitor | None = None,
+    source: SynthSource | ReplaySource | None = None,
 ) -> SimulationResult:
     """Stream alerts into Kafka as configured and return the summary.
 
@@ -174,6 +199,10 @@ def simulate(
     monitor : callable, optional
         Called with (alerts acked, bytes acked, failures, current visit, its
         lateness) as the stream goes.
+    source : SynthSource or ReplaySource, optional
+        The messages, made by :func:`make_source` for these options and
+        alerts; one made once serves many runs (making clones' templates
+        takes seconds). Synthesised clones start at ``opts.first_clone``.
 
     Returns
     -------
@@ -183,21 +212,10 @@ def simulate(
         alerts, report = load_alerts(opts)
     if opts.producers < 1:
         raise ConfigError("--producers must be at least 1")
-    try:
-        wire = make_format(
-            opts.wire,
-            schema=alerts[0].schema,
-            registry=opts.registry,
-            subject=f"{opts.topic}-value",
-        )
-        if opts.synthesize:
-            source: Any = SynthSource(
-                alerts, wire, seed=opts.seed, keyed=opts.keyed, first=opts.first_clone
-            )
-        else:
-            source = ReplaySource(alerts, wire, keyed=opts.keyed)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    if source is None:
+        source = make_source(opts, alerts)
+    elif isinstance(source, SynthSource):
+        source = source.starting_at(opts.first_clone)
     count = stream_length(opts, len(source))
     offsets, span = (None, 0.0)
     if opts.schedule.mode == "replay":

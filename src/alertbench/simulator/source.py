@@ -8,6 +8,7 @@ templates.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from alertbench.alerts.ids import alert_id
@@ -103,6 +104,12 @@ class SynthSource:
 
     def __len__(self) -> int:
         return len(self.cloner.templates)
+
+    def starting_at(self, first: int) -> SynthSource:
+        """The same templates, numbering clones from ``first`` (shares the templates)."""
+        other = copy.copy(self)
+        other.first = first
+        return other
 
     def message(self, i: int) -> Message:
         """Clone ``first + i``: unique for every ``i``."""
