@@ -3,7 +3,7 @@
 The broker is the README's pass-through (``examples/passthrough.py``) capped
 at 120 alerts a second with its ``--max-rate``: it holds 40 alerts/s and
 cannot hold 300. The run must stop at that step, say why, and then run the
-same steps against the null broker, which holds them all.
+same steps against the null broker, which holds them all and one more.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def test_a_broker_that_cannot_sustain_a_rate_stops_there_beside_its_ceiling(
     scenario = tmp_path / "slow.toml"
     scenario.write_text(
         'name = "slow"\nkind = "max-throughput"\nschedule = "rate"\npartitions = 2\n'
-        "producers = 1\nwarmup_alerts = 20\nsettle_s = 4\nceiling = true\n"
+        "producers = 1\nwarmup_alerts = 20\nsettle_s = 4\nceiling = true\nextend_steps = 1\n"
         "steps = [{rate = 40, seconds = 8}, {rate = 300, seconds = 8}, "
         "{rate = 600, seconds = 8}]\n"
         f'[broker]\ncmd = "{passthrough(output, "slow")} --max-rate 120"\n'
@@ -64,17 +64,20 @@ def test_a_broker_that_cannot_sustain_a_rate_stops_there_beside_its_ceiling(
         assert cpu["kafka"] > 0
     # The null broker on the same steps: it holds them all, on the same machine, same run.
     ceiling = r["ceiling"]
-    assert [(s["rate"], s["verdict"]) for s in ceiling["steps"]] == [
-        (40, "held"),
-        (300, "held"),
-        (600, "held"),
+    # All the scenario's steps held, so one more (extend_steps = 1), 25% faster, was run.
+    assert [(s["rate"], s["verdict"], s["extended"]) for s in ceiling["steps"]] == [
+        (40, "held", False),
+        (300, "held", False),
+        (600, "held", False),
+        (750, "held", True),
     ]
-    assert ceiling["max_held_rate"] == 600
-    assert ceiling["ratio"] == round(40 / 600, 4)
+    assert (ceiling["max_held_rate"], ceiling["max_held_bound"]) == (750, "lower bound")
+    assert (r["max_held_rate"], r["max_held_bound"]) == (40, "found")
+    assert ceiling["ratio"] == round(40 / 750, 4)
     # Both in the series and the report; nothing of either broker left running.
     table = pd.read_csv(run / "series" / "steps.csv")
     assert list(table["verdict"]) == ["held", "not held"]
-    assert list(pd.read_csv(run / "series" / "ceiling_steps.csv")["verdict"]) == ["held"] * 3
+    assert list(pd.read_csv(run / "series" / "ceiling_steps.csv")["verdict"]) == ["held"] * 4
     assert "producer-limited" in r["held_rule"]
     assert "null broker" in done.stdout
     assert "not held" in done.stdout

@@ -212,3 +212,20 @@ def test_the_shipped_science_costs_name_both_profiles_on_both_surveys() -> None:
         fink["modules"]
     )
     assert fink["ms_per_alert"] == pytest.approx(sum(fink["modules"].values()), abs=1e-4)
+
+
+def test_max_throughput_sizes_spark_from_its_highest_held_step() -> None:
+    run = measured_run()
+    cpu = {"simulator": 0.9, "kafka": 0.4, "timing": 0.1}
+    run["steps"] = [
+        {"rate": 200, "held": True, "cpu_ms_per_alert": {**cpu, "broker": 2.5}},
+        {"rate": 400, "held": True, "cpu_ms_per_alert": {**cpu, "broker": 1.25}},
+        {"rate": 600, "held": False, "cpu_ms_per_alert": {**cpu, "broker": 1.0}},
+    ]
+    model = capacity_model(run)
+    # 1.25 ms of broker CPU per alert at 400 alerts/s, the highest held: 800 alerts/s a core,
+    # not the 50 of the whole run's mean CPU (cold start, drain and the step not held).
+    assert model["measured"]["spark_alerts_per_s_per_core"] == 800.0
+    assert any("highest held step (400 alerts/s)" in n for n in model["notes"])
+    nominal = load_named(model, "Rubin nominal")
+    assert nominal["spark_cores"] == math.ceil(10_000 / 37 / 800 / capacity.UTILISATION)

@@ -132,3 +132,9 @@ def test_max_held_stops_at_the_first_step_not_held() -> None:
     ]
     assert max_held(steps) == 200
     assert max_held([]) is None
+
+
+def test_steps_added_after_the_scenarios_are_a_quarter_faster_to_50_alerts_a_second() -> None:
+    from alertbench.bench.load import faster
+
+    assert [faster(r) for r in (40, 200, 600, 1000, 2200)] == [90, 250, 750, 1250, 2750]

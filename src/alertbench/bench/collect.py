@@ -253,6 +253,7 @@ def results(
         out["steps"] = main.steps
         out["settle"] = main.settle
         out["max_held_rate"] = max_held(main.steps)
+        out["max_held_bound"] = bound_of(main.steps)
         out["held_rule"] = HELD_RULE
     if ceiling is not None:
         out["ceiling"] = ceiling_of(ceiling, out.get("max_held_rate"))
@@ -280,6 +281,7 @@ STEP_COLUMNS = [
     "verdict",
     "held",
     "reason",
+    "extended",
     *(f"cpu_ms_{c}" for c in ("simulator", "kafka", "broker", "timing", "total")),
 ]
 
@@ -287,7 +289,8 @@ HELD_RULE = (
     f"held: the producers sent at least {PRODUCED_SHARE:.0%} of the asked alerts (else "
     f"producer-limited), and between the lowest backlog near the step's start and near its "
     f"end the broker processed at least {PROCESSED_SHARE:.0%} of what was produced and its "
-    "backlog grew by at most held_growth_s of input; the run stops at the first step not held"
+    "backlog grew by at most held_growth_s of input; the run stops at the first step not held, "
+    "and while every step holds, up to extend_steps more are run, each 25% faster"
 )
 
 
@@ -300,6 +303,11 @@ def step_row(step: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def bound_of(steps: list[dict[str, Any]]) -> str:
+    """``found`` when a step was not held; else the highest held rate is a ``lower bound``."""
+    return "found" if steps and not steps[-1]["held"] else "lower bound"
+
+
 def ceiling_of(null: SegmentOutcome, held_rate: float | None) -> dict[str, Any]:
     """The null broker's steps, its highest held rate, and the broker's as a share of it."""
     best = max_held(null.steps)
@@ -308,6 +316,7 @@ def ceiling_of(null: SegmentOutcome, held_rate: float | None) -> dict[str, Any]:
         "steps": null.steps,
         "settle": null.settle,
         "max_held_rate": best,
+        "max_held_bound": bound_of(null.steps),
         "ratio": round(held_rate / best, 4) if held_rate and best else None,
         "drained": null.drained,
     }

@@ -12,8 +12,12 @@ A run directory holds::
       latency_raw.csv     alert_id, sent_s, latency_s
       latency_dist.csv    alert_id, topic, sent_s, latency_s
       topics.csv          t_s, topic, messages (measured arrivals per second and output topic)
-      steps.csv           (max-throughput) step, rate, produced_per_s, processed_per_s,
-                          lag_start, lag_end, held
+      steps.csv           (max-throughput) step, rate, seconds, produced_per_s,
+                          processed_per_s, lag_start, lag_end, growth, allowed_growth,
+                          produced_share, processed_share, verdict, held, reason, extended,
+                          cpu_ms_simulator, cpu_ms_kafka, cpu_ms_broker, cpu_ms_timing,
+                          cpu_ms_total (CPU ms per alert of each component)
+      ceiling_steps.csv   (max-throughput with ceiling) the same, for the null broker
       sweep.csv           (scaling) partitions, producers, cores, alerts,
                           alerts_per_s, p99_s
     report.html           self-contained report (plots inlined)
@@ -101,7 +105,8 @@ FIELDS: dict[str, str] = {
     "duplicates. Another broker's: received, distinct, duplicates, unknown (ids never sent), "
     "unreadable (no id could be read).",
     "verdicts.rubin_visit": "Whether visits were held: each visit in raw before the next "
-    "was due, and the lag did not grow; with the visit size and interval.",
+    "was due, and the lag did not grow; with the visit size and interval, and (visits "
+    "scenarios) meaning: what held means here, for one visit before the next would be due.",
     "verdicts.rubin_latency": "Share of alerts distributed within Rubin's 60 s budget "
     "(requirement: 98%).",
     "verdicts.p99_target": "Whether the p99 send -> distribution latency is at most 10 s.",
@@ -149,6 +154,35 @@ OTHER_BROKER_FIELDS: dict[str, str] = {
 }
 
 
+#: Fields of a max-throughput run (``ceiling`` only with ``ceiling = true``).
+MAX_THROUGHPUT_FIELDS: dict[str, str] = {
+    "steps": "Each step run, in order: step, rate (asked alerts/s), seconds, asked and sent "
+    "(alerts), produced_per_s, processed_per_s (over its window), lag_start and lag_end (the "
+    "backlog at the window's ends), growth, allowed_growth, produced_share, processed_share, "
+    "verdict (held, not held or producer-limited), held, reason, extended (a step added after "
+    "the scenario's, all of which held), window (t_start, t_end, "
+    "produced, processed, lag_start, lag_end: between the lowest backlog near the step's start "
+    "and near its end) and cpu_ms_per_alert ({component: CPU ms per alert sent, total}).",
+    "max_held_rate": "The highest rate held before the first step not held (null: none).",
+    "max_held_bound": "found (a step was not held) or lower bound (every step held, "
+    "extend_steps included).",
+    "held_rule": "The rule the verdicts follow, in words.",
+    "settle": "The unmeasured part at the first rate before step 1: rate, seconds, parts, "
+    "alerts, failures, steady (whether the broker kept up by its end).",
+}
+
+#: Optional max-throughput fields: the null broker's run of the same steps.
+CEILING_FIELDS: dict[str, str] = {
+    "ceiling.broker": "What the null broker does (reads the input and commits, nothing else).",
+    "ceiling.steps": "Its steps, as steps.",
+    "ceiling.settle": "Its settling part, as settle.",
+    "ceiling.max_held_rate": "Its highest held rate: the harness's own ceiling here.",
+    "ceiling.max_held_bound": "found or lower bound, as max_held_bound.",
+    "ceiling.ratio": "max_held_rate over the null broker's (null when either is).",
+    "ceiling.drained": "Whether it read everything by the end.",
+}
+
+
 def lookup(results: dict[str, Any], path: str) -> Any:
     """The value at dotted ``path``; raises KeyError when absent."""
     value: Any = results
@@ -165,6 +199,10 @@ def missing_fields(results: dict[str, Any]) -> list[str]:
     paths = [p for p in FIELDS if not (other and p in OWN_BROKER_ONLY)]
     if other:
         paths += list(OTHER_BROKER_FIELDS)
+    if results.get("scenario", {}).get("kind") == "max-throughput":
+        paths += list(MAX_THROUGHPUT_FIELDS)
+        if "ceiling" in results:
+            paths += list(CEILING_FIELDS)
     missing = []
     for path in paths:
         try:

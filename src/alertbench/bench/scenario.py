@@ -149,6 +149,12 @@ class Scenario(BaseModel):
         description="max-throughput: seconds at most at the first rate, unmeasured, for the "
         "broker to keep up before the first step (0: none).",
     )
+    extend_steps: int = Field(
+        8,
+        ge=0,
+        description="max-throughput: while every step holds, add up to this many more, each "
+        "25% faster, so the highest held rate is found, not capped by the last step.",
+    )
     ceiling: bool = Field(
         False,
         description="max-throughput: run the same steps against a null broker (consume and "
