@@ -35,7 +35,7 @@ from alertbench.bench.session import (
 )
 from alertbench.config import Settings
 from alertbench.errors import AlertbenchError, ConfigError
-from alertbench.kafka.admin import create_topic, list_topics
+from alertbench.kafka.admin import create_topic, delete_topic, list_topics
 from alertbench.kafka.client import Watermarks, end_offsets
 from alertbench.kafka.credentials import admin_connection
 from alertbench.kafka.security import Connection
@@ -127,6 +127,7 @@ def run_bench(
         conn = Connection.of(servers)  # type: ignore[arg-type]
         bench = Bench(scenario, settings, run, conn, master, alerts, report, filters, t0, say)
         bench.timing = place
+        bench.keep_data = keep_data
         place.measure_clock("start")
         bench.kafka_pids = [n.proc.pid for n in up.state.nodes if n.proc] if embedded else []
         outcomes = []
@@ -171,7 +172,9 @@ def run_segment(bench: Bench, seg: Segment) -> SegmentOutcome:
     """Run one segment end to end and gather what it measured."""
     s = bench.scenario
     prefix = f"ab-{bench.run.name.lower()}-{seg.tag}"
-    topic = (s.broker.input_topic if s.broker else None) or f"{prefix}-alerts"
+    # The null broker reads a topic of its own, never a running broker's input.
+    theirs = s.broker.input_topic if s.broker and seg.params.get("broker") != "null" else None
+    topic = theirs or f"{prefix}-alerts"
     seg_dir = bench.work / seg.tag
     LocalTransport().make_dirs(seg_dir)
     create_topic(bench.servers, topic, partitions=seg.partitions, exist_ok=True)
@@ -196,7 +199,22 @@ def run_segment(bench: Bench, seg: Segment) -> SegmentOutcome:
         if timing is not None:
             stop_processes(bench.timing.transport, [timing], grace=5)
     outcome.expected = broker.expected()
+    if bench.kafka_pids and not bench.keep_data:
+        _drop_topics(bench, prefix)
     return outcome
+
+
+def _drop_topics(bench: Bench, prefix: str) -> None:
+    """Delete a finished segment's topics on the embedded Kafka.
+
+    A max-throughput segment can put tens of GB into Kafka; the next
+    segment's would add as much again on the same disk. Results read the
+    broker's files, never these topics.
+    """
+    for t in list_topics(bench.servers):
+        if t.name.startswith(prefix):
+            with contextlib.suppress(AlertbenchError):
+                delete_topic(bench.servers, t.name)
 
 
 def _measure(

@@ -117,6 +117,7 @@ class Bench:
     kafka_pids: list[int] = field(default_factory=list)
     clones: int = 0  # clone numbers used so far, so every alert of the run is unique
     sources: dict[str, Any] = field(default_factory=dict)  # topic -> the simulator's messages
+    keep_data: bool = False  # keep Kafka's data (no topic is deleted) and the broker's outputs
     # Where the user started the run: another broker's command runs there, as typed.
     cwd: Path = field(default_factory=Path.cwd)
     timing: TimingPlace = field(default_factory=lambda: TimingPlace(LocalTransport()))
