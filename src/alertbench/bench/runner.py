@@ -161,6 +161,10 @@ def run_bench(
     return run
 
 
+#: The null broker's input topic: a minute of retention, segments rolled every 30 s.
+NULL_INPUT_RETENTION = {"retention.ms": "60000", "segment.ms": "30000"}
+
+
 def broker_for(scenario: Scenario, seg: Segment) -> BrokerUnderTest:
     """The broker a segment measures: the null broker, the scenario's other one, or ours."""
     if seg.params.get("broker") == "null":
@@ -177,7 +181,10 @@ def run_segment(bench: Bench, seg: Segment) -> SegmentOutcome:
     topic = theirs or f"{prefix}-alerts"
     seg_dir = bench.work / seg.tag
     LocalTransport().make_dirs(seg_dir)
-    create_topic(bench.servers, topic, partitions=seg.partitions, exist_ok=True)
+    # The null broker's input is read once and never looked at again: at its rates it
+    # would put tens of GB on the disk if Kafka kept it until the run ends.
+    kept = NULL_INPUT_RETENTION if seg.params.get("broker") == "null" else None
+    create_topic(bench.servers, topic, partitions=seg.partitions, config=kept, exist_ok=True)
     # A topic that was there already (a running broker's) keeps its own partitions.
     partitions = next(len(t.partitions) for t in list_topics(bench.servers) if t.name == topic)
     broker = broker_for(s, seg)
