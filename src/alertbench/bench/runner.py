@@ -161,8 +161,9 @@ def run_bench(
     return run
 
 
-#: The null broker's input topic: a minute of retention, segments rolled every 30 s.
-NULL_INPUT_RETENTION = {"retention.ms": "60000", "segment.ms": "30000"}
+#: The null broker's input topic: 30 s of retention in segments of 64 MB, so that at a few
+#: hundred MB/s the disk holds about a minute of it.
+NULL_INPUT_RETENTION = {"retention.ms": "30000", "segment.bytes": str(64 * 2**20)}
 
 
 def broker_for(scenario: Scenario, seg: Segment) -> BrokerUnderTest:
