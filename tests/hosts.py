@@ -2,9 +2,11 @@
 
 Each host has its own network stack and address (10.X.Y.10+i), reached only
 over the bridge, and an SSH server of its own that accepts one key made for
-the run. They share this machine's file system, so a host "installs" Kafka
-into its own folder like a real one would. Creating them needs root,
-iproute2 and openssh-server; :func:`why_not` says what is missing.
+the run. Their host key is written to a known-hosts file, which
+``ALERTBENCH_SSH_KNOWN_HOSTS`` names while they exist. They share this
+machine's file system, so a host "installs" Kafka into its own folder like a
+real one would. Creating them needs root, iproute2 and openssh-server;
+:func:`why_not` says what is missing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
+KNOWN_HOSTS_ENV = "ALERTBENCH_SSH_KNOWN_HOSTS"
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,20 @@ def network_hosts(count: int, workdir: Path) -> Iterator[list[NetnsHost]]:
             hosts.append(NetnsHost(f"host{i + 1}", ns, address, outside, key, f"{net}.1"))
         for h in hosts:
             _wait_port(h.address, 22, 20)
-        yield hosts
+        # Trusted as an admin trusts a new machine: its key recorded out of band, before
+        # the first connection (alertbench refuses hosts it does not know).
+        known = workdir / "known_hosts"
+        pub = Path(f"{host_key}.pub").read_text().split()
+        known.write_text("".join(f"{h.address} {pub[0]} {pub[1]}\n" for h in hosts))
+        before = os.environ.get(KNOWN_HOSTS_ENV)
+        os.environ[KNOWN_HOSTS_ENV] = str(known)
+        try:
+            yield hosts
+        finally:
+            if before is None:
+                os.environ.pop(KNOWN_HOSTS_ENV, None)
+            else:
+                os.environ[KNOWN_HOSTS_ENV] = before
     finally:
         for p in sshds:
             p.terminate()

@@ -6,11 +6,20 @@ authentication, user and port per host). A remote process is recorded like
 a local one: its PID and its start time as the remote kernel reports it, so
 a recycled PID is never mistaken for ours and ``down`` stops exactly what
 ``up`` started.
+
+Host keys are checked as OpenSSH checks them: a host is trusted when its key
+is in the user's ``~/.ssh/known_hosts`` or in alertbench's own known-hosts
+file (:func:`known_hosts_file`). A host never seen before is refused unless
+its target says to trust new hosts (the inventory's ``trust_new_host_keys``),
+and then its key is recorded there; a host whose key changed is always
+refused, with the command that forgets the old key.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import os
 import shlex
 import subprocess
 import threading
@@ -21,8 +30,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from alertbench.errors import ClusterError
 from alertbench.procs import LocalTransport, ProcessRecord, Transport
+
+#: Environment variable naming alertbench's known-hosts file.
+KNOWN_HOSTS_ENV = "ALERTBENCH_SSH_KNOWN_HOSTS"
+
+
+def known_hosts_file() -> Path:
+    """Alertbench's own known-hosts file: ``$ALERTBENCH_SSH_KNOWN_HOSTS``, else the user's config.
+
+    OpenSSH's format, so ``ssh-keyscan`` and ``ssh-keygen -R -f`` work on it.
+    """
+    env = os.environ.get(KNOWN_HOSTS_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_config_dir("alertbench")) / "known_hosts"
+
+
+def fingerprint(key: Any) -> str:
+    """A host key's SHA256 fingerprint as OpenSSH prints it (``SHA256:...``)."""
+    import hashlib
+
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def host_key_name(address: str, port: int) -> str:
+    """How known_hosts names a host: ``address``, or ``[address]:port`` off port 22."""
+    return address if port == 22 else f"[{address}]:{port}"
+
 
 # The start time of a process in seconds since the epoch, computed on the
 # remote host from /proc (boot time + start ticks), as psutil does locally.
@@ -50,6 +89,9 @@ class SSHTarget:
         Private key; without one, the SSH agent and default keys are tried.
     sudo : bool
         Run commands through ``sudo -n`` (only where configured).
+    trust_new : bool
+        Accept a host key never seen before (trust on first use) and record
+        it in :func:`known_hosts_file`; a changed key is refused all the same.
     """
 
     host: str
@@ -58,6 +100,7 @@ class SSHTarget:
     port: int = 22
     key_file: Path | None = None
     sudo: bool = False
+    trust_new: bool = False
 
     def to_json(self) -> dict[str, object]:
         """The target as JSON data (for state files)."""
@@ -68,6 +111,7 @@ class SSHTarget:
             "port": self.port,
             "key_file": str(self.key_file) if self.key_file else None,
             "sudo": self.sudo,
+            "trust_new": self.trust_new,
         }
 
     @classmethod
@@ -81,6 +125,7 @@ class SSHTarget:
             port=int(data.get("port", 22)),  # type: ignore[arg-type]
             key_file=Path(str(key)) if key else None,
             sudo=bool(data.get("sudo", False)),
+            trust_new=bool(data.get("trust_new", False)),
         )
 
 
@@ -146,6 +191,36 @@ class HostPool:
         self.close()
 
 
+class _UnknownHostError(Exception):
+    """A host whose key is in no known-hosts file, refused."""
+
+
+class _NewHostPolicy:
+    """paramiko's missing-key policy: refuse, or trust on first use and record the key."""
+
+    def __init__(self, target: SSHTarget, known: Path) -> None:
+        self.target = target
+        self.known = known
+
+    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        name = host_key_name(self.target.address, self.target.port)
+        if not self.target.trust_new:
+            raise _UnknownHostError(
+                f"host {self.target.host}: {name} is not a known host (its key, "
+                f"{key.get_name()} {fingerprint(key)}, is in neither {self.known} nor "
+                "~/.ssh/known_hosts). Check that fingerprint on the host (`ssh-keygen -lf "
+                "/etc/ssh/ssh_host_ed25519_key.pub`), then either add the key with "
+                f"`ssh-keyscan -p {self.target.port} {self.target.address} >> {self.known}`, or "
+                "set trust_new_host_keys = true in the inventory to record new hosts' keys on "
+                "first use."
+            )
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.known.parent.mkdir(parents=True, exist_ok=True)
+        # Appended, as OpenSSH does: concurrent connections each add their own line.
+        with self.known.open("a") as f:
+            f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+
+
 class SSHTransport:
     """Files, commands and processes on one remote host, over one SSH connection.
 
@@ -169,9 +244,11 @@ class SSHTransport:
         self.host = target.host
         self._lock = threading.Lock()
         client = paramiko.SSHClient()
-        # Test hosts and fresh clusters have keys nobody has seen yet; the
-        # inventory, not known_hosts, is what names the machines we trust.
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        known = known_hosts_file()
+        client.load_system_host_keys()  # the user's ~/.ssh/known_hosts, never written
+        if known.exists():
+            client.load_host_keys(str(known))
+        client.set_missing_host_key_policy(_NewHostPolicy(target, known))
         try:
             client.connect(
                 target.address,
@@ -182,6 +259,17 @@ class SSHTransport:
                 banner_timeout=timeout,
                 auth_timeout=timeout,
             )
+        except paramiko.BadHostKeyException as exc:
+            name = host_key_name(target.address, target.port)
+            raise ClusterError(
+                f"host {target.host}: {name} presented host key {fingerprint(exc.key)}, but "
+                f"{fingerprint(exc.expected_key)} is recorded for it (in {known} or "
+                "~/.ssh/known_hosts). Someone may be intercepting the connection, or the host "
+                "was reinstalled. If you know it was, forget the old key with "
+                f"`ssh-keygen -R '{name}' -f {known}` (and ~/.ssh/known_hosts) and connect again."
+            ) from None
+        except _UnknownHostError as exc:
+            raise ClusterError(str(exc)) from None
         except (OSError, paramiko.SSHException) as exc:
             raise ClusterError(
                 f"host {target.host}: {target.user}@{target.address}:{target.port} is not "

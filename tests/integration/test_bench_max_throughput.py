@@ -27,8 +27,8 @@ def test_a_broker_that_cannot_sustain_a_rate_stops_there_beside_its_ceiling(
     scenario = tmp_path / "slow.toml"
     scenario.write_text(
         'name = "slow"\nkind = "max-throughput"\nschedule = "rate"\npartitions = 2\n'
-        "producers = 1\nwarmup_alerts = 20\nsettle_s = 4\nceiling = true\nextend_steps = 1\n"
-        "steps = [{rate = 40, seconds = 8}, {rate = 300, seconds = 8}, "
+        "producers = 1\nwarmup_alerts = 20\nsettle_s = 20\nceiling = true\nextend_steps = 1\n"
+        "steps = [{rate = 40, seconds = 10}, {rate = 300, seconds = 8}, "
         "{rate = 600, seconds = 8}]\n"
         f'[broker]\ncmd = "{passthrough(output, "slow")} --max-rate 120"\n'
         f'output_topics = "{output}"\ngroup = "slow"\nid_format = "container"\n'

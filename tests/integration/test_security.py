@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError
 
-from alertbench.errors import ClusterError
+from alertbench.errors import ClusterError, ConfigError
 from alertbench.kafka.admin import create_topic, describe_cluster, list_topics
 from alertbench.kafka.client import consume, produce
 from alertbench.kafka.credentials import ADMIN_PROPERTIES, SECURITY_DIR
@@ -103,6 +103,56 @@ def test_a_user_reads_what_it_was_granted_and_nothing_else(secured, tmp_path, li
     consumer.close()
     assert messages == []
     assert errors[0].error().code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+
+
+def test_a_password_with_quotes_and_backslashes_reaches_librdkafka_and_java(
+    secured, tmp_path, kafka4
+):
+    """Written raw into JAAS, this password would end early and add an option of its own."""
+    import subprocess
+
+    from alertbench.java import find_java
+    from alertbench.kafka.render import format_properties
+
+    rc, payloads = secured
+    password = 'pa"ss\\word" required x="y\\'
+    out = tmp_path / "quoted.properties"
+    ca = rc.cluster.state_dir / SECURITY_DIR / "ca.pem"
+    grant = Grant(read=["granted"], group_prefix="quoted-")
+    servers = rc.state.listeners["sasl_ssl"]
+    add_user(
+        rc.admin, "quoted", grant, protocol="sasl_ssl", servers=servers, out=out,
+        ca_file=ca, password=password,
+    )  # fmt: skip
+    props = read_client_properties(out)
+    assert props["sasl.password"] == password
+    user = Connection.build(props.pop("bootstrap.servers"), props, source=out)
+    got = consume(user, "granted", count=20, config={"group.id": "quoted-librdkafka"})
+    assert sorted(m[3] for m in got) == sorted(payloads)
+    # Kafka's own Java consumer, given the Java client's properties as Spark gets them.
+    java_file = tmp_path / "quoted-java.properties"
+    java_file.write_text(format_properties(user.java_options(prefix="")))
+    done = subprocess.run(
+        [
+            str(find_java().executable), "-cp", f"{kafka4.lib_dir}/*",
+            "org.apache.kafka.tools.consumer.ConsoleConsumer",
+            "--bootstrap-server", servers, "--command-config", str(java_file),
+            "--topic", "granted", "--group", "quoted-java", "--from-beginning",
+            "--max-messages", "20", "--timeout-ms", "60000",
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(done.stdout.split()) == sorted(p.decode() for p in payloads)
+    # The password cut where a raw quote would end it is refused.
+    wrong = Connection.build(servers, {**props, "sasl.password": "pa"})
+    with pytest.raises(ClusterError, match="user name or password is wrong"):
+        describe_cluster(wrong, timeout=10)
+    with pytest.raises(ConfigError, match="line break"):
+        add_user(
+            rc.admin, "broken", grant, protocol="sasl_ssl", servers=servers,
+            out=tmp_path / "broken.properties", ca_file=ca, password="two\nlines",
+        )  # fmt: skip
 
 
 def test_users_are_listed_and_removed(secured, tmp_path):

@@ -143,3 +143,73 @@ def test_kafka_is_installed_once_per_host(hosts, kafka4, tmp_path: Path) -> None
         _, again = install_kafka(t, kafka4, tmp_path / "opt")
         assert again == len(jars)
         assert not (lib / "stale.jar").exists()
+
+
+def test_an_unknown_host_is_refused_with_its_fingerprint(
+    hosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    known = tmp_path / "known_hosts"
+    monkeypatch.setenv("ALERTBENCH_SSH_KNOWN_HOSTS", str(known))
+    host = hosts[0]
+    expected = _fingerprint(host)
+    with pytest.raises(ClusterError) as refused:
+        connect(host)
+    said = str(refused.value)
+    assert f"host host1: {host.address} is not a known host" in said
+    assert expected in said
+    assert f"ssh-keyscan -p 22 {host.address} >> {known}" in said
+    assert not known.exists()  # nothing recorded without the flag
+
+
+def test_a_new_host_is_trusted_on_first_use_only_with_the_flag(
+    hosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    known = tmp_path / "config" / "known_hosts"
+    monkeypatch.setenv("ALERTBENCH_SSH_KNOWN_HOSTS", str(known))
+    host = hosts[1]
+    target = SSHTarget(host.name, host.address, key_file=host.key_file, trust_new=True)
+    with SSHTransport(target) as t:
+        assert t.shell("true").returncode == 0
+    (line,) = known.read_text().splitlines()
+    name, kind, key = line.split()
+    assert (name, kind) == (host.address, "ssh-ed25519")
+    assert key == _public_key(host).split()[1]
+    # Recorded: now known without the flag.
+    with connect(host) as t:
+        assert t.shell("true").returncode == 0
+
+
+def test_a_changed_host_key_is_refused_even_with_the_flag(
+    hosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    other = tmp_path / "other_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    kind, key = Path(f"{other}.pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    host = hosts[0]
+    known.write_text(f"{host.address} {kind} {key}\n")
+    monkeypatch.setenv("ALERTBENCH_SSH_KNOWN_HOSTS", str(known))
+    target = SSHTarget(host.name, host.address, key_file=host.key_file, trust_new=True)
+    with pytest.raises(ClusterError) as refused:
+        SSHTransport(target)
+    said = str(refused.value)
+    assert f"presented host key {_fingerprint(host)}" in said
+    assert f"ssh-keygen -R '{host.address}' -f {known}" in said
+    assert known.read_text() == f"{host.address} {kind} {key}\n"  # the old key kept
+
+
+def _public_key(host) -> str:
+    return (host.key_file.parent / "host_ed25519.pub").read_text()
+
+
+def _fingerprint(host) -> str:
+    """The host key's fingerprint as OpenSSH's own ssh-keygen prints it."""
+    import subprocess
+
+    done = subprocess.run(
+        ["ssh-keygen", "-lf", str(host.key_file.parent / "host_ed25519.pub")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout.split()[1]

@@ -313,3 +313,23 @@ def test_kafka_config_renders_a_secured_inventory_with_private_key_stores(tmp_pa
     admin = read_client_properties(out / "security" / "admin.properties")
     assert admin["bootstrap.servers"] == "10.0.0.1:24499,10.0.0.2:24499"
     assert admin["sasl.password"] not in done.output
+
+
+def test_jaas_values_are_escaped_as_kafkas_parser_reads_them() -> None:
+    from alertbench.kafka.security import jaas
+
+    module = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    assert jaas(module, "bob", 'a"b\\c') == (
+        f'{module} required username="bob" password="a\\"b\\\\c";'
+    )
+    with pytest.raises(ConfigError, match="password has a line break"):
+        jaas(module, "bob", "a\nb")
+
+
+def test_properties_files_double_backslashes_and_read_back_whole() -> None:
+    from alertbench.kafka.render import format_properties, parse_properties
+
+    props = {"sasl.jaas.config": 'M required password="a\\"b\\\\c";', "log.dirs": "/data/x"}
+    text = format_properties(props)
+    assert text == 'sasl.jaas.config=M required password="a\\\\"b\\\\\\\\c";\nlog.dirs=/data/x\n'
+    assert parse_properties(text) == props

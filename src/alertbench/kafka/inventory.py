@@ -52,6 +52,8 @@ class HostDefaults(BaseModel):
     ssh_port: int = Field(22, ge=1, le=65535)
     ssh_key: Path | None = None  # else the SSH agent and the user's default keys
     sudo: bool = False  # run remote commands through `sudo -n`
+    # Record a host key never seen before on first use (else refused: alertbench.ssh).
+    trust_new_host_keys: bool = False
     java_home: Path | None = None  # else `java` on the host's PATH
     spark_port: int = Field(7077, ge=1, le=65535)
     spark_ui_port: int = Field(8080, ge=1, le=65535)

@@ -28,6 +28,7 @@ def ssh_target(host: Host) -> SSHTarget:
         port=host.ssh_port,
         key_file=host.ssh_key.expanduser() if host.ssh_key else None,
         sudo=host.sudo,
+        trust_new=host.trust_new_host_keys,
     )
 
 

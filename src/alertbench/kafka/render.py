@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,20 +100,28 @@ def replication(inv: Inventory) -> tuple[int, int]:
 
 
 def format_properties(props: dict[str, str | int], header: str = "") -> str:
-    """Write Java properties, one ``key=value`` a line, in the given order."""
+    r"""Write Java properties, one ``key=value`` a line, in the given order.
+
+    A value's backslashes are doubled, as ``java.util.Properties`` reads
+    ``\\`` as one (a JAAS value's escapes would otherwise be lost).
+    """
     lines = [f"# {line}" for line in header.splitlines()] if header else []
-    lines += [f"{k}={v}" for k, v in props.items()]
+    lines += [f"{k}={_escaped(str(v))}" for k, v in props.items()]
     return "\n".join(lines) + "\n"
 
 
+def _escaped(value: str) -> str:
+    return value.replace("\\", "\\\\")
+
+
 def parse_properties(text: str) -> dict[str, str]:
-    """Read simple Java properties (``key=value`` lines, ``#`` comments)."""
+    """Read simple Java properties (``key=value`` lines, ``#`` comments), as written above."""
     out = {}
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith(("#", "!")) and "=" in line:
             key, value = line.split("=", 1)
-            out[key.strip()] = value.strip()
+            out[key.strip()] = re.sub(r"\\(.)", r"\1", value.strip())
     return out
 
 

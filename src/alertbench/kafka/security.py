@@ -213,9 +213,29 @@ def java_properties(props: dict[str, str]) -> dict[str, str]:
 
 
 def jaas(module: str, user: str, password: str, **users: str) -> str:
-    """A ``sasl.jaas.config`` value (``users``: PLAIN's ``user_NAME`` entries)."""
-    parts = [f'username="{user}"', f'password="{password}"']
-    parts += [f'user_{name}="{pw}"' for name, pw in users.items()]
+    r"""A ``sasl.jaas.config`` value (``users``: PLAIN's ``user_NAME`` entries).
+
+    Values are quoted as Kafka's JAAS parser reads them (a
+    ``StreamTokenizer``: ``\\`` and ``\"`` inside quotes), so a password
+    holding either is passed on whole, never cut short or read as more options.
+
+    Raises
+    ------
+    ConfigError
+        For a value with a line break or another control character, which
+        the parser cannot carry.
+    """
+
+    def quoted(what: str, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ConfigError(
+                f"the {what} has a line break or control character, which Kafka's JAAS "
+                "configuration cannot hold; choose one without."
+            )
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    parts = [f"username={quoted('user name', user)}", f"password={quoted('password', password)}"]
+    parts += [f"user_{name}={quoted(f'password of {name}', pw)}" for name, pw in users.items()]
     return f"{module} required {' '.join(parts)};"
 
 

@@ -96,6 +96,16 @@ def _check_name(name: str) -> None:
         )
 
 
+def _check_password(password: str) -> None:
+    # Client files are key=value lines read with their ends stripped; JAAS quotes no newlines.
+    if password != password.strip() or any(ord(c) < 32 or ord(c) == 127 for c in password):
+        raise ConfigError(
+            "the password starts or ends with a space, or holds a line break or control "
+            "character, which a client properties file cannot carry; choose another "
+            "(quotes and backslashes are fine)."
+        )
+
+
 def _wait(futures: dict, what: str) -> None:
     for key, future in futures.items():
         try:
@@ -137,7 +147,9 @@ def add_user(
     ca : KeyPair, optional
         Signs the user's certificate under mutual TLS (``ssl``).
     password : str, optional
-        Its SCRAM password; a random one by default.
+        Its SCRAM password; a random one by default. Quotes and backslashes
+        are carried (escaped for Java clients); a line break or a space at
+        either end is refused.
 
     Returns
     -------
@@ -152,6 +164,8 @@ def add_user(
             "this cluster authenticates by certificate and alertbench holds no CA key to "
             "issue one; issue the user's certificate with your CA."
         )
+    if password is not None:
+        _check_password(password)
     admin = admin_client(kafka)
     key_store = None
     password = password or new_password()
