@@ -63,6 +63,7 @@ def kafka_alert_source(work: Callable[[OffsetRange, Iterator[KafkaRecords]], Non
                 max_offsets=int(options.get("max_offsets") or 0) or None,
                 max_trigger_delay_s=float(options.get("max_trigger_delay_s") or 10.0),
             )
+            self.check_crcs = options.get("check_crcs", "true") == "true"
 
         def initialOffset(self) -> dict:  # noqa: N802 (Spark's name)
             return self.planner.initial()
@@ -85,7 +86,9 @@ def kafka_alert_source(work: Callable[[OffsetRange, Iterator[KafkaRecords]], Non
                 offsets: list[int] = []
 
                 def tables(r=r, offsets=offsets) -> Iterator[KafkaRecords]:
-                    for records in read_range(self.servers, r, self.chunk):
+                    for records in read_range(
+                        self.servers, r, self.chunk, check_crcs=self.check_crcs
+                    ):
                         offsets.extend(records.coords["offset"].to_pylist())
                         yield records
 
@@ -241,7 +244,7 @@ class KafkaInput:
         The size of each micro-batch: a cap, a minimum to wait for, and the
         longest wait for it.
     check_crcs : bool
-        Let Spark's Kafka consumer verify record CRCs.
+        Let the Kafka consumer (the tasks' or Spark's) verify record batches' CRCs.
     available_now : bool
         Read what the topics hold at the start, then stop (benchmarks).
     """
@@ -253,7 +256,7 @@ class KafkaInput:
     max_offsets: int | None = None
     min_offsets: int | None = None
     max_trigger_delay_s: float | None = None
-    check_crcs: bool = False
+    check_crcs: bool = True
     available_now: bool = False
 
     def checkpoint(self, name: str) -> str:
@@ -308,6 +311,7 @@ def start_kafka_tasks_query(
         .option("max_trigger_delay_s", str(q.max_trigger_delay_s or 10.0))
         .option("chunk", spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "1000"))
         .option("tasks", str(spark.sparkContext.defaultParallelism))
+        .option("check_crcs", str(q.check_crcs).lower())
         .load()
     )
     return (
