@@ -129,6 +129,20 @@ def run(
             rich_help_panel="Another broker",
         ),
     ] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help="Inject a fault during the measured load, NAME[:key=value,...] (kafka-kill, "
+            "kafka-pause, driver-kill, bad-input-burst; keys visit, after_s, heal_after_s and "
+            "the kind's own), e.g. kafka-pause:visit=2,after_s=5,heal_after_s=20; repeatable, "
+            "added to the scenario's [[faults]].",
+        ),
+    ] = None,
+    kafka_nodes: Annotated[
+        int | None,
+        typer.Option(help="Nodes of the embedded Kafka (kafka-kill needs 3: replication 3)."),
+    ] = None,
     repeat: Annotated[
         int,
         typer.Option(
@@ -144,6 +158,7 @@ def run(
     its latency is timed by the alert ids it writes.
     """
     from alertbench.alerts.files import alert_sources
+    from alertbench.bench.faults.spec import parse_fault
     from alertbench.bench.runner import run_bench
     from alertbench.bench.scenario import load_scenario
     from alertbench.kafka.local import inventory_of
@@ -177,7 +192,14 @@ def run(
         "id_schemas": id_schemas,
     }
     chosen = load_scenario(
-        scenario, broker=other, visits=visits, alerts=count, security=security, science=science
+        scenario,
+        broker=other,
+        visits=visits,
+        alerts=count,
+        security=security,
+        science=science,
+        kafka_nodes=kafka_nodes,
+        extra_faults=[parse_fault(f) for f in fault or []],
     )
     sources = alert_sources(alerts, settings.alerts)
     console.print(f"[bold]{chosen.name}[/]: {chosen.description}")

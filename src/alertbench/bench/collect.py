@@ -259,6 +259,12 @@ def results(
         out["ceiling"] = ceiling_of(ceiling, out.get("max_held_rate"))
     if scenario.kind == "scaling":
         out["sweep"] = sweep
+    if main.faults:
+        from alertbench.bench.faults.measure import fault_results
+
+        out["faults"], problems = fault_results(main, m, t0=t0, interval=scenario.visit_interval)
+        out["failures"] += [p for p in problems if p not in out["failures"]]
+        out["status"] = "passed" if not out["failures"] else "failed"
     from alertbench.bench.capacity import capacity_model
 
     out["capacity"] = capacity_model(out)

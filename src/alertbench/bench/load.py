@@ -9,7 +9,9 @@ not hold (:mod:`alertbench.bench.steps` judges them).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from alertbench.bench.sampler import LagSampler, ResourceSampler
@@ -30,11 +32,15 @@ def send(
     visits: int | None = None,
     duration: float | None = None,
     monitor: Callable[..., None] | None = None,
+    start_at: float | None = None,
+    ack_log: Path | None = None,
 ) -> dict[str, Any]:
     """Send one part of the load with the simulator; returns its summary.
 
     Exactly one of ``count``, ``visits`` and ``duration`` bounds it (or the
     schedule does); ``monitor`` hears the acknowledged count as it goes.
+    ``start_at`` fixes its first due send (epoch s); ``ack_log`` records every
+    delivery report (a fault's loss is counted per id from it).
     """
     s = bench.scenario
     opts = SimulationOptions(
@@ -52,6 +58,8 @@ def send(
         producers=seg.producers,
         partitions=seg.partitions,
         start_delay=0.2,
+        start_at=start_at,
+        ack_log=ack_log,
     )
     # Clones' templates take seconds to make: once per topic (its wire's subject), not per part.
     source = bench.sources.get(topic)
@@ -122,8 +130,14 @@ def steps(
     resources: ResourceSampler,
     monitor: Callable[..., None],
     ran: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    start_at: float | None = None,
+    ack_log: Path | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Max-throughput's steps, each judged (:mod:`alertbench.bench.steps`) as it ends.
+
+    The first step starts at ``start_at``; every step records its delivery
+    reports in ``ack_log`` (see :func:`send`).
 
     The run stops at the first step not held. While every step holds, up to
     ``extend_steps`` more are added, each 25% faster (:func:`faster`), so the
@@ -145,6 +159,8 @@ def steps(
                 Schedule(mode="rate", rate=step.rate),
                 duration=step.seconds,
                 monitor=monitor,
+                start_at=start_at if k == 0 else None,
+                ack_log=ack_log,
             )
         )
         lag.sample()
@@ -190,10 +206,24 @@ def drive(
     lag: LagSampler,
     resources: ResourceSampler,
     produced: list[int],
+    *,
+    on_start: Callable[[float], None] | None = None,
+    ack_log: Path | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Send the measured load; returns the simulator summaries and max-throughput steps."""
+    """Send the measured load; returns the simulator summaries and max-throughput steps.
+
+    ``on_start`` hears the load's first due send (epoch s) before it starts,
+    so that faults can be timed on the simulator's own clock; ``ack_log``
+    records every delivery report (see :func:`send`).
+    """
     s = bench.scenario
     done = [0]
+    start_at = None  # without faults, the simulator picks the next whole second itself
+    if on_start is not None:
+        # Two seconds ahead: the simulator's checks of Kafka before it sends fit in them.
+        start_at = float(int(time.time()) + 2)
+        on_start(start_at)
+    timed = {"start_at": start_at, "ack_log": ack_log}
 
     def monitor(acked: int, *_rest: Any) -> None:
         produced[0] = done[0] + acked
@@ -204,12 +234,13 @@ def drive(
         return summary
 
     if s.kind == "max-throughput":
-        return steps(bench, seg, topic, lag, resources, monitor, ran)
+        return steps(bench, seg, topic, lag, resources, monitor, ran, **timed)
     if s.schedule == "visits":
         schedule = Schedule(
             mode="visits", visit_size=s.visit_alerts, visit_interval=s.visit_interval
         )
-        return [ran(send(bench, seg, topic, schedule, visits=s.visits, monitor=monitor))], []
+        sent = send(bench, seg, topic, schedule, visits=s.visits, monitor=monitor, **timed)
+        return [ran(sent)], []
     schedule = Schedule(mode=s.schedule, rate=s.rate, replay_speed=s.replay_speed)
     count = s.alerts or len(bench.alerts)
-    return [ran(send(bench, seg, topic, schedule, count=count, monitor=monitor))], []
+    return [ran(send(bench, seg, topic, schedule, count=count, monitor=monitor, **timed))], []

@@ -39,6 +39,7 @@ class SegmentOutcome:
     sampler_errors: list[str] = field(default_factory=list)
     expected: Path | None = None
     broker_kind: str = "alertbench"  # "external": measured from outside; "null": the ceiling
+    faults: list[dict[str, Any]] = field(default_factory=list)  # the injector's records
 
     @property
     def broker_out(self) -> Path:

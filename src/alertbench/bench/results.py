@@ -183,6 +183,35 @@ CEILING_FIELDS: dict[str, str] = {
 }
 
 
+#: Fields of a run with faults (``[[faults]]`` or ``--fault``).
+FAULT_FIELDS: dict[str, str] = {
+    "faults.pass_rules": "The rules the faults' verdict follows, in words.",
+    "faults.faults": "Each fault: name, label, params, heal_after_s, error, did (what it did: "
+    "node, pids, signal, counts written), heal_did, injected_s and healed_s, "
+    "first_ack_after_s and first_commit_after_s (from the fault to the first producer "
+    "acknowledgement and the first batch committed after it), first_commit_after_heal_s, "
+    "largest_ack_stall_s and largest_commit_stall_s per phase (baseline, fault, recovery: the "
+    "longest time no acknowledgement, or no batch commit, came while alerts waited for one), "
+    "and "
+    "with visits recovery (baseline_p99_s, limit_p99_s, back_at_visit, recovery_s from the "
+    "heal to the first of two visits back within the limit, within_two_visits).",
+    "faults.acked": "Alerts the producers had acknowledged during the measured load.",
+    "faults.acked_lost": "Acknowledged alerts missing from raw (another broker: from every "
+    "output).",
+    "faults.lost_ids": "Their ids (at most 100).",
+    "faults.never_acked": "Alerts whose delivery failed and were never acknowledged.",
+    "faults.duplicates": "Duplicates per stage: raw, science (exactly-once), outputs per topic "
+    "(at-least-once, counted).",
+    "faults.quarantined": "Messages the broker quarantined.",
+    "faults.quarantine_reasons": "Of those, how many per reason.",
+    "faults.injected": "Malformed messages and duplicated alerts a fault wrote (null: none).",
+    "faults.visits": "Each visit: visit (from 1, as a fault's visit counts), due_s, alerts, "
+    "p99_s, share_within_60s.",
+    "faults.visits_missing_98pct_in_60s": "Visits with under 98% of their alerts within 60 s.",
+    "faults.ok": "Whether every pass rule held.",
+}
+
+
 def lookup(results: dict[str, Any], path: str) -> Any:
     """The value at dotted ``path``; raises KeyError when absent."""
     value: Any = results
@@ -203,6 +232,8 @@ def missing_fields(results: dict[str, Any]) -> list[str]:
         paths += list(MAX_THROUGHPUT_FIELDS)
         if "ceiling" in results:
             paths += list(CEILING_FIELDS)
+    if "faults" in results:
+        paths += list(FAULT_FIELDS)
     missing = []
     for path in paths:
         try:

@@ -22,6 +22,9 @@ from typing import Any
 
 from alertbench.bench import collect, load
 from alertbench.bench.brokers import BrokerUnderTest, NullBroker, OtherBroker, OwnBroker, Wiring
+from alertbench.bench.faults.injector import Injector
+from alertbench.bench.faults.kinds import Target
+from alertbench.bench.faults.spec import refusal
 from alertbench.bench.outcome import SegmentOutcome
 from alertbench.bench.sampler import Every, LagSampler, ResourceSampler
 from alertbench.bench.scenario import Scenario
@@ -89,6 +92,15 @@ def run_bench(
             "a broker that already runs reads a Kafka of its own, not the bench's embedded "
             "one: give its cluster (--bootstrap-servers, or an inventory), or --broker-cmd."
         )
+    # Faults that cannot run here are refused before anything starts.
+    for fault in scenario.faults:
+        why = refusal(
+            fault,
+            embedded_nodes=scenario.kafka_nodes if servers is None else None,
+            own_broker=scenario.broker is None,
+        )
+        if why:
+            raise ConfigError(f"{why}.")
     t0 = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(t0))
     # Children run in other folders: they are handed absolute paths only.
@@ -106,7 +118,7 @@ def run_bench(
             "inventory": None,  # the embedded Kafka is one local node, whatever is deployed
             "kafka": settings.kafka.model_copy(
                 update={
-                    "nodes": 1,
+                    "nodes": scenario.kafka_nodes,
                     "base_port": 0,
                     "bootstrap_servers": None,
                     "security": scenario.security,
@@ -121,13 +133,18 @@ def run_bench(
     results: dict[str, Any] = {}
     try:
         if embedded:
-            say("starting an embedded single-node Kafka")
+            say(
+                "starting an embedded single-node Kafka"
+                if scenario.kafka_nodes == 1
+                else f"starting an embedded {scenario.kafka_nodes}-node Kafka"
+            )
             up = local.up(kafka_settings)
             servers = admin_connection(kafka_settings.kafka_state_dir, up.state.bootstrap_servers)
         conn = Connection.of(servers)  # type: ignore[arg-type]
         bench = Bench(scenario, settings, run, conn, master, alerts, report, filters, t0, say)
         bench.timing = place
         bench.keep_data = keep_data
+        bench.kafka_settings = kafka_settings if embedded else None
         place.measure_clock("start")
         bench.kafka_pids = [n.proc.pid for n in up.state.nodes if n.proc] if embedded else []
         outcomes = []
@@ -261,6 +278,9 @@ def _measure(
         bench.t0,
     )
     sampling = Every(1.0, resources.sample, lag.sample).start()
+    injector = None
+    if s.faults and seg.tag == "main":
+        injector = Injector(s.faults, _target(bench, seg, broker, wiring))
     try:
         warm = load.send(bench, seg, topic, Schedule(mode="max"), count=s.warmup_alerts)
         outcome.warmup = warm
@@ -270,7 +290,19 @@ def _measure(
         if s.kind == "max-throughput" and s.settle_s > 0:
             outcome.settle = load.settle(bench, seg, topic, lag)
         outcome.measured_from = time.time()
-        outcome.loads, outcome.steps = load.drive(bench, seg, topic, lag, resources, produced)
+        outcome.loads, outcome.steps = load.drive(
+            bench,
+            seg,
+            topic,
+            lag,
+            resources,
+            produced,
+            on_start=(lambda t: injector.start(t, s.visit_interval)) if injector else None,
+            ack_log=wiring.dir / "acks" if s.faults else None,
+        )
+        if injector is not None:
+            bench.say("the load is sent; waiting for the faults to heal")
+            outcome.faults = injector.finish()
         total = sum(end_offsets(bench.servers, topic, wiring.partitions).values())
         bench.say(f"all {total:,} alerts in Kafka; waiting for the broker to drain them")
         outcome.drained = broker.wait(total, s.drain_timeout, fail=False)
@@ -290,11 +322,34 @@ def _measure(
         if bench.timing.root is not None:  # bring its arrivals home
             bench.timing.transport.fetch_file(where / "arrivals.csv", wiring.dir / "arrivals.csv")
     finally:
+        if injector is not None:
+            outcome.faults = injector.abort()
         sampling.stop()
         marks.close()
         outcome.resources = resources.rows
         outcome.lag = lag.rows
         outcome.sampler_errors = sampling.errors
+
+
+def _target(bench: Bench, seg: Segment, broker: BrokerUnderTest, wiring: Wiring) -> Target:
+    """What the scenario's faults may act on: this segment's broker and the embedded Kafka."""
+    from alertbench.kafka import local
+
+    def nodes(state) -> dict:
+        return {n.node_id: n.proc for n in state.nodes if "broker" in n.roles and n.proc}
+
+    def kafka_nodes() -> dict:
+        if bench.kafka_settings is None:
+            return {}
+        state = local.recorded_state(bench.kafka_settings)
+        return nodes(state) if state else {}
+
+    def restart_kafka() -> dict:
+        if bench.kafka_settings is None:
+            return {}
+        return nodes(local.up(bench.kafka_settings).state)
+
+    return Target(bench, seg, broker, wiring, kafka_nodes, restart_kafka)
 
 
 def _start_timing(bench: Bench, seg: Segment, broker: BrokerUnderTest, seg_dir: Path) -> None:

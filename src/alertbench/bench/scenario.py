@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from alertbench.bench.faults.spec import FaultSpec, check_time
 from alertbench.config import MaxTriggerDelay, MinOffsetsPerTrigger, check_batch_bounds
 from alertbench.errors import ConfigError
 
@@ -165,6 +166,18 @@ class Scenario(BaseModel):
     broker: OtherBrokerSpec | None = Field(
         None, description="A broker alertbench did not build, measured instead of its own."
     )
+    kafka_nodes: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="Nodes of the embedded Kafka (3 or more: replication 3, min ISR 2, as "
+        "Rubin's alert topic runs).",
+    )
+    faults: list[FaultSpec] = Field(
+        default_factory=list,
+        description="Faults injected during the measured load ([[faults]]: name, visit, "
+        "after_s, heal_after_s and the kind's own keys).",
+    )
     security: Literal["plaintext", "sasl_plaintext", "ssl", "sasl_ssl"] = Field(
         "plaintext",
         description="Security of the embedded Kafka: every client (simulator, broker, timing) "
@@ -191,7 +204,23 @@ class Scenario(BaseModel):
             )
         if self.wire == "confluent" and not self.schema_registry:
             raise ValueError("the confluent wire needs schema_registry (folder or URL)")
+        if self.faults and self.kind == "scaling":
+            raise ValueError("faults strike one broker's run: a stream or max-throughput scenario")
+        visits = self.visits if self.schedule == "visits" and self.kind == "stream" else None
+        for fault in self.faults:
+            check_time(fault, visits=visits, interval=self.visit_interval, load_s=self.load_s)
         return self
+
+    @property
+    def load_s(self) -> float | None:
+        """The measured load's length in seconds, where the scenario fixes it."""
+        if self.kind == "max-throughput":
+            return sum(s.seconds for s in self.steps)
+        if self.schedule == "visits" and self.visits:
+            return self.visits * self.visit_interval
+        if self.schedule == "rate" and self.alerts:
+            return self.alerts / self.rate
+        return None
 
 
 def builtin_names() -> list[str]:
@@ -203,12 +232,17 @@ def builtin_names() -> list[str]:
 
 
 def load_scenario(
-    name_or_path: str, *, broker: dict[str, object] | None = None, **overrides: object
+    name_or_path: str,
+    *,
+    broker: dict[str, object] | None = None,
+    extra_faults: list[dict[str, object]] | None = None,
+    **overrides: object,
 ) -> Scenario:
     """A shipped scenario by name, or a TOML file by path, with ``overrides`` applied.
 
     ``broker`` overrides keys of the ``[broker]`` table (the command line's
-    broker flags). Relative paths in a file are taken from the file's folder.
+    broker flags); ``extra_faults`` are added to its ``[[faults]]``. Relative
+    paths in a file are taken from the file's folder.
 
     Raises
     ------
@@ -236,6 +270,8 @@ def load_scenario(
     if base is not None:
         _absolute(data, base)
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if extra_faults:
+        data["faults"] = [*(data.get("faults") or []), *extra_faults]
     flags = {k: v for k, v in (broker or {}).items() if v is not None}
     if flags:
         table = data.get("broker")

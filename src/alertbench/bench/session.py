@@ -121,6 +121,8 @@ class Bench:
     # Where the user started the run: another broker's command runs there, as typed.
     cwd: Path = field(default_factory=Path.cwd)
     timing: TimingPlace = field(default_factory=lambda: TimingPlace(LocalTransport()))
+    faults: list[dict[str, Any]] = field(default_factory=list)  # injected faults, with PIDs
+    kafka_settings: Settings | None = None  # the embedded Kafka's, to restart its nodes
 
     @property
     def work(self) -> Path:
@@ -134,10 +136,11 @@ class Bench:
 
     def save_state(self) -> None:
         """Record the PIDs the bench started (so `bench` can stop them after a crash)."""
-        LocalTransport().write_text(
-            self.work / STATE_FILE,
-            json.dumps({k: v.to_json() for k, v in self.procs.items()}, indent=2) + "\n",
-        )
+        state: dict[str, Any] = {k: v.to_json() for k, v in self.procs.items()}
+        if self.faults:
+            # Which processes a fault stopped or killed, so they can be found after a crash.
+            state["faults"] = self.faults
+        LocalTransport().write_text(self.work / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
 
 def segments_of(scenario: Scenario) -> list[Segment]:
@@ -254,7 +257,7 @@ def bench_info(bench: Bench, embedded: bool, settings: Settings) -> dict[str, An
                 # The protocol and user, never a secret.
                 "security": bench.servers.protocol,
                 "user": bench.servers.props.get("sasl.username"),
-                "nodes": 1 if embedded else None,
+                "nodes": s.kafka_nodes if embedded else None,
                 "version": settings.kafka.version,
                 "heap": settings.kafka.heap,
             },

@@ -118,6 +118,7 @@ class Plan:
     duration: float | None = None
     replay_offsets: list[float] | None = None
     replay_span: float = 0.0
+    ack_log: str | None = None  # each producer appends ``alert_id,sent_us,ack_us,error`` lines
 
 
 Progress = Callable[[ProducerStats], None]
@@ -157,7 +158,15 @@ def run_producer(
     stats = ProducerStats(producer=j)
     producer = Producer(conf)
 
-    def on_delivery(err: KafkaError | None, msg: Any, visit: VisitStats) -> None:
+    acks: list[str] | None = [] if plan.ack_log else None
+
+    def on_delivery(
+        err: KafkaError | None, msg: Any, visit: VisitStats, alert_id: str | None, sent: int
+    ) -> None:
+        if acks is not None:
+            # Who was acknowledged and when: a fault's loss is counted per id from this.
+            reason = err.name() if err is not None else ""
+            acks.append(f"{alert_id or ''},{sent},{int(time.time() * 1e6)},{reason}\n")
         if err is not None:
             stats.failures += 1
             if len(stats.failure_samples) < 10:
@@ -207,7 +216,9 @@ def run_producer(
                     headers=headers,
                     timestamp=sent_us // 1000,
                     # Delivery reports carry no headers: bind the visit here.
-                    on_delivery=lambda err, m, v=visit: on_delivery(err, m, v),
+                    on_delivery=lambda err, m, v=visit, a=msg.alert_id, t=sent_us: on_delivery(
+                        err, m, v, a, t
+                    ),
                 )
                 break
             except BufferError:
@@ -223,6 +234,9 @@ def run_producer(
         if progress is not None:
             progress(stats)
     stats.finished = time.time()
+    if acks:
+        with open(f"{plan.ack_log}.{j}.csv", "a") as f:
+            f.writelines(acks)
     if progress is not None:
         progress(stats)
     return stats

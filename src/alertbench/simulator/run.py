@@ -55,6 +55,8 @@ class SimulationOptions:
     strict: bool = False
     start_delay: float = 0.5
     producer_extra: dict[str, Any] = field(default_factory=dict)
+    ack_log: Path | None = None  # record every delivery report: PREFIX.J.csv per producer
+    start_at: float | None = None  # the first due send (epoch s); default: the next second
 
 
 @dataclass
@@ -229,8 +231,17 @@ def simulate(
     partitions = len(existing[opts.topic].partitions) if opts.topic in existing else opts.partitions
 
     # Visits start on the wall-clock grid: the first one on the next whole second.
-    t0 = float(int(time.time() + opts.start_delay) + 1)
-    plan = Plan(opts.topic, count, opts.schedule, t0, opts.duration, offsets, span)
+    t0 = opts.start_at or float(int(time.time() + opts.start_delay) + 1)
+    plan = Plan(
+        opts.topic,
+        count,
+        opts.schedule,
+        t0,
+        opts.duration,
+        offsets,
+        span,
+        str(opts.ack_log) if opts.ack_log else None,
+    )
     results = _run_producers(source, plan, opts, monitor)
     summary = summarise(opts, plan, results, report, partitions)
     return SimulationResult(summary, report)

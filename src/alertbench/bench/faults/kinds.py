@@ -1,0 +1,276 @@
+"""Each kind of fault: one act on a process or topic the bench started, and its heal.
+
+Every act is taken on a process by its PID (checked against its start time,
+so a recycled PID is never hit) and recorded, PIDs included, in the fault's
+record, which the bench keeps in its state file while the fault is live.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import psutil
+
+from alertbench.bench.faults.spec import FaultSpec
+from alertbench.errors import AlertbenchError
+from alertbench.procs import LocalTransport, ProcessRecord
+
+if TYPE_CHECKING:
+    from alertbench.bench.brokers import BrokerUnderTest, Wiring
+    from alertbench.bench.session import Bench, Segment
+
+
+class FaultError(AlertbenchError):
+    """A fault could not be injected or healed."""
+
+
+@dataclass
+class Target:
+    """What a fault may act on in one segment of a run.
+
+    Attributes
+    ----------
+    bench, seg, broker, wiring
+        The run, its segment, the broker under test and where it reads.
+    kafka_nodes : callable
+        ``{node_id: ProcessRecord}`` of the embedded Kafka's brokers now.
+    restart_kafka : callable
+        Starts the embedded Kafka's nodes that are not running (its own
+        launcher, as ``kafka up`` does) and returns their processes.
+    """
+
+    bench: Bench
+    seg: Segment
+    broker: BrokerUnderTest
+    wiring: Wiring
+    kafka_nodes: Callable[[], dict[int, ProcessRecord]]
+    restart_kafka: Callable[[], dict[int, ProcessRecord]]
+
+
+class Act(Protocol):
+    """One injected fault."""
+
+    def inject(self) -> dict[str, Any]:
+        """Do it; returns what was done (PIDs, counts) for the record."""
+
+    def heal(self) -> dict[str, Any]:
+        """Undo it; returns what was done."""
+
+
+def _pids(procs: list[ProcessRecord]) -> list[int]:
+    return [p.pid for p in procs]
+
+
+def _tree(proc: ProcessRecord) -> list[ProcessRecord]:
+    """``proc`` and every descendant, each with its own start time, children first."""
+    try:
+        root = psutil.Process(proc.pid)
+        kids = root.children(recursive=True)
+    except psutil.Error:
+        return [proc]
+    found = []
+    for k in reversed(kids):
+        try:
+            found.append(ProcessRecord(k.pid, k.create_time(), proc.host))
+        except psutil.Error:
+            continue
+    return [*found, proc]
+
+
+def _leader(target: Target, partition: int) -> tuple[int, ProcessRecord]:
+    """The node leading ``partition`` of the input topic, and its process."""
+    from alertbench.kafka.admin import list_topics
+
+    topic = target.wiring.topic
+    info = next((t for t in list_topics(target.bench.servers) if t.name == topic), None)
+    if info is None or partition >= len(info.partitions):
+        raise FaultError(f"the input topic {topic} has no partition {partition}")
+    leader = next(p.leader for p in info.partitions if p.id == partition)
+    nodes = target.kafka_nodes()
+    if leader not in nodes:
+        raise FaultError(f"partition {partition}'s leader, node {leader}, is not one the bench ran")
+    return leader, nodes[leader]
+
+
+@dataclass
+class KafkaPause:
+    """SIGSTOP the leader of an input partition; SIGCONT it to heal."""
+
+    spec: FaultSpec
+    target: Target
+    proc: ProcessRecord | None = None
+
+    def inject(self) -> dict[str, Any]:  # noqa: D102
+        node, self.proc = _leader(self.target, int(self.spec.value("partition")))
+        LocalTransport().send_signal(self.proc, signal.SIGSTOP)
+        return {"node": node, "pids": [self.proc.pid], "signal": "SIGSTOP"}
+
+    def heal(self) -> dict[str, Any]:  # noqa: D102
+        if self.proc is None:
+            return {}
+        LocalTransport().send_signal(self.proc, signal.SIGCONT)
+        return {"pids": [self.proc.pid], "signal": "SIGCONT"}
+
+
+@dataclass
+class KafkaKill:
+    """SIGKILL the leader of an input partition; restart it through the launcher to heal."""
+
+    spec: FaultSpec
+    target: Target
+    node: int | None = None
+
+    def inject(self) -> dict[str, Any]:  # noqa: D102
+        self.node, proc = _leader(self.target, int(self.spec.value("partition")))
+        local = LocalTransport()
+        local.send_signal(proc, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while local.is_running(proc) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"node": self.node, "pids": [proc.pid], "signal": "SIGKILL"}
+
+    def heal(self) -> dict[str, Any]:  # noqa: D102
+        from alertbench.kafka.admin import list_topics
+
+        started = self.target.restart_kafka()
+        self.target.bench.kafka_pids = [p.pid for p in started.values()]
+        # Healed once the restarted node is back in every input partition's ISR.
+        topic, deadline, full = self.target.wiring.topic, time.monotonic() + 120, False
+        while not full and time.monotonic() < deadline:
+            info = next(
+                (t for t in list_topics(self.target.bench.servers) if t.name == topic), None
+            )
+            full = info is not None and all(set(p.isr) == set(p.replicas) for p in info.partitions)
+            if not full:
+                time.sleep(0.5)
+        return {
+            "node": self.node,
+            "restarted_pid": started[self.node].pid if self.node in started else None,
+            "isr_full": full,
+        }
+
+
+@dataclass
+class DriverKill:
+    """SIGKILL alertbench's broker (driver, JVM, Python workers); start it again to heal."""
+
+    spec: FaultSpec
+    target: Target
+
+    def inject(self) -> dict[str, Any]:  # noqa: D102
+        local = LocalTransport()
+        killed = [p for root in self.target.broker.procs() for p in _tree(root)]
+        if not killed:
+            raise FaultError("the broker under test has no process to kill")
+        for p in killed:
+            local.send_signal(p, signal.SIGKILL)
+        return {"pids": _pids(killed), "signal": "SIGKILL"}
+
+    def heal(self) -> dict[str, Any]:  # noqa: D102
+        t = self.target
+        t.broker.start(t.bench, t.seg, t.wiring)  # the same folder: the same checkpoint
+        for k, proc in enumerate(t.broker.procs()):
+            t.bench.procs[f"broker-{t.seg.tag}" + (f"-{k}" if k else "")] = proc
+        t.bench.save_state()
+        return {"restarted_pids": _pids(t.broker.procs())}
+
+
+@dataclass
+class BadInputBurst:
+    """Malformed messages and duplicated alerts written to the input, between the good ones."""
+
+    spec: FaultSpec
+    target: Target
+
+    def inject(self) -> dict[str, Any]:  # noqa: D102
+        from confluent_kafka import Consumer, Producer, TopicPartition
+
+        from alertbench.alerts.wire import ALERT_ID_HEADER, SENT_HEADER
+        from alertbench.simulator.producer import producer_config
+
+        bench, topic = self.target.bench, self.target.wiring.topic
+        n = {
+            k: int(self.spec.value(k))
+            for k in ("random", "truncated", "wrong_schema", "duplicates")
+        }
+        # Good alerts to cut and to send again: the first ones of the input (the warm-up's).
+        consumer = Consumer(
+            bench.servers.conf({"group.id": f"alertbench-fault-{uuid.uuid4().hex[:8]}"})
+        )
+        try:
+            consumer.assign([TopicPartition(topic, 0, 0)])
+            good = []
+            deadline = time.monotonic() + 30
+            need = max(n["truncated"], n["duplicates"], 1)
+            while len(good) < need and time.monotonic() < deadline:
+                good += [m for m in consumer.consume(need, timeout=1.0) if m.error() is None]
+        finally:
+            consumer.close()
+        if not good:
+            raise FaultError(f"no alert could be read back from {topic} to corrupt")
+        producer = Producer(producer_config(bench.servers, acks="all", compression="none"))
+        failed: list[str] = []
+
+        def send(value: bytes, key: bytes | None, alert_id: str | None = None) -> None:
+            headers = [(SENT_HEADER, str(int(time.time() * 1e6)).encode())]
+            if alert_id is not None:
+                headers.append((ALERT_ID_HEADER, alert_id.encode()))
+            producer.produce(
+                topic,
+                value=value,
+                key=key,
+                headers=headers,
+                on_delivery=lambda err, _m: err is not None and failed.append(err.str()),
+            )
+
+        for _ in range(n["random"]):
+            send(os.urandom(2048), None)
+        for m in good[: n["truncated"]]:
+            send(m.value()[: len(m.value()) // 2], m.key())
+        other = _other_schema_container()
+        for _ in range(n["wrong_schema"]):
+            send(other, None)
+        ids = []
+        for m in good[: n["duplicates"]]:
+            alert_id = dict(m.headers() or []).get(ALERT_ID_HEADER)
+            ids.append(alert_id.decode() if alert_id else None)
+            send(m.value(), m.key(), ids[-1])
+        producer.flush(30)
+        if failed:
+            raise FaultError(f"the burst was not all written: {failed[0]}")
+        return {
+            "malformed": {k: n[k] for k in ("random", "truncated", "wrong_schema")},
+            "duplicates": len(ids),
+            "duplicated_ids": ids,
+        }
+
+    def heal(self) -> dict[str, Any]:  # noqa: D102
+        return {}
+
+
+def _other_schema_container() -> bytes:
+    """A valid Avro container of a schema no survey uses."""
+    import fastavro
+
+    with io.BytesIO() as buf:
+        fastavro.writer(
+            buf,
+            {"type": "record", "name": "x", "fields": [{"name": "a", "type": "int"}]},
+            [{"a": 1}],
+        )
+        return buf.getvalue()
+
+
+ACTS: dict[str, Callable[[FaultSpec, Target], Act]] = {
+    "kafka-pause": KafkaPause,
+    "kafka-kill": KafkaKill,
+    "driver-kill": DriverKill,
+    "bad-input-burst": BadInputBurst,
+}

@@ -1,0 +1,122 @@
+"""Faults inside a benchmark run, on real Kafka nodes and the README's pass-through broker.
+
+Each run strikes a Kafka node the bench started, by its PID, in the middle
+of a visit, heals it, and must report what that cost: no acknowledged alert
+lost (per id), the stall in the acknowledgements and commits, and the
+visits back within 1.5 times the baseline p99.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from alertbench.bench.results import missing_fields
+from others import ROOT, passthrough, running
+
+pytestmark = [pytest.mark.kafka]
+
+
+def _scenario(
+    tmp_path: Path, output: str, fault: str, *, nodes: int = 1, visits: int = 5
+) -> Path:
+    path = tmp_path / "faulted.toml"
+    path.write_text(
+        'name = "faulted"\nkind = "stream"\nschedule = "visits"\nvisit_alerts = 150\n'
+        f"visit_interval = 6.0\nvisits = {visits}\npartitions = 2\nwarmup_alerts = 20\n"
+        f"kafka_nodes = {nodes}\n{fault}\n"
+        f'[broker]\ncmd = "{passthrough(output, "faulted")}"\n'
+        f'output_topics = "{output}"\ngroup = "faulted"\nid_format = "container"\n'
+    )
+    return path
+
+
+def _run(cli, scenario: Path, alerts_dir: Path, tmp_path: Path) -> tuple[dict, str]:
+    out = tmp_path / "results"
+    done = cli(
+        "bench", "run", str(scenario), "--alerts", str(alerts_dir), "--out", str(out),
+        run_dir=tmp_path / "state", cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = out.iterdir()
+    return json.loads((run / "results.json").read_text()), done.stdout
+
+
+def _kafka_pids_now() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["cmdline"]) if "kafka.Kafka" in " ".join(
+        p.info["cmdline"] or [])}  # fmt: skip
+
+
+def test_a_paused_kafka_node_loses_nothing_and_the_run_says_how_long_it_stalled(
+    cli, alerts_dir: Path, tmp_path: Path, kafka4
+) -> None:
+    output = f"paused-{uuid.uuid4().hex[:8]}"
+    # Struck 4 s into visit 2, healed 5 s later: visit 3 (due 6 s after visit 2) is sent
+    # while the node is stopped.
+    fault = '[[faults]]\nname = "kafka-pause"\nvisit = 2\nafter_s = 4\nheal_after_s = 5\n'
+    r, stdout = _run(cli, _scenario(tmp_path, output, fault), alerts_dir, tmp_path)
+    assert r["status"] == "passed", r["failures"]
+    assert missing_fields(r) == []
+    f = r["faults"]
+    (pause,) = f["faults"]
+    assert pause["name"] == "kafka-pause"
+    assert pause["error"] is None
+    assert pause["did"]["signal"] == "SIGSTOP"
+    assert pause["heal_did"] == {"pids": pause["did"]["pids"], "signal": "SIGCONT"}
+    # Healed 5 s after it struck; nothing acknowledged while the only node was stopped.
+    assert pause["healed_s"] - pause["injected_s"] == pytest.approx(5.0, abs=0.5)
+    stall = pause["largest_ack_stall_s"]
+    assert stall["fault"] >= 2.5  # visit 3 waited from its send (6 s) to the heal (9 s)
+    assert stall["baseline"] < 1.0  # the visits before it: acknowledged as they were sent
+    assert pause["largest_commit_stall_s"]["fault"] >= 2.5
+    assert pause["first_ack_after_s"] >= 3.0
+    # Every alert acknowledged was read back by id; none lost, none failed.
+    assert f["acked"] == 5 * 150
+    assert (f["acked_lost"], f["lost_ids"], f["never_acked"]) == (0, [], 0)
+    assert f["ok"] is True
+    # The visits after the heal (4 and 5) came back within 1.5x the baseline p99.
+    rec = pause["recovery"]
+    assert rec["judged"] is True, rec
+    assert rec["within_two_visits"] is True
+    assert rec["back_at_visit"] in rec["visits_after_heal"][:2]
+    assert [v["visit"] for v in f["visits"]] == [1, 2, 3, 4, 5]
+    assert "fault: kafka-pause at visit 2 + 4 s" in stdout
+    assert "healed: kafka-pause at visit 2 + 4 s" in stdout
+    assert running(output) == []
+
+
+@pytest.mark.slow
+def test_the_leader_killed_at_replication_3_loses_no_acknowledged_alert(
+    cli, alerts_dir: Path, tmp_path: Path, kafka4
+) -> None:
+    output = f"killed-{uuid.uuid4().hex[:8]}"
+    fault = '[[faults]]\nname = "kafka-kill"\nvisit = 2\nafter_s = 4\nheal_after_s = 5\n'
+    before = _kafka_pids_now()
+    # Six visits: after the heal, two consecutive visits back may start at the first or second.
+    scenario = _scenario(tmp_path, output, fault, nodes=3, visits=6)
+    r, _ = _run(cli, scenario, alerts_dir, tmp_path)
+    assert r["status"] == "passed", r["failures"]
+    assert r["config"]["kafka"]["nodes"] == 3
+    f = r["faults"]
+    (kill,) = f["faults"]
+    assert kill["error"] is None
+    assert kill["did"]["signal"] == "SIGKILL"
+    (killed,) = kill["did"]["pids"]
+    # Restarted through the launcher: a new process for the same node, back in the ISR.
+    assert kill["heal_did"]["node"] == kill["did"]["node"]
+    assert kill["heal_did"]["restarted_pid"] not in (None, killed)
+    assert kill["heal_did"]["isr_full"] is True
+    # Idempotent producers, acks=all, min ISR 2: nothing acknowledged is lost or doubled.
+    assert f["acked"] == 6 * 150
+    assert (f["acked_lost"], f["never_acked"]) == (0, 0)
+    assert r["integrity"]["ok"] is True
+    assert r["integrity"]["in_kafka"] == 20 + 6 * 150
+    # Nothing acknowledged while the partition's leadership moved; back within two visits.
+    assert kill["largest_ack_stall_s"]["fault"] > kill["largest_ack_stall_s"]["baseline"]
+    assert kill["recovery"]["within_two_visits"] is True
+    # Every node the run started is gone, the restarted one included.
+    assert _kafka_pids_now() <= before
