@@ -21,9 +21,7 @@ from others import ROOT, passthrough, running
 pytestmark = [pytest.mark.kafka]
 
 
-def _scenario(
-    tmp_path: Path, output: str, fault: str, *, nodes: int = 1, visits: int = 5
-) -> Path:
+def _scenario(tmp_path: Path, output: str, fault: str, *, nodes: int = 1, visits: int = 5) -> Path:
     path = tmp_path / "faulted.toml"
     path.write_text(
         'name = "faulted"\nkind = "stream"\nschedule = "visits"\nvisit_alerts = 150\n'

@@ -211,3 +211,16 @@ def test_a_partitioned_file_is_read_with_its_night(tmp_path: Path) -> None:
         read_partitioned(p) for p in sorted(tmp_path.rglob("*.parquet"))
     ).sort_by("offset")
     assert back.equals(raw)
+
+
+def test_a_batch_of_nothing_but_bad_messages_is_quarantined_whole() -> None:
+    """A chunk of a task's range can hold only bad messages (a burst of them mid-visit)."""
+    schema, records = read_records(FILES)
+    good = ZtfFormat().frame(schema.encode(records[0]), schema)
+    bad = bad_messages(good)
+    batch = decode_batch(KafkaRecords(_kafka(len(bad)), bad), ztf_plan(good))
+    assert batch.raw is None
+    assert batch.bodies == []
+    assert batch.quarantine is not None
+    assert batch.quarantine["offset"].to_pylist() == list(range(len(bad)))
+    assert batch.quarantine["value"].to_pylist() == bad

@@ -147,18 +147,36 @@ def _visits(outcome: SegmentOutcome, measured: pd.DataFrame, interval: float) ->
     return found
 
 
-def _recovery(visits: list[dict], injected: float, healed: float, interval: float) -> dict:
-    """Back within two visits of the heal? Baseline: the visits over before the fault."""
-    before = [v for v in visits if v["due"] + interval <= injected and v["p99_s"] is not None]
-    after = [v for v in visits if v["due"] >= healed]
+def _recovery(
+    visits: list[dict],
+    injected: float,
+    healed: float,
+    interval: float,
+    *,
+    first_fault: float,
+    next_fault: float | None,
+) -> dict:
+    """Whether the broker was back within two visits of the heal.
+
+    The baseline is the visits over before the run's first fault; the visits
+    judged are those that start after this fault's heal and end before the
+    next fault strikes, so one fault's recovery is not blamed on another.
+    """
+    before = [v for v in visits if v["due"] + interval <= first_fault and v["p99_s"] is not None]
+    after = [
+        v
+        for v in visits
+        if v["due"] >= healed and (next_fault is None or v["due"] + interval <= next_fault)
+    ]
     if not before:
-        return {"judged": False, "why": "no visit ended before the fault: no baseline"}
+        return {"judged": False, "why": "no visit ended before the first fault: no baseline"}
     baseline = float(np.median([v["p99_s"] for v in before]))
     if len(after) < 2:
         return {
             "judged": False,
-            "why": f"{len(after)} visit(s) started after the heal: two are needed",
-            "baseline_p99_s": baseline,
+            "why": f"{len(after)} visit(s) between the heal and the next fault or the end: "
+            "two are needed",
+            "baseline_p99_s": round(baseline, 3),
         }
     limit = max(RECOVERED_P99_FACTOR * baseline, baseline + RECOVERED_P99_FLOOR_S)
     good = [v["p99_s"] is not None and v["p99_s"] <= limit for v in after]
@@ -229,6 +247,7 @@ def fault_results(
     commit_sent = done["sent_us"].to_numpy(dtype=float) / 1e6
     visits = _visits(outcome, metrics["measured"], interval) if interval else []
     records = []
+    struck = sorted(r["injected"] for r in outcome.faults if r.get("injected") is not None)
     for rec in outcome.faults:
         out = {
             k: v for k, v in rec.items() if k not in ("due", "injected", "healed", "inject", "heal")
@@ -252,7 +271,14 @@ def fault_results(
             largest_commit_stall_s=_phases(commit_sent, commits, injected, healed),
         )
         if visits and interval:
-            out["recovery"] = rec_ = _recovery(visits, injected, healed, interval)
+            out["recovery"] = rec_ = _recovery(
+                visits,
+                injected,
+                healed,
+                interval,
+                first_fault=struck[0],
+                next_fault=next((t for t in struck if t > injected), None),
+            )
             if rec_["judged"] and not rec_["within_two_visits"]:
                 problems.append(
                     f"fault {rec['label']}: not back within {RECOVERY_VISITS} visits of the "

@@ -268,12 +268,13 @@ def decode_batch(kafka: pa.Table | KafkaRecords, plan: DecodePlan) -> RawBatch:
     now = int(time.time() * 1e6)
     # The Kafka columns without the 75 KB values (only quarantined ones are copied).
     coords = kafka.select([c for c in KAFKA_INPUT if c != "value"])
-    kept = coords.take(good) if len(good) != len(values) else coords
+    # Typed indices: an empty list would be a null array, which take() refuses.
+    kept = coords.take(pa.array(good, pa.int64())) if len(good) != len(values) else coords
     raw = raw_table(decoded.table, kept, plan.schema, now) if good else None
     quarantine = None
     if reasons:
         where = sorted(reasons)
-        bad = coords.take(where).append_column(
+        bad = coords.take(pa.array(where, pa.int64())).append_column(
             "value",
             pa.array([None if values[i] is None else bytes(values[i]) for i in where], pa.binary()),
         )

@@ -1,0 +1,101 @@
+"""Faults on alertbench's own broker: malformed input mid-visit, then the driver killed.
+
+One run (about two minutes): a burst of malformed messages and duplicated
+alerts in visit 2, then the broker (its driver, Spark JVM and Python workers)
+killed with SIGKILL in visit 3 and started again on its checkpoint. The
+run must quarantine exactly what was malformed, per reason, hold the
+duplicated alerts twice in raw and no other twice (exactly-once across the
+restart), and lose no acknowledged alert.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import psutil
+import pytest
+
+from alertbench.bench.outcome import raw_alerts
+from alertbench.bench.results import missing_fields
+from alertbench.bench.runner import run_bench
+from alertbench.bench.scenario import load_scenario
+from alertbench.config import load_settings
+
+pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
+
+VISITS, VISIT = 6, 200
+
+
+@pytest.fixture(scope="module")
+def faulted(tmp_path_factory: pytest.TempPathFactory, alerts_dir: Path, kafka4) -> Path:
+    root = tmp_path_factory.mktemp("faults")
+    scenario = root / "faulted.toml"
+    scenario.write_text(
+        'name = "faulted"\nkind = "stream"\nschedule = "visits"\n'
+        f"visit_alerts = {VISIT}\nvisit_interval = 10.0\nvisits = {VISITS}\n"
+        "partitions = 2\nwarmup_alerts = 50\n"
+        '[[faults]]\nname = "bad-input-burst"\nvisit = 2\nafter_s = 0.5\n'
+        '[[faults]]\nname = "driver-kill"\nvisit = 3\nafter_s = 1\nheal_after_s = 1\n'
+    )
+    settings = load_settings(run_dir=root / "state", broker={"driver_memory": "1g"})
+    run = run_bench(
+        settings,
+        load_scenario(str(scenario)),
+        out=root / "results",
+        sources=[str(alerts_dir)],
+        keep_data=True,
+    )
+    yield run
+    shutil.rmtree(run / "work", ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def results(faulted: Path) -> dict:
+    return json.loads((faulted / "results.json").read_text())
+
+
+def test_every_fault_is_recorded_and_documented(results: dict) -> None:
+    assert missing_fields(results) == []
+    burst, kill = results["faults"]["faults"]
+    assert (burst["name"], burst["error"]) == ("bad-input-burst", None)
+    assert (kill["name"], kill["error"]) == ("driver-kill", None)
+    assert kill["did"]["signal"] == "SIGKILL"
+    # The driver, its Spark JVM and its Python workers: several processes, each by PID.
+    assert len(kill["did"]["pids"]) >= 2
+    assert not set(kill["did"]["pids"]) & set(kill["heal_did"]["restarted_pids"])
+    assert not any(psutil.pid_exists(p) for p in kill["heal_did"]["restarted_pids"])
+
+
+def test_malformed_input_is_quarantined_per_reason_and_nothing_acked_is_lost(
+    results: dict, faulted: Path
+) -> None:
+    f = results["faults"]
+    burst = f["faults"][0]
+    assert burst["did"]["malformed"] == {"random": 3, "truncated": 3, "wrong_schema": 3}
+    assert f["injected"] == {"malformed": 9, "duplicates": 3}
+    assert f["quarantined"] == 9
+    assert sum(f["quarantine_reasons"].values()) == 9
+    assert f["acked"] == VISITS * VISIT
+    assert (f["acked_lost"], f["lost_ids"], f["never_acked"]) == (0, [], 0)
+    assert results["status"] == "passed", results["failures"]
+
+
+def test_raw_holds_the_duplicated_alerts_twice_and_nothing_else_twice(
+    results: dict, faulted: Path
+) -> None:
+    ids = raw_alerts(faulted / "work" / "main" / "broker")["alert_id"]
+    doubled = sorted(ids[ids.duplicated()].tolist())
+    assert doubled == sorted(results["faults"]["faults"][0]["did"]["duplicated_ids"])
+    assert results["faults"]["duplicates"]["raw"] == 3
+    assert results["faults"]["duplicates"]["science"] <= 3
+    # Every acknowledged alert once, plus the three sent twice.
+    assert len(ids) == 50 + VISITS * VISIT + 3
+
+
+def test_the_driver_killed_mid_visit_restarts_on_its_checkpoint(results: dict) -> None:
+    kill = results["faults"]["faults"][1]
+    assert kill["first_commit_after_heal_s"] is not None
+    assert kill["recovery"]["judged"] is True
+    assert kill["largest_commit_stall_s"]["fault"] > kill["largest_commit_stall_s"]["baseline"]
