@@ -91,15 +91,18 @@ def _stalls(start: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray
     batch) began to wait and completed (acknowledged, committed). Between
     two successive completions, the wait counts from the later of the first
     completion and the earliest start among what completed second: idle
-    time between visits, with nothing outstanding, is no stall.
+    time between visits, with nothing outstanding, is no stall; the first
+    completion counts from its own start.
     """
     if not len(done):
         return np.array([]), np.array([])
     frame = pd.DataFrame({"start": start, "done": done}).groupby("done")["start"].min()
     times, firsts = frame.index.to_numpy(dtype=float), frame.to_numpy(dtype=float)
-    began = np.maximum(times[:-1], firsts[1:])
-    keep = times[1:] > began
-    return began[keep], times[1:][keep]
+    # The first completion waited from its own start.
+    previous = np.concatenate([[-np.inf], times[:-1]])
+    began = np.maximum(previous, firsts)
+    keep = times > began
+    return began[keep], times[keep]
 
 
 def _phases(

@@ -1,0 +1,144 @@
+"""Faults as a scenario asks for them, the refusals made before a run, and their measures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alertbench.bench.faults import measure, spec
+from alertbench.bench.faults.spec import FaultSpec, Kind, parse_fault, refusal
+from alertbench.bench.scenario import load_scenario
+from alertbench.errors import ConfigError
+
+
+def test_a_faults_table_keeps_the_kinds_own_keys_apart() -> None:
+    s = load_scenario(
+        "lsst-nominal",
+        extra_faults=[
+            {"name": "kafka-kill", "visit": 2, "after_s": 5, "heal_after_s": 20, "partition": 1}
+        ],
+    )
+    (f,) = s.faults
+    assert (f.name, f.visit, f.after_s, f.heal_s, f.params) == ("kafka-kill", 2, 5.0, 20.0, {
+        "partition": 1})  # fmt: skip
+    assert f.value("partition") == 1
+    assert f.label() == "kafka-kill at visit 2 + 5 s"
+    # Defaults: the kind's heal time and keys; a one-act fault has nothing to heal.
+    burst = FaultSpec(name="bad-input-burst")
+    assert burst.heal_s is None
+    assert burst.value("random") == 3
+    assert FaultSpec(name="kafka-pause").heal_s == 10.0
+
+
+def test_the_flag_reads_as_the_table() -> None:
+    assert parse_fault("kafka-pause:visit=2,after_s=1.5,heal_after_s=20") == {
+        "name": "kafka-pause",
+        "visit": 2,
+        "after_s": 1.5,
+        "heal_after_s": 20,
+    }
+    assert parse_fault("driver-kill") == {"name": "driver-kill"}
+    with pytest.raises(ConfigError, match=r"'visit' is not key=number"):
+        parse_fault("kafka-kill:visit")
+    with pytest.raises(ConfigError, match=r"'after_s=soon' is not key=number"):
+        parse_fault("kafka-kill:after_s=soon")
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ({"name": "disk-fill"}, "unknown fault 'disk-fill': alertbench injects kafka-kill"),
+        (
+            {"name": "kafka-kill", "leader": 2},
+            "fault kafka-kill has no key leader; its own keys: partition (default 0)",
+        ),
+        ({"name": "kafka-pause", "visit": 9}, "strikes in visit 9, but the scenario sends 5"),
+        (
+            {"name": "kafka-pause", "visit": 5, "after_s": 40},
+            "would strike 188 s into a load of 185",
+        ),
+        ({"name": "bad-input-burst", "heal_after_s": 3}, "is one act: it has nothing to heal"),
+        ({"name": "kafka-pause", "after_s": -1}, "after_s"),
+    ],
+)
+def test_what_cannot_be_struck_is_refused_naming_it(fault: dict, said: str) -> None:
+    with pytest.raises(ConfigError, match="scenario lsst-nominal") as refused:
+        load_scenario("lsst-nominal", extra_faults=[fault])
+    assert said in str(refused.value)
+
+
+def test_a_visit_needs_a_visits_schedule_and_scaling_takes_no_fault() -> None:
+    with pytest.raises(ConfigError, match="sends no visits: give after_s"):
+        load_scenario("max-throughput", extra_faults=[{"name": "kafka-pause", "visit": 1}])
+    with pytest.raises(ConfigError, match="faults strike one broker's run"):
+        load_scenario("scaling", extra_faults=[{"name": "kafka-pause"}])
+
+
+def test_faults_that_cannot_run_here_say_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    kill = FaultSpec(name="kafka-kill")
+    assert "needs 3 Kafka nodes" in refusal(kill, embedded_nodes=1, own_broker=True)
+    assert "--kafka-nodes 3" in refusal(kill, embedded_nodes=1, own_broker=True)
+    assert refusal(kill, embedded_nodes=3, own_broker=False) is None
+    assert "a Kafka it did not start" in refusal(
+        FaultSpec(name="kafka-pause"), embedded_nodes=None, own_broker=True
+    )
+    assert "not on another one" in refusal(
+        FaultSpec(name="driver-kill"), embedded_nodes=1, own_broker=False
+    )
+    # A kind that changes interfaces needs root.
+    monkeypatch.setitem(spec.KINDS, "network-cut", Kind("cut", root=True))
+    monkeypatch.setattr(spec.os, "geteuid", lambda: 1000)
+    cut = FaultSpec(name="network-cut")
+    assert refusal(cut, embedded_nodes=1, own_broker=True) == (
+        "fault network-cut needs root (it changes network interfaces)"
+    )
+
+
+def test_a_stall_counts_only_while_something_waits() -> None:
+    # Alerts sent at 0, 10 and 20 s, each acknowledged 0.1 s later, except the one at 10 s,
+    # stuck until 14 s: idle time between them is no stall, the 4 s wait is.
+    sent = np.array([0.0, 0.0, 10.0, 10.0, 20.0])
+    acked = np.array([0.1, 0.1, 14.0, 14.0, 20.1])
+    phases = measure._phases(sent, acked, injected=10.5, healed=13.0)
+    assert phases == {"baseline": 0.1, "fault": 4.0, "recovery": 0.1}
+
+
+def _visits(p99s: list[float]) -> list[dict]:
+    return [{"visit": k + 1, "due": 10.0 * k, "p99_s": p} for k, p in enumerate(p99s)]
+
+
+def test_recovery_is_two_visits_back_within_the_limit() -> None:
+    visits = _visits([2.0, 2.2, 9.0, 5.0, 2.5, 2.4])
+    # Struck in visit 3 (20-30 s), healed at 30 s: visits 4, 5, 6 follow; 5 and 6 are back.
+    r = measure._recovery(visits, 21.0, 30.0, 10.0, first_fault=21.0, next_fault=None)
+    assert r["baseline_p99_s"] == 2.1
+    assert r["limit_p99_s"] == 3.15
+    assert r["visits_after_heal"] == [4, 5, 6]
+    assert (r["back_at_visit"], r["recovery_s"], r["within_two_visits"]) == (5, 10.0, True)
+    late = measure._recovery(
+        _visits([2.0, 2.2, 9.0, 5.0, 4.0, 2.4, 2.0]), 21.0, 30.0, 10.0,
+        first_fault=21.0, next_fault=None,
+    )  # fmt: skip
+    assert (late["back_at_visit"], late["within_two_visits"]) == (6, False)
+    # Another fault at 45 s: only visit 4 lies between, too few to judge.
+    cut = measure._recovery(visits, 21.0, 30.0, 10.0, first_fault=21.0, next_fault=45.0)
+    assert cut["judged"] is False
+    # Struck in the first visit: no baseline.
+    none = measure._recovery(visits, 5.0, 8.0, 10.0, first_fault=5.0, next_fault=None)
+    assert none == {"judged": False, "why": "no visit ended before the first fault: no baseline"}
+
+
+def test_acks_are_read_back_per_id(tmp_path) -> None:
+    (tmp_path / "acks.0.csv").write_text("a1,100,200,\na2,100,300,\n")
+    (tmp_path / "acks.1.csv").write_text("a3,150,900000,_MSG_TIMED_OUT\n")
+    acks = measure.read_acks(tmp_path)
+    expected = pd.DataFrame(
+        {
+            "alert_id": ["a1", "a2", "a3"],
+            "sent_us": [100, 100, 150],
+            "ack_us": [200, 300, 900000],
+            "error": ["", "", "_MSG_TIMED_OUT"],
+        }
+    )
+    pd.testing.assert_frame_equal(acks, expected)
