@@ -40,7 +40,6 @@ import fastavro
 import pyarrow.parquet as pq
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from alertbench.alerts.reader import AlertReader
 from alertbench.broker.batch.decode import make_plan
 from alertbench.broker.stream import stream2raw
 from alertbench.broker.stream.sink import BatchSink
@@ -48,12 +47,10 @@ from alertbench.broker.stream.source import KafkaInput
 from alertbench.broker.stream.stream2raw import kafka_source, write_raw_batch
 from alertbench.config import load_settings
 from alertbench.kafka import local
-from alertbench.simulator.run import SimulationOptions, simulate
-from alertbench.simulator.schedule import Schedule
 from alertbench.spark.session import build_session
 from jvm_path import KAFKA_SCHEMA, decoded, flatten
 from jvm_path import write_raw_batch as write_raw_batch_jvm
-from output import machine, real_alerts, write_result
+from output import fill_topic, machine, real_alerts, write_result
 
 
 def _fink_worker(servers: str, topic: str, partition: int, out: str, batch: int) -> None:
@@ -226,18 +223,7 @@ def main() -> None:
         "machine": machine(),
     }
     try:
-        simulate(
-            SimulationOptions(
-                servers=servers,
-                topic=topic,
-                schedule=Schedule(mode="max"),
-                count=args.alerts,
-                loop=True,
-                partitions=args.partitions,
-            ),
-            alerts=alerts,
-            report=AlertReader().report,
-        )
+        fill_topic(servers, topic, alerts, args.alerts, args.partitions)
         # Right after the producers, the Kafka broker is still busy with what
         # they wrote: the ceiling is measured again at the end, and the best kept.
         first_ceiling = ceiling(servers, topic, args.alerts)

@@ -21,15 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from alertbench.alerts.reader import AlertReader
 from alertbench.broker.batch import ranges
 from alertbench.broker.batch.ranges import OffsetRange, read_range
 from alertbench.config import load_settings
 from alertbench.kafka import local
 from alertbench.kafka.client import end_offsets
-from alertbench.simulator.run import SimulationOptions, simulate
-from alertbench.simulator.schedule import Schedule
-from output import machine, real_alerts, write_result
+from output import fill_topic, machine, real_alerts, write_result
 
 
 def close_consumers() -> None:
@@ -80,18 +77,7 @@ def main() -> None:
     servers = local.up(settings).state.bootstrap_servers
     topic = "bench-crc"
     try:
-        simulate(
-            SimulationOptions(
-                servers=servers,
-                topic=topic,
-                schedule=Schedule(mode="max"),
-                count=args.alerts,
-                loop=True,
-                partitions=args.partitions,
-            ),
-            alerts=alerts,
-            report=AlertReader().report,
-        )
+        fill_topic(servers, topic, alerts, args.alerts, args.partitions)
         ends = end_offsets(servers, topic, args.partitions)
         read_all(servers, topic, ends, False)  # warm: the log in the page cache
         found: dict[bool, list[dict[str, float]]] = {False: [], True: []}

@@ -27,30 +27,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from alertbench.alerts.reader import AlertReader
 from alertbench.broker.stream.run import run_broker
 from alertbench.config import load_settings
 from alertbench.kafka import local
 from alertbench.kafka.admin import create_topic
-from alertbench.simulator.run import SimulationOptions, simulate
-from alertbench.simulator.schedule import Schedule
-from output import machine, real_alerts, write_result
+from output import fill_topic, machine, real_alerts, write_result
 
 
 def send(servers: str, topic: str, alerts, count: int, first_clone: int) -> None:
     """Send ``count`` unique clones of the real alerts to ``topic``, flat out."""
-    simulate(
-        SimulationOptions(
-            servers=servers,
-            topic=topic,
-            schedule=Schedule(mode="max"),
-            count=count,
-            synthesize=True,
-            first_clone=first_clone,
-            partitions=2,
-        ),
-        alerts=alerts,
-        report=AlertReader().report,
+    fill_topic(
+        servers, topic, alerts, count, 2, loop=False, synthesize=True, first_clone=first_clone
     )
 
 

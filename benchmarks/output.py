@@ -39,3 +39,28 @@ def alert_files() -> list[Path]:
 def real_alerts() -> list[Alert]:
     """The alerts of ``ALERTBENCH_ALERTS``, read."""
     return AlertReader().read(alert_files())
+
+
+def fill_topic(
+    servers: str, topic: str, alerts: list[Alert], count: int, partitions: int, **options: Any
+) -> None:
+    """Send ``count`` of ``alerts`` (looped) into ``topic`` as fast as Kafka takes them.
+
+    ``options`` are more :class:`~alertbench.simulator.run.SimulationOptions`
+    (``synthesize=True`` for unique clones).
+    """
+    from alertbench.simulator.run import SimulationOptions, simulate
+    from alertbench.simulator.schedule import Schedule
+
+    simulate(
+        SimulationOptions(
+            servers=servers,
+            topic=topic,
+            schedule=Schedule(mode="max"),
+            count=count,
+            partitions=partitions,
+            **({"loop": True} | options),
+        ),
+        alerts=alerts,
+        report=AlertReader().report,
+    )

@@ -244,3 +244,18 @@ def read_messages(
     if count is not None:
         assert len(out) == count, f"read {len(out)} of {count} messages of {topic}"
     return out
+
+
+def bench_in_process(root: Path, alerts_dir: Path, scenario: str) -> Path:
+    """``run_bench`` of ``scenario`` (a name or a file) in this process, its data kept."""
+    from alertbench.bench.runner import run_bench
+    from alertbench.bench.scenario import load_scenario
+
+    settings = load_settings(run_dir=root / "state", broker={"driver_memory": "1g"})
+    return run_bench(
+        settings,
+        load_scenario(scenario),
+        out=root / "results",
+        sources=[str(alerts_dir)],
+        keep_data=True,
+    )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -25,3 +28,17 @@ def running(marker: str) -> list[psutil.Process]:
         if marker in " ".join(proc.info["cmdline"] or []):
             found.append(proc)
     return found
+
+
+def run_scenario(
+    cli: Callable[..., Any], scenario: Path, alerts_dir: Path, tmp_path: Path
+) -> tuple[dict, str, Path]:
+    """``bench run SCENARIO`` as a user types it: its results.json, its output and its folder."""
+    out = tmp_path / "results"
+    done = cli(
+        "bench", "run", str(scenario), "--alerts", str(alerts_dir), "--out", str(out),
+        run_dir=tmp_path / "state", cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = out.iterdir()
+    return json.loads((run / "results.json").read_text()), done.stdout, run

@@ -22,6 +22,7 @@ from alertbench.bench.results import missing_fields
 from alertbench.bench.runner import run_bench
 from alertbench.bench.scenario import load_scenario
 from alertbench.config import load_settings
+from conftest import bench_in_process
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
 
@@ -30,15 +31,7 @@ SMOKE_ALERTS = 50 + 4 * 300  # warm-up + 4 visits
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory, alerts_dir: Path, kafka4) -> Path:
-    root = tmp_path_factory.mktemp("bench")
-    settings = load_settings(run_dir=root / "state", broker={"driver_memory": "1g"})
-    run = run_bench(
-        settings,
-        load_scenario("smoke"),
-        out=root / "results",
-        sources=[str(alerts_dir)],
-        keep_data=True,
-    )
+    run = bench_in_process(tmp_path_factory.mktemp("bench"), alerts_dir, "smoke")
     yield run
     shutil.rmtree(run / "work", ignore_errors=True)
 

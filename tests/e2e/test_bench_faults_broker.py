@@ -19,9 +19,7 @@ import pytest
 
 from alertbench.bench.outcome import raw_alerts
 from alertbench.bench.results import missing_fields
-from alertbench.bench.runner import run_bench
-from alertbench.bench.scenario import load_scenario
-from alertbench.config import load_settings
+from conftest import bench_in_process
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
 
@@ -39,14 +37,7 @@ def faulted(tmp_path_factory: pytest.TempPathFactory, alerts_dir: Path, kafka4) 
         '[[faults]]\nname = "bad-input-burst"\nvisit = 2\nafter_s = 0.5\n'
         '[[faults]]\nname = "driver-kill"\nvisit = 3\nafter_s = 1\nheal_after_s = 1\n'
     )
-    settings = load_settings(run_dir=root / "state", broker={"driver_memory": "1g"})
-    run = run_bench(
-        settings,
-        load_scenario(str(scenario)),
-        out=root / "results",
-        sources=[str(alerts_dir)],
-        keep_data=True,
-    )
+    run = bench_in_process(root, alerts_dir, str(scenario))
     yield run
     shutil.rmtree(run / "work", ignore_errors=True)
 

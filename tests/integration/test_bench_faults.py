@@ -8,7 +8,6 @@ visits back within 1.5 times the baseline p99.
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import psutil
 import pytest
 
 from alertbench.bench.results import missing_fields
-from others import ROOT, passthrough, running
+from others import passthrough, run_scenario, running
 
 pytestmark = [pytest.mark.kafka]
 
@@ -33,17 +32,6 @@ def _scenario(tmp_path: Path, output: str, fault: str, *, nodes: int = 1, visits
     return path
 
 
-def _run(cli, scenario: Path, alerts_dir: Path, tmp_path: Path) -> tuple[dict, str]:
-    out = tmp_path / "results"
-    done = cli(
-        "bench", "run", str(scenario), "--alerts", str(alerts_dir), "--out", str(out),
-        run_dir=tmp_path / "state", cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    (run,) = out.iterdir()
-    return json.loads((run / "results.json").read_text()), done.stdout
-
-
 def _kafka_pids_now() -> set[int]:
     return {p.pid for p in psutil.process_iter(["cmdline"]) if "kafka.Kafka" in " ".join(
         p.info["cmdline"] or [])}  # fmt: skip
@@ -56,7 +44,7 @@ def test_a_paused_kafka_node_loses_nothing_and_the_run_says_how_long_it_stalled(
     # Struck 4 s into visit 2, healed 5 s later: visit 3 (due 6 s after visit 2) is sent
     # while the node is stopped.
     fault = '[[faults]]\nname = "kafka-pause"\nvisit = 2\nafter_s = 4\nheal_after_s = 5\n'
-    r, stdout = _run(cli, _scenario(tmp_path, output, fault), alerts_dir, tmp_path)
+    r, stdout, _ = run_scenario(cli, _scenario(tmp_path, output, fault), alerts_dir, tmp_path)
     assert r["status"] == "passed", r["failures"]
     assert missing_fields(r) == []
     f = r["faults"]
@@ -96,7 +84,7 @@ def test_the_leader_killed_at_replication_3_loses_no_acknowledged_alert(
     before = _kafka_pids_now()
     # Six visits: after the heal, two consecutive visits back may start at the first or second.
     scenario = _scenario(tmp_path, output, fault, nodes=3, visits=6)
-    r, _ = _run(cli, scenario, alerts_dir, tmp_path)
+    r, _, _ = run_scenario(cli, scenario, alerts_dir, tmp_path)
     assert r["status"] == "passed", r["failures"]
     assert r["config"]["kafka"]["nodes"] == 3
     f = r["faults"]

@@ -8,14 +8,13 @@ same steps against the null broker, which holds them all and one more.
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from others import ROOT, passthrough, running
+from others import passthrough, run_scenario, running
 
 pytestmark = [pytest.mark.kafka]
 
@@ -33,14 +32,7 @@ def test_a_broker_that_cannot_sustain_a_rate_stops_there_beside_its_ceiling(
         f'[broker]\ncmd = "{passthrough(output, "slow")} --max-rate 120"\n'
         f'output_topics = "{output}"\ngroup = "slow"\nid_format = "container"\n'
     )
-    out = tmp_path / "results"
-    done = cli(
-        "bench", "run", str(scenario), "--alerts", str(alerts_dir), "--out", str(out),
-        run_dir=tmp_path / "state", cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    (run,) = out.iterdir()
-    r = json.loads((run / "results.json").read_text())
+    r, stdout, run = run_scenario(cli, scenario, alerts_dir, tmp_path)
     assert r["status"] == "passed", r["failures"]
     # Settled at the first rate before step 1, unmeasured.
     assert r["settle"]["rate"] == 40
@@ -79,8 +71,8 @@ def test_a_broker_that_cannot_sustain_a_rate_stops_there_beside_its_ceiling(
     assert list(table["verdict"]) == ["held", "not held"]
     assert list(pd.read_csv(run / "series" / "ceiling_steps.csv")["verdict"]) == ["held"] * 4
     assert "producer-limited" in r["held_rule"]
-    assert "null broker" in done.stdout
-    assert "not held" in done.stdout
+    assert "null broker" in stdout
+    assert "not held" in stdout
     assert "Null broker&#x27;s max held rate" in (run / "report.html").read_text()
     assert running(output) == []
     assert running("alertbench.bench.nullbroker") == []
