@@ -14,8 +14,10 @@ class Planner(OffsetPlanner):
         super().__init__("unused:9092", ["t"], **kw)
         self.marks = marks
 
-    def _watermarks(self):
-        return self.marks
+    def _watermarks(self, *, strict: bool = True):
+        if isinstance(self.marks, Exception):
+            raise self.marks
+        return {t: dict(ps) for t, ps in self.marks.items()}
 
 
 def test_the_first_batch_takes_everything_and_later_ones_wait_for_the_minimum() -> None:
@@ -155,3 +157,18 @@ def test_a_staged_batch_shares_its_files_among_tasks_by_size(tmp_path) -> None:
     # Fewer files than tasks: no empty shares.
     assert len(CommitPlanner(tmp_path, "raw2science", "science", tasks=8).shares(start, end)) == 4
     assert CommitPlanner(tmp_path, "raw2science", "science", tasks=2).shares(end, end) == []
+
+
+def test_a_partition_whose_leader_does_not_answer_waits_and_the_rest_go_on() -> None:
+    """A Kafka node died: its partitions are read once their new leader answers."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    p = Planner({"t": {"0": (0, 5), "1": (0, 3)}})
+    end = p.latest(p.initial())
+    p.marks = {"t": {"0": (0, 9)}}  # partition 1's leader timed out
+    moved = p.latest(end)
+    assert moved == {"t": {"0": 9, "1": 3}}
+    p.marks = KafkaException(KafkaError(KafkaError._TIMED_OUT))  # no metadata at all
+    assert p.latest(moved) == moved
+    p.marks = {"t": {"0": (0, 9), "1": (0, 7)}}  # the new leader answers
+    assert p.latest(moved) == {"t": {"0": 9, "1": 7}}

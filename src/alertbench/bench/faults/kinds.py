@@ -167,8 +167,13 @@ class DriverKill:
     def inject(self) -> dict[str, Any]:  # noqa: D102
         local = LocalTransport()
         killed = [p for root in self.target.broker.procs() for p in _tree(root)]
+        killed = [p for p in killed if local.is_running(p)]
         if not killed:
-            raise FaultError("the broker under test has no process to kill")
+            # Restarting it would hide that it died by itself: the run must say so.
+            raise FaultError(
+                "the broker under test was not running when the fault struck: it had "
+                f"stopped by itself (see {self.target.wiring.log})"
+            )
         for p in killed:
             local.send_signal(p, signal.SIGKILL)
         return {"pids": _pids(killed), "signal": "SIGKILL"}

@@ -42,6 +42,11 @@ def balance(items: list, size: Callable[[Any], int], slots: int) -> list[list]:
     return groups
 
 
+#: How long the planner waits for one partition's watermarks before it leaves the
+#: partition out of the next micro-batch (a leader that died answers no more).
+PARTITION_TIMEOUT_S = 2.0
+
+
 class OffsetPlanner:
     """The driver side: which offsets the next micro-batch reads.
 
@@ -70,10 +75,18 @@ class OffsetPlanner:
         self.last_batch: float | None = None
         self.first_new: float | None = None
         self.stop_at: dict | None = None
+        self.unanswered = 0  # partitions' watermark queries that timed out (failovers)
         self._consumer = None
 
-    def _watermarks(self) -> dict[str, dict[str, tuple[int, int]]]:
-        from confluent_kafka import Consumer, TopicPartition
+    def _watermarks(self, *, strict: bool = True) -> dict[str, dict[str, tuple[int, int]]]:
+        """Each partition's (low, high) watermarks.
+
+        With ``strict`` off, a partition whose leader does not answer in
+        ``PARTITION_TIMEOUT_S`` (a node died and its leadership is moving) is
+        left out instead of failing the call: the next micro-batch waits for
+        it, and the query rides out the failover.
+        """
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
 
         if self._consumer is None:
             self._consumer = Consumer(consumer_config(self.servers, "alertbench-planner"))
@@ -83,10 +96,19 @@ class OffsetPlanner:
             topic = md.topics.get(t)
             if topic is None or topic.error is not None:
                 continue
-            out[t] = {
-                str(p): self._consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)
-                for p in topic.partitions
-            }
+            found = {}
+            for p, info in topic.partitions.items():
+                if not strict and info.leader < 0:
+                    continue  # no leader yet: nothing to ask
+                try:
+                    found[str(p)] = self._consumer.get_watermark_offsets(
+                        TopicPartition(t, p), timeout=10 if strict else PARTITION_TIMEOUT_S
+                    )
+                except KafkaException:
+                    if strict:
+                        raise
+                    self.unanswered += 1
+            out[t] = found
         return out
 
     def close(self) -> None:
@@ -100,8 +122,22 @@ class OffsetPlanner:
         return {t: {p: low for p, (low, _) in ps.items()} for t, ps in self._watermarks().items()}
 
     def latest(self, start: dict) -> dict:
-        """The end of the next micro-batch: ``start`` itself when it should wait."""
-        marks = self._watermarks()
+        """The end of the next micro-batch: ``start`` itself when it should wait.
+
+        A partition that does not answer (its leader is failing over) keeps
+        its start offset in this batch: it is read by a later one.
+        """
+        from confluent_kafka import KafkaException
+
+        try:
+            marks = self._watermarks(strict=False)
+        except KafkaException:
+            return start  # no metadata at all: ask again at the next trigger
+        # Partitions that did not answer stay where they are.
+        for t, ps in start.items():
+            known = marks.setdefault(t, {})
+            for p, offset in ps.items():
+                known.setdefault(p, (offset, offset))
         # A partition unknown to ``start`` starts at its earliest offset; one whose
         # records expired starts where its records start.
         begin = {
