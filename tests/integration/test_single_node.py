@@ -94,7 +94,7 @@ def test_cli_status_and_topics(single_kafka, cli):
     status = cli("kafka", "status", run_dir=run_dir)
     assert status.returncode == 0, status.stderr
     assert "node-1" in status.stdout
-    assert "running" in status.stdout
+    assert "running" in status.stdout, status.stdout + status.stderr
     assert "cli-topic" in status.stdout
     assert single_kafka.bootstrap in status.stdout
     deleted = cli("kafka", "topic", "delete", "cli-topic", run_dir=run_dir)
