@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from alertbench.bench.results import missing_fields
-from others import ROOT, passthrough, running
+from others import ROOT, passthrough, run_scenario, running
 
 pytestmark = [pytest.mark.kafka]
 
@@ -175,13 +175,7 @@ def test_rubin_alerts_in_confluent_wire_timed_through_a_passthrough(
         f'[broker]\ncmd = "{passthrough(output, "rubin")}"\noutput_topics = "{output}"\n'
         'group = "rubin"\nid_format = "confluent"\nid_schemas = "ids"\n'
     )
-    out = tmp_path / "results"
-    done = cli(
-        "bench", "run", str(scenario), "--alerts", str(source), "--out", str(out),
-        run_dir=tmp_path / "state", cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    r = json.loads((run_dir_of(out) / "results.json").read_text())
+    r, _, _ = run_scenario(cli, scenario, source, tmp_path)
     assert r["status"] == "passed", r["failures"]
     assert r["config"]["simulator"]["wire"] == "confluent"
     topic = r["integrity"]["topics"][output]
