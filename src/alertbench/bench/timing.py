@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from alertbench.alerts.ids import OUTPUT_FORMATS, IdReader, IdReadError
 from alertbench.alerts.wire import ALERT_ID_HEADER, SENT_HEADER
@@ -164,7 +164,10 @@ def _assign_new(
     matches: Callable[[str], object] | None = None,
     input_topic: str | None = None,
 ) -> None:
-    md = consumer.list_topics(timeout=5)
+    try:
+        md = consumer.list_topics(timeout=5)
+    except KafkaException:
+        return  # no metadata now (a node stopped or failing over): asked again next poll
     found = list(topics)
     if matches is not None:
         found += [
