@@ -217,9 +217,7 @@ def run_segment(bench: Bench, seg: Segment) -> SegmentOutcome:
     outcome.broker_kind = broker.kind
     try:
         broker.start(bench, seg, wiring)
-        for k, proc in enumerate(broker.procs()):
-            bench.procs[f"broker-{seg.tag}" + (f"-{k}" if k else "")] = proc
-        bench.save_state()
+        bench.track_broker(seg.tag, broker.procs())
         if broker.kind != "null":  # it writes nothing to time
             _start_timing(bench, seg, broker, seg_dir)
         _measure(bench, seg, broker, wiring, outcome)
@@ -298,7 +296,7 @@ def _measure(
             resources,
             produced,
             on_start=(lambda t: injector.start(t, s.visit_interval)) if injector else None,
-            ack_log=wiring.dir / "acks" if s.faults else None,
+            ack_log=wiring.dir / "acks" if injector else None,
         )
         if injector is not None:
             bench.say("the load is sent; waiting for the faults to heal")

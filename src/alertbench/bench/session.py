@@ -134,6 +134,12 @@ class Bench:
         path = client_file(self.servers, self.work / "client.properties")
         return {"client_config": str(path)} if path else {}
 
+    def track_broker(self, tag: str, procs: list[ProcessRecord]) -> None:
+        """Record a segment's broker processes (``broker-TAG``, ``broker-TAG-1``, ...) and save."""
+        for k, proc in enumerate(procs):
+            self.procs[f"broker-{tag}" + (f"-{k}" if k else "")] = proc
+        self.save_state()
+
     def save_state(self) -> None:
         """Record the PIDs the bench started (so `bench` can stop them after a crash)."""
         state: dict[str, Any] = {k: v.to_json() for k, v in self.procs.items()}

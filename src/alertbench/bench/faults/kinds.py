@@ -181,9 +181,7 @@ class DriverKill:
     def heal(self) -> dict[str, Any]:  # noqa: D102
         t = self.target
         t.broker.start(t.bench, t.seg, t.wiring)  # the same folder: the same checkpoint
-        for k, proc in enumerate(t.broker.procs()):
-            t.bench.procs[f"broker-{t.seg.tag}" + (f"-{k}" if k else "")] = proc
-        t.bench.save_state()
+        t.bench.track_broker(t.seg.tag, t.broker.procs())
         return {"restarted_pids": _pids(t.broker.procs())}
 
 

@@ -75,7 +75,6 @@ class OffsetPlanner:
         self.last_batch: float | None = None
         self.first_new: float | None = None
         self.stop_at: dict | None = None
-        self.unanswered = 0  # partitions' watermark queries that timed out (failovers)
         self._consumer = None
 
     def _watermarks(self, *, strict: bool = True) -> dict[str, dict[str, tuple[int, int]]]:
@@ -107,7 +106,6 @@ class OffsetPlanner:
                 except KafkaException:
                     if strict:
                         raise
-                    self.unanswered += 1
             out[t] = found
         return out
 
