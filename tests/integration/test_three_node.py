@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Producer
 
 from alertbench.kafka.admin import create_topic, describe_cluster, describe_topic
-from alertbench.kafka.client import consume, end_offsets
+from alertbench.kafka.client import Watermarks, consume, end_offsets
 from alertbench.kafka.render import parse_properties
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -67,6 +67,9 @@ def test_broker_stopped_and_restarted_while_producing_loses_nothing(
                 time.sleep(0.002)
 
         victim = rc.state.node("node-2")
+        # One client kept through the stop and restart, as the bench's sampler keeps its own.
+        marks = Watermarks(rc.bootstrap)
+        assert marks.end_offsets("ha", 3) == dict.fromkeys(range(3), 0)
         produce_range(0, 200)
         # Stop a broker while the first 200 are still in flight.
         rc.cluster.stop(rc.state, [victim], grace=20)
@@ -89,3 +92,5 @@ def test_broker_stopped_and_restarted_while_producing_loses_nothing(
         assert all(v == payloads[int(k) % len(payloads)] for _, _, k, v in messages)
         # No duplicate hides past the count: the log holds exactly TOTAL records.
         assert sum(end_offsets(rc.bootstrap, "ha", 3).values()) == TOTAL
+        with marks:
+            assert marks.end_offsets("ha", 3) == end_offsets(rc.bootstrap, "ha", 3)

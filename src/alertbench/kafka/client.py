@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -197,15 +198,19 @@ class Watermarks:
         Where to connect, and with which credentials.
     """
 
+    #: Seconds of unanswered lookups after which the consumer is made anew.
+    RENEW_AFTER_S = 3.0
+
     def __init__(self, bootstrap_servers: Kafka) -> None:
-        self._consumer = Consumer(
-            Connection.of(bootstrap_servers).conf(
-                # It joins no group: a coordinator connection that drops (SASL
-                # re-authentication on a secured cluster) is not its error, and
-                # failed lookups raise from the calls themselves.
-                {"group.id": "alertbench-offsets", "log_level": 0}
-            )
+        self._conf = Connection.of(bootstrap_servers).conf(
+            # It joins no group: a coordinator connection that drops (SASL
+            # re-authentication on a secured cluster) is not its error, and
+            # failed lookups raise from the calls themselves.
+            {"group.id": "alertbench-offsets", "log_level": 0}
         )
+        self._consumer = Consumer(self._conf)
+        # The bench's sampler thread and its main thread share one instance.
+        self._lock = threading.Lock()
 
     def end_offsets(self, topic: str, partitions: int, timeout: float = 10) -> dict[int, int]:
         """The high watermark of each partition of ``topic``.
@@ -215,22 +220,34 @@ class Watermarks:
         ClusterError
             If a partition still has no leader after ``timeout`` seconds.
         """
-        return {p: self._end_offset(topic, p, timeout) for p in range(partitions)}
+        with self._lock:
+            return {p: self._end_offset(topic, p, timeout) for p in range(partitions)}
 
     def _end_offset(self, topic: str, partition: int, timeout: float) -> int:
         # A topic created a moment ago (by a broker under test, say) is listed
         # before its partitions' leaders know they lead; asking then is retried
         # until ``timeout`` rather than failing the caller.
-        deadline = time.monotonic() + timeout
+        # A consumer that lived through a node's kill and restart can keep
+        # answering "Unknown partition" from its own metadata while a new
+        # client finds the leader at once (seen after a kafka-kill fault): one
+        # that has not been answered for a few seconds is replaced.
+        start = time.monotonic()
+        deadline, renewed = start + timeout, False
         while True:
-            left = max(deadline - time.monotonic(), 0.1)
+            left = max(min(deadline - time.monotonic(), self.RENEW_AFTER_S), 0.1)
             try:
                 tp = TopicPartition(topic, partition)
                 return self._consumer.get_watermark_offsets(tp, timeout=left)[1]
             except KafkaException as exc:
                 err = kafka_error(exc)
-                if err is None or err.code() not in _NO_LEADER_YET:
+                # A call is capped at a few seconds: its timeout is one more try.
+                if err is None or err.code() not in {*_NO_LEADER_YET, KafkaError._TIMED_OUT}:
                     raise
+                if not renewed and time.monotonic() - start >= self.RENEW_AFTER_S:
+                    self._consumer.close()
+                    self._consumer = Consumer(self._conf)
+                    renewed = True
+                    continue
                 if time.monotonic() >= deadline:
                     raise ClusterError(
                         f"partition {partition} of {topic} has no leader after "
@@ -240,7 +257,8 @@ class Watermarks:
 
     def close(self) -> None:
         """Close the consumer."""
-        self._consumer.close()
+        with self._lock:
+            self._consumer.close()
 
     def __enter__(self) -> Watermarks:
         return self
