@@ -164,6 +164,12 @@ class BrokerSettings(BaseModel):
         "of CPU per alert with the task reader (benchmarks/check_crcs.py), about a quarter of "
         "Spark's own Kafka read.",
     )
+    fail_on_data_loss: bool = Field(
+        True,
+        description="Stop the query, naming them, when input offsets the broker has still "
+        "to read aged out of Kafka's retention (Spark's failOnDataLoss); false skips them. "
+        "Either way each such range is counted exactly in the output's _data_loss/.",
+    )
     cuts: str | None = Field(
         None, description="Quality cuts (SQL); default per survey (ZTF: rb >= 0.55 AND nbad = 0)."
     )

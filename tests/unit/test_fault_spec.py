@@ -86,6 +86,17 @@ def test_faults_that_cannot_run_here_say_why(monkeypatch: pytest.MonkeyPatch) ->
     assert "not on another one" in refusal(
         FaultSpec(name="driver-kill"), embedded_nodes=1, own_broker=False
     )
+    rolling = FaultSpec(name="kafka-rolling-restart")
+    assert rolling.heal_s is None
+    assert rolling.value("grace_s") == 30
+    assert "needs 3 Kafka nodes" in refusal(rolling, embedded_nodes=1, own_broker=True)
+    # Retention's check interval and the topic's configuration are the embedded Kafka's.
+    overrun = FaultSpec(name="retention-overrun", retention_ms=2000)
+    assert overrun.heal_s == 30.0
+    assert overrun.value("retention_ms") == 2000
+    assert refusal(overrun, embedded_nodes=1, own_broker=True) is None
+    assert "a Kafka it did not start" in refusal(overrun, embedded_nodes=None, own_broker=True)
+    assert "not on another one" in refusal(overrun, embedded_nodes=1, own_broker=False)
     # A kind that changes interfaces needs root.
     monkeypatch.setitem(spec.KINDS, "network-cut", Kind("cut", root=True))
     monkeypatch.setattr(spec.os, "geteuid", lambda: 1000)
@@ -130,8 +141,8 @@ def test_recovery_is_two_visits_back_within_the_limit() -> None:
 
 
 def test_acks_are_read_back_per_id(tmp_path) -> None:
-    (tmp_path / "acks.0.csv").write_text("a1,100,200,\na2,100,300,\n")
-    (tmp_path / "acks.1.csv").write_text("a3,150,900000,_MSG_TIMED_OUT\n")
+    (tmp_path / "acks.0.csv").write_text("a1,100,200,,0,7\na2,100,300,,1,0\n")
+    (tmp_path / "acks.1.csv").write_text("a3,150,900000,_MSG_TIMED_OUT,-1,-1\n")
     acks = measure.read_acks(tmp_path)
     expected = pd.DataFrame(
         {
@@ -139,6 +150,23 @@ def test_acks_are_read_back_per_id(tmp_path) -> None:
             "sent_us": [100, 100, 150],
             "ack_us": [200, 300, 900000],
             "error": ["", "", "_MSG_TIMED_OUT"],
+            "partition": [0, 1, -1],
+            "offset": [7, 0, -1],
         }
     )
     pd.testing.assert_frame_equal(acks, expected)
+
+
+def test_aged_out_ranges_are_read_back_merged(tmp_path) -> None:
+    from alertbench.broker.batch import loss
+
+    # The planner's range and a task's, recorded twice by a replayed batch, overlapping.
+    loss.record(tmp_path, [loss.AgedOut("in", 0, 0, 12), loss.AgedOut("in", 1, 5, 9)])
+    loss.record(tmp_path, [loss.AgedOut("in", 0, 0, 12), loss.AgedOut("in", 0, 10, 20)])
+    loss.record(tmp_path, [loss.AgedOut("in", 0, 25, 30)])
+    assert loss.read(tmp_path) == [
+        loss.AgedOut("in", 0, 0, 20),
+        loss.AgedOut("in", 0, 25, 30),
+        loss.AgedOut("in", 1, 5, 9),
+    ]
+    assert loss.read(tmp_path / "none") == []

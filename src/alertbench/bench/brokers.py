@@ -41,6 +41,7 @@ INHERITED_BROKER_SETTINGS = {
     "cuts",
     "catalogue",
     "check_crcs",
+    "fail_on_data_loss",
     "kafka_reader",
     "parquet_compression",
     "driver_memory",
@@ -150,6 +151,8 @@ class OwnBroker:
         if s.science is not None:  # the scenario's profile, whatever modules were configured
             broker["science"] = s.science
             broker.pop("modules", None)
+        if s.fail_on_data_loss is not None:
+            broker["fail_on_data_loss"] = s.fail_on_data_loss
         if s.max_offsets_per_trigger:
             broker["max_offsets_per_trigger"] = s.max_offsets_per_trigger
         if s.min_offsets_per_trigger:

@@ -84,7 +84,7 @@ def results(
     """Compute results.json and write the series of the run's first (main) segment."""
     t0 = info.pop("t0")
     main = outcomes[0]
-    m = segment_metrics(main, t0)
+    m = segment_metrics(main, t0, allow_aged_out=scenario.allow_aged_out)
     series = run / "series"
     loads = main.loads
     visits = [v for lo in loads for v in lo["visits"]]
@@ -140,7 +140,7 @@ def results(
     for o in outcomes:
         if o.broker_kind == "null":  # the ceiling: its steps are all it measures
             continue
-        mo = m if o is main else segment_metrics(o, t0)
+        mo = m if o is main else segment_metrics(o, t0, allow_aged_out=scenario.allow_aged_out)
         if o is not main:
             failures += [f"variant {o.params}: {p}" for p in mo["problems"]]
         sweep.append(
@@ -262,7 +262,9 @@ def results(
     if main.faults:
         from alertbench.bench.faults.measure import fault_results
 
-        out["faults"], problems = fault_results(main, m, t0=t0, interval=scenario.visit_interval)
+        out["faults"], problems = fault_results(
+            main, m, t0=t0, interval=scenario.visit_interval, allow_aged_out=scenario.allow_aged_out
+        )
         out["failures"] += [p for p in problems if p not in out["failures"]]
         out["status"] = "passed" if not out["failures"] else "failed"
     from alertbench.bench.capacity import capacity_model

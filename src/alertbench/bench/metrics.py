@@ -8,11 +8,13 @@ same machine's clock as the simulator's send time.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
 
 from alertbench.bench.outcome import SegmentOutcome, parquet_rows, raw_alerts, recorded_arrivals
+from alertbench.broker.batch import loss as data_loss
 
 
 def _distribution(outcome: SegmentOutcome) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -86,8 +88,15 @@ def injected(faults: list[dict[str, Any]]) -> tuple[int, int]:
     return malformed, again
 
 
-def segment_metrics(outcome: SegmentOutcome, t0: float) -> dict[str, Any]:
-    """Every number of one segment (latencies, integrity, throughput) plus its series."""
+def segment_metrics(
+    outcome: SegmentOutcome, t0: float, *, allow_aged_out: bool = False
+) -> dict[str, Any]:
+    """Every number of one segment (latencies, integrity, throughput) plus its series.
+
+    Input records that aged out of Kafka's retention before the broker read
+    them (the broker's ``_data_loss/`` records) are counted exactly and fail
+    the run unless ``allow_aged_out``.
+    """
     if outcome.broker_kind != "alertbench":
         return external_metrics(outcome)
     raw = raw_alerts(outcome.broker_out)
@@ -111,8 +120,25 @@ def segment_metrics(outcome: SegmentOutcome, t0: float) -> dict[str, Any]:
     malformed, again = injected(outcome.faults)
     if malformed or again:
         integrity["injected"] = {"malformed": malformed, "duplicates": again}
-    if len(raw) != sent + again:
-        problems.append(f"{sent} alerts sent (+{again} sent twice) but {len(raw)} rows in raw")
+    aged = data_loss.read(outcome.broker_out)
+    gone = sum(r.count for r in aged)
+    if aged:
+        integrity["aged_out"] = {
+            "records": gone,
+            "ranges": [{**asdict(r), "count": r.count} for r in aged],
+        }
+        if not allow_aged_out:
+            problems.append(
+                f"{gone:,} input records aged out of Kafka's retention before the broker read "
+                "them: " + "; ".join(r.describe() for r in aged[:5]) + " (allow_aged_out = "
+                "true in the scenario counts them without failing the run)"
+            )
+    if len(raw) != sent + again - gone:
+        problems.append(
+            f"{sent} alerts sent (+{again} sent twice"
+            + (f", {gone} aged out" if gone else "")
+            + f") but {len(raw)} rows in raw"
+        )
     if len(raw) - integrity["distinct_in_raw"] != again:
         problems.append(
             f"{len(raw) - integrity['distinct_in_raw']} duplicate rows in raw"

@@ -101,6 +101,9 @@ FIELDS: dict[str, str] = {
     "integrity.distinct_in_raw": "Distinct alert ids in raw.",
     "integrity.quarantined": "Messages in quarantine.",
     "integrity.in_science": "Rows in the science Parquet.",
+    "integrity.aged_out": "Input records that aged out of Kafka's retention before the broker "
+    "read them, counted exactly from the broker's _data_loss/ records: records, and ranges "
+    "(topic, partition, start, end, count). Present only when there were some.",
     "integrity.topics": "Per distribution topic: expected, received, missing, unexpected, "
     "duplicates. Another broker's: received, distinct, duplicates, unknown (ids never sent), "
     "unreadable (no id could be read).",
@@ -200,6 +203,9 @@ FAULT_FIELDS: dict[str, str] = {
     "output).",
     "faults.lost_ids": "Their ids (at most 100).",
     "faults.never_acked": "Alerts whose delivery failed and were never acknowledged.",
+    "faults.aged_out": "Input records that aged out of retention unread (records, the broker's "
+    "count), the acknowledged alerts among them (acked, ids: told apart from lost ones by "
+    "their partition and offset), and whether the scenario allowed it (allowed).",
     "faults.duplicates": "Duplicates per stage: raw, science (exactly-once), outputs per topic "
     "(at-least-once, counted).",
     "faults.quarantined": "Messages the broker quarantined.",

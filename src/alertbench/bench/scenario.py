@@ -178,6 +178,17 @@ class Scenario(BaseModel):
         description="Faults injected during the measured load ([[faults]]: name, visit, "
         "after_s, heal_after_s and the kind's own keys).",
     )
+    fail_on_data_loss: bool | None = Field(
+        None,
+        description="alertbench's broker stops when input records aged out of retention "
+        "before it read them (true) or skips them (false); default: broker.fail_on_data_loss. "
+        "Either way they are counted exactly.",
+    )
+    allow_aged_out: bool = Field(
+        False,
+        description="Input records that aged out of retention before the broker read them "
+        "are counted without failing the run (else they fail it).",
+    )
     security: Literal["plaintext", "sasl_plaintext", "ssl", "sasl_ssl"] = Field(
         "plaintext",
         description="Security of the embedded Kafka: every client (simulator, broker, timing) "

@@ -305,3 +305,33 @@ def describe_topic(bootstrap_servers: Kafka, name: str, *, timeout: float = 10.0
         k: v.value for k, v in sorted(configs.items()) if not v.is_default and v.value is not None
     }
     return topic
+
+
+def alter_topic_config(
+    bootstrap_servers: Kafka, name: str, config: dict[str, str | None], *, timeout: float = 10.0
+) -> None:
+    """Set (or, with None, return to the cluster's default) a topic's configuration entries.
+
+    Raises
+    ------
+    ClusterError
+        If the cluster refuses a change.
+    """
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+
+    entries = [
+        ConfigEntry(
+            k,
+            v,
+            incremental_operation=AlterConfigOpType.DELETE if v is None else AlterConfigOpType.SET,
+        )
+        for k, v in config.items()
+    ]
+    resource = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=entries)
+    admin = admin_client(bootstrap_servers)
+    try:
+        admin.incremental_alter_configs([resource])[resource].result(timeout=timeout)
+    except KafkaException as exc:
+        raise ClusterError(
+            f"cannot change topic {name!r}'s {', '.join(config)}: {explain(exc)}"
+        ) from exc

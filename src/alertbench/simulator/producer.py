@@ -118,7 +118,8 @@ class Plan:
     duration: float | None = None
     replay_offsets: list[float] | None = None
     replay_span: float = 0.0
-    ack_log: str | None = None  # each producer appends ``alert_id,sent_us,ack_us,error`` lines
+    # Each producer appends ``alert_id,sent_us,ack_us,error,partition,offset`` lines.
+    ack_log: str | None = None
 
 
 Progress = Callable[[ProducerStats], None]
@@ -165,8 +166,11 @@ def run_producer(
     ) -> None:
         if acks is not None:
             # Who was acknowledged and when: a fault's loss is counted per id from this.
+            # Where it was written too: an id lost to retention is told from one lost
+            # to a fault by its offset.
             reason = err.name() if err is not None else ""
-            acks.append(f"{alert_id or ''},{sent},{int(time.time() * 1e6)},{reason}\n")
+            where = f"{msg.partition()},{msg.offset()}" if err is None else "-1,-1"
+            acks.append(f"{alert_id or ''},{sent},{int(time.time() * 1e6)},{reason},{where}\n")
         if err is not None:
             stats.failures += 1
             if len(stats.failure_samples) < 10:

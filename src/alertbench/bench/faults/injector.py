@@ -88,7 +88,8 @@ class Injector:
         if spec.heal_s is None:
             with self._lock:
                 self._live.pop(k, None)
-            record["healed"] = record["injected"]
+            # A one-act fault lasts as long as its act (a rolling restart, minutes).
+            record["healed"] = time.time()
             return
         self._stop.wait(spec.heal_s)
         self._heal(k, record)

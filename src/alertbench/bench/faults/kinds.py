@@ -13,14 +13,14 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
 from alertbench.bench.faults.spec import FaultSpec
 from alertbench.errors import AlertbenchError
-from alertbench.procs import LocalTransport, ProcessRecord
+from alertbench.procs import LocalTransport, ProcessRecord, stop_processes
 
 if TYPE_CHECKING:
     from alertbench.bench.brokers import BrokerUnderTest, Wiring
@@ -119,6 +119,23 @@ class KafkaPause:
         return {"pids": [self.proc.pid], "signal": "SIGCONT"}
 
 
+def _wait_isr_full(target: Target, timeout: float = 120) -> bool:
+    """Wait until every replica of every input partition is back in its ISR."""
+    from alertbench.kafka.admin import list_topics
+
+    topic, deadline = target.wiring.topic, time.monotonic() + timeout
+    while True:
+        try:
+            info = next((t for t in list_topics(target.bench.servers) if t.name == topic), None)
+        except AlertbenchError:
+            info = None  # the cluster is between leaders: ask again
+        if info is not None and all(set(p.isr) == set(p.replicas) for p in info.partitions):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+
+
 @dataclass
 class KafkaKill:
     """SIGKILL the leader of an input partition; restart it through the launcher to heal."""
@@ -137,24 +154,128 @@ class KafkaKill:
         return {"node": self.node, "pids": [proc.pid], "signal": "SIGKILL"}
 
     def heal(self) -> dict[str, Any]:  # noqa: D102
-        from alertbench.kafka.admin import list_topics
-
         started = self.target.restart_kafka()
         self.target.bench.kafka_pids = [p.pid for p in started.values()]
         # Healed once the restarted node is back in every input partition's ISR.
-        topic, deadline, full = self.target.wiring.topic, time.monotonic() + 120, False
-        while not full and time.monotonic() < deadline:
-            info = next(
-                (t for t in list_topics(self.target.bench.servers) if t.name == topic), None
-            )
-            full = info is not None and all(set(p.isr) == set(p.replicas) for p in info.partitions)
-            if not full:
-                time.sleep(0.5)
         return {
             "node": self.node,
             "restarted_pid": started[self.node].pid if self.node in started else None,
-            "isr_full": full,
+            "isr_full": _wait_isr_full(self.target),
         }
+
+
+@dataclass
+class KafkaRollingRestart:
+    """Every Kafka node in turn: SIGTERM, wait for its exit, restart, wait for a full ISR.
+
+    The way an operator upgrades a cluster: one node at a time, the next only
+    once every input partition has all its replicas in sync again.
+    """
+
+    spec: FaultSpec
+    target: Target
+
+    def inject(self) -> dict[str, Any]:  # noqa: D102
+        local = LocalTransport()
+        grace = float(self.spec.value("grace_s"))
+        steps = []
+        for node in sorted(self.target.kafka_nodes()):
+            proc = self.target.kafka_nodes()[node]
+            began = time.time()
+            killed = stop_processes(local, [proc], grace=grace)
+            stopped = time.time()
+            started = self.target.restart_kafka()
+            self.target.bench.kafka_pids = [p.pid for p in started.values()]
+            full = _wait_isr_full(self.target)
+            steps.append(
+                {
+                    "node": node,
+                    "pid": proc.pid,
+                    "signal": "SIGKILL" if killed else "SIGTERM",
+                    "stop_s": round(stopped - began, 3),
+                    "restarted_pid": started[node].pid if node in started else None,
+                    "back_s": round(time.time() - stopped, 3),
+                    "isr_full": full,
+                }
+            )
+            if not full:
+                raise FaultError(
+                    f"node {node} restarted but the input's ISR was not full again in 120 s: "
+                    "the rolling restart stopped there"
+                )
+        return {"nodes": steps}
+
+    def heal(self) -> dict[str, Any]:  # noqa: D102
+        return {}
+
+
+@dataclass
+class RetentionOverrun:
+    """alertbench's broker paused (SIGSTOP) past a short input retention, then resumed.
+
+    The input topic's retention is cut to ``retention_ms`` (its segments to
+    1 MB, so they close and can be deleted) while the broker is stopped; the
+    records it had still to read age out. At the heal the topic's retention
+    is restored and the broker resumed: it must stop, naming the offsets
+    (``fail_on_data_loss``), or skip them and count them, exactly.
+    """
+
+    spec: FaultSpec
+    target: Target
+    paused: list[ProcessRecord] = field(default_factory=list)
+
+    def _lows(self) -> dict[int, int]:
+        from confluent_kafka import Consumer, TopicPartition
+
+        topic, n = self.target.wiring.topic, self.target.wiring.partitions
+        consumer = Consumer(self.target.bench.servers.conf({"group.id": "alertbench-fault"}))
+        try:
+            return {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0]
+                for p in range(n)
+            }
+        finally:
+            consumer.close()
+
+    def inject(self) -> dict[str, Any]:  # noqa: D102
+        from alertbench.kafka.admin import alter_topic_config
+
+        local = LocalTransport()
+        procs = [p for root in self.target.broker.procs() for p in _tree(root)]
+        self.paused = [p for p in procs if local.is_running(p)]
+        if not self.paused:
+            raise FaultError(
+                "the broker under test was not running when the fault struck: it had "
+                f"stopped by itself (see {self.target.wiring.log})"
+            )
+        for p in self.paused:
+            local.send_signal(p, signal.SIGSTOP)
+        retention = str(int(self.spec.value("retention_ms")))
+        alter_topic_config(
+            self.target.bench.servers,
+            self.target.wiring.topic,
+            {"retention.ms": retention, "segment.bytes": str(1024 * 1024)},
+        )
+        return {
+            "pids": _pids(self.paused),
+            "signal": "SIGSTOP",
+            "retention_ms": int(retention),
+            "earliest_offsets": self._lows(),
+        }
+
+    def heal(self) -> dict[str, Any]:  # noqa: D102
+        from alertbench.kafka.admin import alter_topic_config
+
+        lows = self._lows()
+        alter_topic_config(
+            self.target.bench.servers,
+            self.target.wiring.topic,
+            {"retention.ms": None, "segment.bytes": None},
+        )
+        local = LocalTransport()
+        for p in reversed(self.paused):
+            local.send_signal(p, signal.SIGCONT)
+        return {"pids": _pids(self.paused), "signal": "SIGCONT", "earliest_offsets": lows}
 
 
 @dataclass
@@ -274,6 +395,8 @@ def _other_schema_container() -> bytes:
 ACTS: dict[str, Callable[[FaultSpec, Target], Act]] = {
     "kafka-pause": KafkaPause,
     "kafka-kill": KafkaKill,
+    "kafka-rolling-restart": KafkaRollingRestart,
+    "retention-overrun": RetentionOverrun,
     "driver-kill": DriverKill,
     "bad-input-burst": BadInputBurst,
 }

@@ -28,6 +28,7 @@ class Kind:
     heal_after_s: float | None = 10.0  # None: nothing to heal (the fault is one act)
     kafka_nodes: int = 1  # embedded Kafka nodes it needs
     own_broker: bool = False  # acts on alertbench's broker
+    embedded_kafka: bool = False  # needs the Kafka the bench started (its settings, its PIDs)
     root: bool = False
 
 
@@ -38,6 +39,23 @@ KINDS: dict[str, Kind] = {
         "same launcher after heal_after_s",
         keys={"partition": 0},
         kafka_nodes=3,
+    ),
+    "kafka-rolling-restart": Kind(
+        "every Kafka node in turn is stopped (SIGTERM, SIGKILL after grace_s), restarted "
+        "through the same launcher, and the next only once the input's ISR is full again",
+        keys={"grace_s": 30},
+        heal_after_s=None,
+        kafka_nodes=3,
+    ),
+    "retention-overrun": Kind(
+        "alertbench's broker is paused (SIGSTOP) while the input topic's retention is cut "
+        "to retention_ms, so records it had still to read age out; after heal_after_s the "
+        "retention is restored and the broker resumed (it must stop naming them, or skip "
+        "and count them: broker.fail_on_data_loss)",
+        keys={"retention_ms": 3000},
+        heal_after_s=30.0,
+        own_broker=True,
+        embedded_kafka=True,
     ),
     "kafka-pause": Kind(
         "a Kafka node (the leader of an input partition) is stopped with SIGSTOP and "
@@ -208,7 +226,7 @@ def refusal(spec: FaultSpec, *, embedded_nodes: int | None, own_broker: bool) ->
     kind = spec.kind
     if kind.root and os.geteuid() != 0:
         return f"fault {spec.name} needs root (it changes network interfaces)"
-    if kind.kafka_nodes > 1 or spec.name.startswith("kafka-"):
+    if kind.kafka_nodes > 1 or kind.embedded_kafka or spec.name.startswith("kafka-"):
         if embedded_nodes is None:
             return (
                 f"fault {spec.name} acts on the Kafka nodes the bench started; this run uses "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -56,6 +57,9 @@ def consumer_config(
         "fetch.wait.max.ms": 10,
         "socket.receive.buffer.bytes": 8 * 1024 * 1024,
         "check.crcs": check_crcs,
+        # A range whose start aged out between planning and reading must fail, not
+        # jump to the partition's end (librdkafka's default) and read nothing.
+        "auto.offset.reset": "error",
         # Prefetch up to 64 MB per partition (about 850 alerts of 75 KB): the
         # next chunk of 500 is there while a task works on this one. 256 MB
         # took lsst-peak's broker to 3.2 GB RSS.
@@ -85,18 +89,30 @@ def _consumer(servers: str | Connection, check_crcs: bool):
 
 
 def read_range(
-    servers: str | Connection, r: OffsetRange, chunk: int = 1000, *, check_crcs: bool = True
+    servers: str | Connection,
+    r: OffsetRange,
+    chunk: int = 1000,
+    *,
+    check_crcs: bool = True,
+    fail_on_data_loss: bool = True,
+    loss_root: Path | None = None,
 ) -> Iterator[KafkaRecords]:
     """The records of ``r``, in batches of at most ``chunk``.
 
     Coordinates ``topic, partition, offset, timestamp, headers`` as Arrow,
-    the values as the bytes the consumer returned.
+    the values as the bytes the consumer returned. Offsets of the range that
+    aged out of Kafka's retention before they were read (a broker stopped
+    mid-batch past the retention) are recorded under ``loss_root``
+    (:mod:`alertbench.broker.batch.loss`), then refused or skipped
+    (``fail_on_data_loss``).
 
     Raises
     ------
     CorruptRecordsError
         When a record batch fails its CRC check (``check_crcs``): the
         partition's log is damaged, and no alert of it is guessed at or skipped.
+    DataLossError
+        When offsets of the range aged out and ``fail_on_data_loss`` is set.
     RuntimeError
         For any other error the consumer reports.
     """
@@ -118,6 +134,11 @@ def read_range(
                 err = m.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    if err.code() == KafkaError._AUTO_OFFSET_RESET:
+                        nxt = _skip_aged_out(consumer, r, nxt, fail_on_data_loss, loss_root)
+                        if nxt >= r.end:
+                            break
                         continue
                     if err.code() == KafkaError._BAD_MSG:
                         raise CorruptRecordsError(
@@ -144,6 +165,27 @@ def read_range(
     finally:
         # Stop fetching past the range; the consumer waits for the worker's next task.
         consumer.unassign()
+
+
+def _skip_aged_out(consumer, r: OffsetRange, nxt: int, fail: bool, root: Path | None) -> int:
+    """Record the offsets of ``r`` from ``nxt`` that Kafka no longer keeps; where to go on."""
+    from confluent_kafka import TopicPartition
+
+    from alertbench.broker.batch import loss
+
+    low, high = consumer.get_watermark_offsets(TopicPartition(r.topic, r.partition), timeout=10)
+    # Below the earliest offset kept: aged out. Past the end: the log was cut back
+    # (an unclean leader election) under offsets the driver saw; gone all the same.
+    end = min(low, r.end) if low > nxt else r.end
+    aged = [loss.AgedOut(r.topic, r.partition, nxt if low > nxt else max(nxt, high), end)]
+    if root is not None:
+        loss.record(root, aged)
+    if fail:
+        raise loss.refusal(aged)
+    resume = aged[0].end
+    if resume < r.end:
+        consumer.assign([TopicPartition(r.topic, r.partition, resume)])
+    return resume
 
 
 def _table(r: OffsetRange, rows: dict[str, list]) -> KafkaRecords:

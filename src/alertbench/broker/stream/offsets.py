@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alertbench.broker.batch import loss
 from alertbench.broker.batch.ranges import OffsetRange, consumer_config
 from alertbench.kafka.security import Connection
 
@@ -56,6 +57,12 @@ class OffsetPlanner:
         The Kafka cluster and the topics to read.
     min_offsets, max_offsets, max_trigger_delay_s
         The size of a micro-batch (see the module's docstring).
+    fail_on_data_loss : bool
+        When a micro-batch's start offsets aged out of Kafka's retention,
+        raise :class:`~alertbench.broker.batch.loss.DataLossError` (else read
+        from the earliest offset kept).
+    loss_root : Path, optional
+        Where such ranges are recorded (:func:`alertbench.broker.batch.loss.record`).
     """
 
     def __init__(
@@ -66,8 +73,13 @@ class OffsetPlanner:
         min_offsets: int | None = None,
         max_offsets: int | None = None,
         max_trigger_delay_s: float = 10.0,
+        fail_on_data_loss: bool = True,
+        loss_root: Path | None = None,
     ) -> None:
         self.servers = servers
+        self.fail_on_data_loss = fail_on_data_loss
+        self.loss_root = loss_root
+        self._lows: dict[str, dict[str, int]] | None = None
         self.topics = topics
         self.min_offsets = min_offsets
         self.max_offsets = max_offsets
@@ -131,6 +143,7 @@ class OffsetPlanner:
             marks = self._watermarks(strict=False)
         except KafkaException:
             return start  # no metadata at all: ask again at the next trigger
+        self._lows = {t: {p: low for p, (low, _) in ps.items()} for t, ps in marks.items()}
         # Partitions that did not answer stay where they are.
         for t, ps in start.items():
             known = marks.setdefault(t, {})
@@ -172,14 +185,43 @@ class OffsetPlanner:
         return end
 
     def ranges(self, start: dict, end: dict) -> list[OffsetRange]:
-        """One range per partition that has records between ``start`` and ``end``."""
+        """One range per partition that has records between ``start`` and ``end``.
+
+        Offsets between ``start`` and what Kafka still keeps aged out of its
+        retention: they are recorded, then refused or skipped
+        (``fail_on_data_loss``).
+
+        Raises
+        ------
+        DataLossError
+            When offsets aged out and ``fail_on_data_loss`` is set.
+        """
         key = batch_key(start, end)
-        return [
-            OffsetRange(t, int(p), start.get(t, {}).get(p, 0), e, key)
-            for t, ps in end.items()
-            for p, e in ps.items()
-            if e > start.get(t, {}).get(p, 0)
-        ]
+        lows, self._lows = self._lows, None
+        if lows is None:  # a batch Spark replays after a restart was planned before it
+            from confluent_kafka import KafkaException
+
+            try:
+                marks = self._watermarks(strict=False)
+            except KafkaException:
+                marks = {}
+            lows = {t: {p: low for p, (low, _) in ps.items()} for t, ps in marks.items()}
+        aged, out = [], []
+        for t, ps in end.items():
+            for p, e in ps.items():
+                s = start.get(t, {}).get(p, 0)
+                low = lows.get(t, {}).get(p, s)
+                if low > s and e > s:
+                    aged.append(loss.AgedOut(t, int(p), s, min(low, e)))
+                    s = min(low, e)
+                if e > s:
+                    out.append(OffsetRange(t, int(p), s, e, key))
+        if aged:
+            if self.loss_root is not None:
+                loss.record(self.loss_root, aged)
+            if self.fail_on_data_loss:
+                raise loss.refusal(aged)
+        return out
 
     def tasks(self, start: dict, end: dict, slots: int) -> list[list[OffsetRange]]:
         """The ranges of a micro-batch in at most ``slots`` tasks of about equal size.

@@ -172,6 +172,7 @@ def run_broker(
         min_offsets=b.min_offsets_per_trigger,
         max_trigger_delay_s=b.max_trigger_delay_s,
         check_crcs=b.check_crcs,
+        fail_on_data_loss=b.fail_on_data_loss,
     )
     if fused:
         result.stages = ["fused"]

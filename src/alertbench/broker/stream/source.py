@@ -62,8 +62,12 @@ def kafka_alert_source(work: Callable[[OffsetRange, Iterator[KafkaRecords]], Non
                 min_offsets=int(options.get("min_offsets") or 0) or None,
                 max_offsets=int(options.get("max_offsets") or 0) or None,
                 max_trigger_delay_s=float(options.get("max_trigger_delay_s") or 10.0),
+                fail_on_data_loss=options.get("fail_on_data_loss", "true") == "true",
+                loss_root=Path(options["loss_root"]) if options.get("loss_root") else None,
             )
             self.check_crcs = options.get("check_crcs", "true") == "true"
+            self.fail_on_data_loss = self.planner.fail_on_data_loss
+            self.loss_root = self.planner.loss_root
 
         def initialOffset(self) -> dict:  # noqa: N802 (Spark's name)
             return self.planner.initial()
@@ -87,7 +91,12 @@ def kafka_alert_source(work: Callable[[OffsetRange, Iterator[KafkaRecords]], Non
 
                 def tables(r=r, offsets=offsets) -> Iterator[KafkaRecords]:
                     for records in read_range(
-                        self.servers, r, self.chunk, check_crcs=self.check_crcs
+                        self.servers,
+                        r,
+                        self.chunk,
+                        check_crcs=self.check_crcs,
+                        fail_on_data_loss=self.fail_on_data_loss,
+                        loss_root=self.loss_root,
                     ):
                         offsets.extend(records.coords["offset"].to_pylist())
                         yield records
@@ -245,6 +254,9 @@ class KafkaInput:
         longest wait for it.
     check_crcs : bool
         Let the Kafka consumer (the tasks' or Spark's) verify record batches' CRCs.
+    fail_on_data_loss : bool
+        Stop when offsets to read aged out of retention (else skip them); the
+        task reader records each such range (:mod:`alertbench.broker.batch.loss`).
     available_now : bool
         Read what the topics hold at the start, then stop (benchmarks).
     """
@@ -257,6 +269,7 @@ class KafkaInput:
     min_offsets: int | None = None
     max_trigger_delay_s: float | None = None
     check_crcs: bool = True
+    fail_on_data_loss: bool = True
     available_now: bool = False
 
     def checkpoint(self, name: str) -> str:
@@ -312,6 +325,8 @@ def start_kafka_tasks_query(
         .option("chunk", spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "1000"))
         .option("tasks", str(spark.sparkContext.defaultParallelism))
         .option("check_crcs", str(q.check_crcs).lower())
+        .option("fail_on_data_loss", str(q.fail_on_data_loss).lower())
+        .option("loss_root", str(Path(q.out).resolve()))
         .load()
     )
     return (

@@ -50,7 +50,9 @@ def raw_task(plan: DecodePlan, staged: Path, quarantine: Path, compression: str 
     return run
 
 
-def _consumer_options(servers: str | Connection, check_crcs: bool) -> dict[str, str]:
+def _consumer_options(
+    servers: str | Connection, check_crcs: bool, fail_on_data_loss: bool = True
+) -> dict[str, str]:
     """Options of Spark's Kafka reader, streaming or batch.
 
     ``check_crcs`` lets the consumer verify each record batch's CRC32C. On
@@ -63,8 +65,9 @@ def _consumer_options(servers: str | Connection, check_crcs: bool) -> dict[str, 
         # Servers and security, in the Java client's names.
         **Connection.of(servers).java_options(),
         "includeHeaders": "true",
-        # Test clusters come and go; a missing offset must not kill the stream.
-        "failOnDataLoss": "false",
+        # Spark's own: offsets aged out stop the query, or are skipped with a
+        # warning in the driver's log (Spark counts them nowhere).
+        "failOnDataLoss": str(fail_on_data_loss).lower(),
         "kafka.max.partition.fetch.bytes": str(16 * 1024 * 1024),
         "kafka.fetch.max.bytes": str(64 * 1024 * 1024),
         # The client's 64 KB socket buffer starves on 75 KB alerts: 8 MB read
@@ -118,6 +121,7 @@ def kafka_source(
     min_offsets: int | None = None,
     max_trigger_delay_s: float | None = None,
     check_crcs: bool = True,
+    fail_on_data_loss: bool = True,
 ):
     """The streaming Kafka source (earliest offsets, headers included).
 
@@ -127,10 +131,12 @@ def kafka_source(
         The size of each micro-batch (see :func:`limit_options`).
     check_crcs : bool
         Let the consumer verify each record batch's CRC32C (see :func:`_consumer_options`).
+    fail_on_data_loss : bool
+        Spark's ``failOnDataLoss``.
     """
     return (
         spark.readStream.format("kafka")
-        .options(**_consumer_options(servers, check_crcs))
+        .options(**_consumer_options(servers, check_crcs, fail_on_data_loss))
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", "earliest")
         .options(**limit_options(max_offsets, min_offsets, max_trigger_delay_s))
@@ -178,6 +184,7 @@ def start_kafka_query(spark, name: str, handle, q: KafkaInput):
             min_offsets=q.min_offsets,
             max_trigger_delay_s=q.max_trigger_delay_s,
             check_crcs=q.check_crcs,
+            fail_on_data_loss=q.fail_on_data_loss,
         )
         .writeStream.queryName(name)
         .foreachBatch(handle)
