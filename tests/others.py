@@ -31,14 +31,22 @@ def running(marker: str) -> list[psutil.Process]:
 
 
 def run_scenario(
-    cli: Callable[..., Any], scenario: Path, alerts_dir: Path, tmp_path: Path
+    cli: Callable[..., Any],
+    scenario: Path,
+    alerts_dir: Path,
+    tmp_path: Path,
+    *options: str,
+    passes: bool = True,
 ) -> tuple[dict, str, Path]:
-    """``bench run SCENARIO`` as a user types it: its results.json, its output and its folder."""
+    """``bench run SCENARIO`` as a user types it: its results.json, its output and its folder.
+
+    ``passes``: whether the run must exit 0 (else it must exit 1, having failed).
+    """
     out = tmp_path / "results"
     done = cli(
         "bench", "run", str(scenario), "--alerts", str(alerts_dir), "--out", str(out),
-        run_dir=tmp_path / "state", cwd=ROOT,
+        *options, run_dir=tmp_path / "state", cwd=ROOT,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == (0 if passes else 1), done.stdout + done.stderr
     (run,) = out.iterdir()
     return json.loads((run / "results.json").read_text()), done.stdout, run

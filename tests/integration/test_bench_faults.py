@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from alertbench.bench.faults.measure import read_acks
 from alertbench.bench.results import missing_fields
 from others import passthrough, run_scenario, running
 
@@ -110,3 +111,40 @@ def test_the_leader_killed_at_replication_3_loses_no_acknowledged_alert(
     assert kill["recovery"]["within_two_visits"] is True
     # The restarted node was stopped with the rest at the run's end.
     assert _gone(kill["heal_did"]["restarted_pid"])
+
+
+def test_a_fault_that_loses_alerts_fails_the_run_naming_their_ids(
+    cli, alerts_dir: Path, tmp_path: Path, kafka4
+) -> None:
+    # The pass-through broker paused for 25 s while its input keeps 2 s of records: what it
+    # had not read ages out, and its consumer (auto.offset.reset = earliest) skips it unseen.
+    output = f"overrun-{uuid.uuid4().hex[:8]}"
+    fault = (
+        '[[faults]]\nname = "retention-overrun"\nvisit = 2\nafter_s = 1\n'
+        "heal_after_s = 25\nretention_ms = 2000\n"
+    )
+    scenario = _scenario(tmp_path, output, fault)
+    r, stdout, run = run_scenario(cli, scenario, alerts_dir, tmp_path, "--keep-data", passes=False)
+    assert r["status"] == "failed"
+    f = r["faults"]
+    (overrun,) = f["faults"]
+    assert overrun["error"] is None
+    assert overrun["did"]["signal"] == "SIGSTOP"
+    assert overrun["heal_did"]["signal"] == "SIGCONT"
+    assert overrun["did"]["retention_ms"] == 2000
+    lows = {int(p): o for p, o in overrun["heal_did"]["earliest_offsets"].items()}
+    assert sum(lows.values()) > sum(overrun["did"]["earliest_offsets"].values())
+    # Lost: acknowledged, then deleted by retention before the broker read them, by id.
+    assert f["acked"] == 5 * 150
+    assert f["acked_lost"] > 0
+    assert f["lost_ids"] == sorted(f["lost_ids"])
+    said = next(x for x in r["failures"] if "acknowledged alerts never reached any output" in x)
+    assert said.startswith(f"{f['acked_lost']} acknowledged alerts")
+    assert ", ".join(f["lost_ids"][:10]) in said
+    # Each one was written below the offset Kafka still kept when the broker was resumed.
+    assert f"failed: {said}" in " ".join(stdout.split())
+    acks = read_acks(run / "work" / "main")
+    where = acks.set_index("alert_id").loc[f["lost_ids"]]
+    assert all(o < lows[p] for p, o in zip(where["partition"], where["offset"], strict=True))
+    # Resumed: no process of the broker is left stopped.
+    assert all(p.status() != psutil.STATUS_STOPPED for p in running(output))

@@ -96,7 +96,7 @@ def test_faults_that_cannot_run_here_say_why(monkeypatch: pytest.MonkeyPatch) ->
     assert overrun.value("retention_ms") == 2000
     assert refusal(overrun, embedded_nodes=1, own_broker=True) is None
     assert "a Kafka it did not start" in refusal(overrun, embedded_nodes=None, own_broker=True)
-    assert "not on another one" in refusal(overrun, embedded_nodes=1, own_broker=False)
+    assert refusal(overrun, embedded_nodes=1, own_broker=False) is None
     # A kind that changes interfaces needs root.
     monkeypatch.setitem(spec.KINDS, "network-cut", Kind("cut", root=True))
     monkeypatch.setattr(spec.os, "geteuid", lambda: 1000)

@@ -211,10 +211,11 @@ class KafkaRollingRestart:
 
 @dataclass
 class RetentionOverrun:
-    """alertbench's broker paused (SIGSTOP) past a short input retention, then resumed.
+    """The broker under test paused (SIGSTOP) past a short input retention, then resumed.
 
-    The input topic's retention is cut to ``retention_ms`` (its segments to
-    1 MB, so they close and can be deleted) while the broker is stopped; the
+    The input topic's retention is cut to ``retention_ms`` (and its segments
+    roll every second, so they close and can be deleted; a cap on their size
+    would refuse the producers' larger batches) while the broker is stopped; the
     records it had still to read age out. At the heal the topic's retention
     is restored and the broker resumed: it must stop, naming the offsets
     (``fail_on_data_loss``), or skip them and count them, exactly.
@@ -254,7 +255,7 @@ class RetentionOverrun:
         alter_topic_config(
             self.target.bench.servers,
             self.target.wiring.topic,
-            {"retention.ms": retention, "segment.bytes": str(1024 * 1024)},
+            {"retention.ms": retention, "segment.ms": "1000"},
         )
         return {
             "pids": _pids(self.paused),
@@ -270,7 +271,7 @@ class RetentionOverrun:
         alter_topic_config(
             self.target.bench.servers,
             self.target.wiring.topic,
-            {"retention.ms": None, "segment.bytes": None},
+            {"retention.ms": None, "segment.ms": None},
         )
         local = LocalTransport()
         for p in reversed(self.paused):

@@ -48,13 +48,12 @@ KINDS: dict[str, Kind] = {
         kafka_nodes=3,
     ),
     "retention-overrun": Kind(
-        "alertbench's broker is paused (SIGSTOP) while the input topic's retention is cut "
+        "the broker under test is paused (SIGSTOP) while the input topic's retention is cut "
         "to retention_ms, so records it had still to read age out; after heal_after_s the "
-        "retention is restored and the broker resumed (it must stop naming them, or skip "
-        "and count them: broker.fail_on_data_loss)",
+        "retention is restored and the broker resumed (alertbench's must stop naming them, "
+        "or skip and count them: broker.fail_on_data_loss)",
         keys={"retention_ms": 3000},
         heal_after_s=30.0,
-        own_broker=True,
         embedded_kafka=True,
     ),
     "kafka-pause": Kind(
