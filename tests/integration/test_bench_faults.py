@@ -148,3 +148,31 @@ def test_a_fault_that_loses_alerts_fails_the_run_naming_their_ids(
     assert all(o < lows[p] for p, o in zip(where["partition"], where["offset"], strict=True))
     # Resumed: no process of the broker is left stopped.
     assert all(p.status() != psutil.STATUS_STOPPED for p in running(output))
+
+
+@pytest.mark.slow
+def test_a_rolling_restart_of_every_node_loses_and_doubles_nothing(
+    cli, alerts_dir: Path, tmp_path: Path, kafka4
+) -> None:
+    output = f"rolled-{uuid.uuid4().hex[:8]}"
+    fault = '[[faults]]\nname = "kafka-rolling-restart"\nvisit = 2\nafter_s = 1\n'
+    scenario = _scenario(tmp_path, output, fault, nodes=3, visits=10)
+    r, stdout, _ = run_scenario(cli, scenario, alerts_dir, tmp_path)
+    assert r["status"] == "passed", r["failures"]
+    f = r["faults"]
+    (rolled,) = f["faults"]
+    assert rolled["error"] is None
+    steps = rolled["did"]["nodes"]
+    # Every node in turn, each stopped cleanly by its PID and started again as a new process.
+    assert [s["node"] for s in steps] == [1, 2, 3]
+    assert all(s["signal"] == "SIGTERM" for s in steps), steps
+    assert all(s["restarted_pid"] not in (None, s["pid"]) for s in steps)
+    assert all(s["isr_full"] for s in steps)
+    # The fault lasts as long as the restarts: its window ends when the last node is back.
+    assert rolled["healed_s"] - rolled["injected_s"] >= sum(s["back_s"] for s in steps)
+    assert f["acked"] == 10 * 150
+    assert (f["acked_lost"], f["never_acked"]) == (0, 0)
+    assert r["integrity"]["ok"] is True
+    assert r["integrity"]["in_kafka"] == 20 + 10 * 150
+    assert all(_gone(s["restarted_pid"]) for s in steps)
+    assert "fault: kafka-rolling-restart at visit 2 + 1 s" in stdout
