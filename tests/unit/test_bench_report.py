@@ -415,3 +415,52 @@ def test_the_science_section_names_the_profile_and_plots_each_modules_cost(tmp_p
 def test_a_run_without_science_says_so(tmp_path) -> None:
     html = render_report(make_run(tmp_path)).read_text()
     assert "not measured" in sections(html)["science"]
+
+
+def test_a_faulted_run_has_a_faults_section_with_its_timeline_and_costs(tmp_path: Path) -> None:
+    results = results_dict()
+    results["faults"] = {
+        "pass_rules": "no acknowledged alert missing from raw",
+        "faults": [
+            {
+                "name": "kafka-kill",
+                "label": "kafka-kill at visit 2 + 4 s",
+                "error": None,
+                "injected_s": 12.5,
+                "healed_s": 17.5,
+                "largest_ack_stall_s": {"baseline": 0.4, "fault": 6.25, "recovery": 0.1},
+                "largest_commit_stall_s": {"baseline": 0.5, "fault": 7.75, "recovery": 0.2},
+                "first_commit_after_heal_s": 1.125,
+                "recovery": {"judged": True, "back_at_visit": 4},
+            }
+        ],
+        "acked": 1200,
+        "acked_lost": 0,
+        "never_acked": 3,
+        "aged_out": {"records": 0},
+        "duplicates": {"raw": 0, "science": 0},
+        "quarantined": 0,
+        "visits_missing_98pct_in_60s": [3],
+    }
+    html = render_report(make_run(tmp_path, results)).read_text()
+    faults = sections(html)["faults"]
+    assert len(images(faults)) == 1
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", faults)
+    row = cells[cells.index("kafka-kill at visit 2 + 4 s") :][:8]
+    assert row == [
+        "kafka-kill at visit 2 + 4 s",
+        "12.5",
+        "17.5",
+        "6.25",
+        "0.5",
+        "7.75",
+        "1.12",
+        "4",
+    ]
+    summary = dict(re.findall(r"<tr><td>([^<]*)</td><td[^>]*>([^<]*)</td></tr>", faults))
+    assert summary["never acknowledged"] == "3"
+    assert summary["visits missing 98% in 60 s"] == "3"
+    # A run without faults has no such section.
+    (tmp_path / "plain").mkdir()
+    plain = render_report(make_run(tmp_path / "plain")).read_text()
+    assert "faults" not in sections(plain)

@@ -305,6 +305,91 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _shade_faults(ax: Axes, faults: list[dict[str, Any]]) -> None:
+    """Each fault's window, from its injection to its heal, shaded and named."""
+    for k, f in enumerate(faults):
+        if f.get("injected_s") is None:
+            continue
+        end = max(f.get("healed_s") or f["injected_s"], f["injected_s"] + 0.3)
+        color = ("#fdb863", "#b2abd2", "#a6dba0")[k % 3]
+        ax.axvspan(f["injected_s"], end, color=color, alpha=0.45, label=f["name"])
+
+
+def faults_section(run: Path, results: dict[str, Any]) -> str:
+    """The faults of a run: a timeline with each fault's window shaded, and what each cost.
+
+    Latency to raw and lag over the run, each fault shaded from its injection
+    to its heal; a table of the stalls, the first commit after the heal and
+    the recovery, beside the loss. An empty string when the run injected none.
+    """
+    section_ = results.get("faults")
+    if not section_:
+        return ""
+    faults = section_.get("faults") or []
+    latency = _series(run, "latency_raw", ["sent_s", "latency_s"])
+    lag = _series(run, "lag", ["t_s", "lag"])
+    panels: list[Draw] = []
+    if latency is not None:
+
+        def draw_latency(ax: Axes) -> None:
+            points = _sampled(latency)
+            ax.plot(points["sent_s"], points["latency_s"], ".", ms=2, color="#4393c3")
+            _shade_faults(ax, faults)
+            _label(ax, "Latency to raw around the faults", "sent at (s)", "latency (s)",
+                   legend=True)  # fmt: skip
+
+        panels.append(draw_latency)
+    if lag is not None:
+
+        def draw_lag(ax: Axes) -> None:
+            ax.plot(lag["t_s"], lag["lag"], "-", color="#d6604d")
+            _shade_faults(ax, faults)
+            _label(ax, "Lag around the faults", "t (s)", "messages behind", legend=True)
+
+        panels.append(draw_lag)
+    rows = []
+    for f in faults:
+        stall = f.get("largest_commit_stall_s") or {}
+        acks = f.get("largest_ack_stall_s") or {}
+        rec = f.get("recovery") or {}
+        rows.append(
+            [
+                f.get("label", f["name"]),
+                f.get("injected_s"),
+                f.get("healed_s"),
+                acks.get("fault"),
+                stall.get("baseline"),
+                stall.get("fault"),
+                f.get("first_commit_after_heal_s"),
+                rec.get("back_at_visit") if rec.get("judged") else rec.get("why", "—"),
+                f.get("error") or "",
+            ]
+        )
+    header = [
+        "fault", "struck (s)", "healed (s)", "ack stall (s)", "commit stall before (s)",
+        "commit stall (s)", "first commit after heal (s)", "back at visit", "error",
+    ]  # fmt: skip
+    aged = section_.get("aged_out") or {}
+    loss = table(
+        None,
+        [
+            ["acknowledged", section_.get("acked")],
+            ["acknowledged, lost", section_.get("acked_lost")],
+            ["never acknowledged", section_.get("never_acked")],
+            ["aged out of retention", aged.get("records", 0)],
+            ["duplicates in raw / science", " / ".join(
+                str(section_.get("duplicates", {}).get(k, "—")) for k in ("raw", "science")
+            )],
+            ["quarantined", section_.get("quarantined")],
+            ["visits missing 98% in 60 s", ", ".join(
+                map(str, section_.get("visits_missing_98pct_in_60s") or [])) or "none"],
+            ["pass rules", section_.get("pass_rules")],
+        ],
+    )  # fmt: skip
+    extra = [table(header, rows), loss]
+    return _plot_section("faults", "Faults", panels, extra=extra)
+
+
 def plot_sections(run: Path) -> list[str]:
     """The HTML sections of ``run``'s plots, in the order of `PLOTS`.
 

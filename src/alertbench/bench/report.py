@@ -14,7 +14,7 @@ from typing import Any
 from alertbench.bench import results as results_layout
 from alertbench.bench.capacity import capacity_model
 from alertbench.bench.markup import not_measured, section, table
-from alertbench.bench.plots import plot_sections, science_section
+from alertbench.bench.plots import faults_section, plot_sections, science_section
 from alertbench.bench.values import (
     LATENCY_BUDGET_S,
     LATENCY_SHARE,
@@ -291,6 +291,7 @@ def render_report(run: Path) -> Path:
         _resources_table(results),
         science_section(results),
         _capacity(results),
+        faults_section(run, results),
         *plot_sections(run),
     ]
     page = "\n".join(
@@ -300,7 +301,7 @@ def render_report(run: Path) -> Path:
             f"<title>alertbench run {escape(run_id)}</title>",
             f"<style>{_STYLE}</style></head><body>",
             f"<h1>alertbench run {escape(run_id)}</h1>",
-            *sections,
+            *filter(None, sections),
             "</body></html>",
         ]
     )
