@@ -122,17 +122,16 @@ def segment_metrics(
         integrity["injected"] = {"malformed": malformed, "duplicates": again}
     aged = data_loss.read(outcome.broker_out)
     gone = sum(r.count for r in aged)
-    if aged:
-        integrity["aged_out"] = {
-            "records": gone,
-            "ranges": [{**asdict(r), "count": r.count} for r in aged],
-        }
-        if not allow_aged_out:
-            problems.append(
-                f"{gone:,} input records aged out of Kafka's retention before the broker read "
-                "them: " + "; ".join(r.describe() for r in aged[:5]) + " (allow_aged_out = "
-                "true in the scenario counts them without failing the run)"
-            )
+    integrity["aged_out"] = {
+        "records": gone,
+        "ranges": [{**asdict(r), "count": r.count} for r in aged],
+    }
+    if aged and not allow_aged_out:
+        problems.append(
+            f"{gone:,} input records aged out of Kafka's retention before the broker read "
+            "them: " + "; ".join(r.describe() for r in aged[:5]) + " (allow_aged_out = "
+            "true in the scenario counts them without failing the run)"
+        )
     if len(raw) != sent + again - gone:
         problems.append(
             f"{sent} alerts sent (+{again} sent twice"

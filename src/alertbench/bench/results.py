@@ -103,7 +103,7 @@ FIELDS: dict[str, str] = {
     "integrity.in_science": "Rows in the science Parquet.",
     "integrity.aged_out": "Input records that aged out of Kafka's retention before the broker "
     "read them, counted exactly from the broker's _data_loss/ records: records, and ranges "
-    "(topic, partition, start, end, count). Present only when there were some.",
+    "(topic, partition, start, end, count); 0 and [] when none did.",
     "integrity.topics": "Per distribution topic: expected, received, missing, unexpected, "
     "duplicates. Another broker's: received, distinct, duplicates, unknown (ids never sent), "
     "unreadable (no id could be read).",
@@ -141,6 +141,7 @@ OWN_BROKER_ONLY = {
     "integrity.distinct_in_raw",
     "integrity.quarantined",
     "integrity.in_science",
+    "integrity.aged_out",
     "science.profile",
     "science.modules",
     "science.ms_per_alert",
