@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from alertbench.bench.faults import measure, spec
@@ -97,6 +100,17 @@ def test_faults_that_cannot_run_here_say_why(monkeypatch: pytest.MonkeyPatch) ->
     assert refusal(overrun, embedded_nodes=1, own_broker=True) is None
     assert "a Kafka it did not start" in refusal(overrun, embedded_nodes=None, own_broker=True)
     assert refusal(overrun, embedded_nodes=1, own_broker=False) is None
+    # An executor of a standalone worker: only with a spark:// master.
+    worker = FaultSpec(name="worker-kill")
+    assert (worker.heal_s, worker.value("worker")) == (None, 1)
+    for master in (None, "local[2]"):
+        why = refusal(worker, embedded_nodes=1, own_broker=True, master=master)
+        assert "alertbench spark up" in why
+        assert "--master spark://" in why
+    assert refusal(worker, embedded_nodes=1, own_broker=True, master="spark://h:7077") is None
+    assert "not on another one" in refusal(
+        worker, embedded_nodes=1, own_broker=False, master="spark://h:7077"
+    )
     # A kind that changes interfaces needs root.
     monkeypatch.setitem(spec.KINDS, "network-cut", Kind("cut", root=True))
     monkeypatch.setattr(spec.os, "geteuid", lambda: 1000)
@@ -170,3 +184,29 @@ def test_aged_out_ranges_are_read_back_merged(tmp_path) -> None:
         loss.AgedOut("in", 1, 5, 9),
     ]
     assert loss.read(tmp_path / "none") == []
+
+
+def test_worker_kill_needs_the_cluster_spark_up_started_here(tmp_path) -> None:
+    from alertbench.bench.faults.kinds import FaultError, standalone_worker
+    from alertbench.config import load_settings
+    from alertbench.procs import ProcessRecord
+    from alertbench.spark.state import SparkCluster, save_state
+
+    settings = load_settings(run_dir=tmp_path)
+    with pytest.raises(FaultError, match=r"no Spark standalone cluster is recorded in .*spark up"):
+        standalone_worker(settings, "spark://127.0.0.1:7077", 1)
+
+    me = ProcessRecord(os.getpid(), psutil.Process().create_time(), "localhost")
+    cluster = SparkCluster("spark://127.0.0.1:7077", "http://127.0.0.1:8080", 1, 2, "1g")
+    cluster.procs = {"master": me, "worker-1": me}
+    save_state(settings, cluster)
+    with pytest.raises(FaultError, match=r"runs spark://127\.0\.0\.1:7077: run with --master"):
+        standalone_worker(settings, "spark://10.0.0.1:7077", 1)
+    with pytest.raises(FaultError, match="has no worker-2"):
+        standalone_worker(settings, "spark://127.0.0.1:7077", 2)
+    assert standalone_worker(settings, "spark://127.0.0.1:7077", 1).pid == os.getpid()
+    # A recorded PID whose process started at another time is not the worker any more.
+    cluster.procs["worker-1"] = ProcessRecord(os.getpid(), me.started - 100, "localhost")
+    save_state(settings, cluster)
+    with pytest.raises(FaultError, match="is not running"):
+        standalone_worker(settings, "spark://127.0.0.1:7077", 1)

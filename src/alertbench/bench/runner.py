@@ -98,9 +98,18 @@ def run_bench(
             fault,
             embedded_nodes=scenario.kafka_nodes if servers is None else None,
             own_broker=scenario.broker is None,
+            master=master,
         )
         if why:
             raise ConfigError(f"{why}.")
+        if fault.kind.standalone:
+            # The worker it names must be one `spark up` started here, tracked by PID.
+            from alertbench.bench.faults.kinds import FaultError, standalone_worker
+
+            try:
+                standalone_worker(settings, master, int(fault.value("worker")))
+            except FaultError as exc:
+                raise ConfigError(f"fault {fault.name}: {exc}") from None
     t0 = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(t0))
     # Children run in other folders: they are handed absolute paths only.

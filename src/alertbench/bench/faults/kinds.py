@@ -25,6 +25,7 @@ from alertbench.procs import LocalTransport, ProcessRecord, stop_processes
 if TYPE_CHECKING:
     from alertbench.bench.brokers import BrokerUnderTest, Wiring
     from alertbench.bench.session import Bench, Segment
+    from alertbench.config import Settings
 
 
 class FaultError(AlertbenchError):
@@ -307,6 +308,115 @@ class DriverKill:
         return {"restarted_pids": _pids(t.broker.procs())}
 
 
+#: The class a standalone worker runs each executor as (its own child JVM).
+EXECUTOR_CLASS = "org.apache.spark.executor.CoarseGrainedExecutorBackend"
+
+
+def standalone_worker(settings: Settings, master: str | None, worker: int) -> ProcessRecord:
+    """The process of worker ``worker`` of the standalone cluster that runs ``master``.
+
+    Only a cluster that ``alertbench spark up`` started on this machine
+    qualifies: its state file holds the worker's PID and start time.
+
+    Raises
+    ------
+    FaultError
+        Naming what differs: no cluster recorded, another master, a remote
+        or stopped worker, no such worker.
+    """
+    from alertbench.spark.state import read_state, state_dir
+
+    cluster = read_state(settings)
+    if cluster is None or not cluster.procs:
+        raise FaultError(
+            f"no Spark standalone cluster is recorded in {state_dir(settings)}: start one here "
+            "with alertbench spark up (the same settings and run_dir as the bench)"
+        )
+    if cluster.master_url != master:
+        raise FaultError(
+            f"the broker runs on {master}, but the cluster alertbench started runs "
+            f"{cluster.master_url}: run with --master {cluster.master_url}"
+        )
+    name = f"worker-{worker}"
+    proc = cluster.procs.get(name)
+    if proc is None:
+        raise FaultError(f"the cluster has no {name} (workers: {cluster.workers})")
+    if cluster.targets:
+        raise FaultError(
+            f"{name} runs on {proc.host}, over SSH: worker-kill acts on workers on this machine"
+        )
+    if not LocalTransport().is_running(proc):
+        raise FaultError(f"{name} (PID {proc.pid}) is not running: see {cluster.logs.get(name)}")
+    return proc
+
+
+def _executors(worker: ProcessRecord) -> list[ProcessRecord]:
+    """The executor JVMs that ``worker`` runs now (its children of :data:`EXECUTOR_CLASS`)."""
+    try:
+        kids = psutil.Process(worker.pid).children()
+    except psutil.Error:
+        return []
+    found = []
+    for k in kids:
+        try:
+            if EXECUTOR_CLASS in k.cmdline():
+                found.append(ProcessRecord(k.pid, k.create_time(), worker.host))
+        except psutil.Error:
+            continue
+    return found
+
+
+@dataclass
+class WorkerKill:
+    """SIGKILL the executor a standalone worker runs for the broker; Spark replaces it.
+
+    The executor is found as a child of the worker's recorded PID, never by
+    name across the machine; its Python workers die with it. The act lasts
+    until the worker runs a new executor (Spark's master asks for one when
+    the worker reports the loss), so "healed" is when Spark had replaced it.
+    """
+
+    spec: FaultSpec
+    target: Target
+
+    def inject(self) -> dict[str, Any]:  # noqa: D102
+        bench = self.target.bench
+        n = int(self.spec.value("worker"))
+        worker = standalone_worker(bench.settings, bench.master, n)
+        deadline = time.monotonic() + 30
+        while not (execs := _executors(worker)):
+            if time.monotonic() >= deadline:
+                raise FaultError(
+                    f"worker-{n} (PID {worker.pid}) ran no executor in 30 s: the broker "
+                    "has none there (is --master this cluster's?)"
+                )
+            time.sleep(0.2)
+        killed = [p for e in execs for p in _tree(e)]
+        local = LocalTransport()
+        for p in killed:
+            local.send_signal(p, signal.SIGKILL)
+        gone, old = time.monotonic(), {e.pid for e in execs}
+        replaced = None
+        while time.monotonic() - gone < 120:
+            new = [e for e in _executors(worker) if e.pid not in old]
+            if new:
+                replaced = new[0].pid
+                break
+            time.sleep(0.2)
+        return {
+            "worker": f"worker-{n}",
+            "worker_pid": worker.pid,
+            "executor_pids": sorted(old),
+            "pids": _pids(killed),
+            "signal": "SIGKILL",
+            "replaced_pid": replaced,
+            "replaced_after_s": round(time.monotonic() - gone, 3) if replaced else None,
+        }
+
+    def heal(self) -> dict[str, Any]:  # noqa: D102
+        return {}
+
+
 @dataclass
 class BadInputBurst:
     """Malformed messages and duplicated alerts written to the input, between the good ones."""
@@ -399,5 +509,6 @@ ACTS: dict[str, Callable[[FaultSpec, Target], Act]] = {
     "kafka-rolling-restart": KafkaRollingRestart,
     "retention-overrun": RetentionOverrun,
     "driver-kill": DriverKill,
+    "worker-kill": WorkerKill,
     "bad-input-burst": BadInputBurst,
 }

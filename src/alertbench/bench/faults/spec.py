@@ -29,6 +29,7 @@ class Kind:
     kafka_nodes: int = 1  # embedded Kafka nodes it needs
     own_broker: bool = False  # acts on alertbench's broker
     embedded_kafka: bool = False  # needs the Kafka the bench started (its settings, its PIDs)
+    standalone: bool = False  # needs a Spark standalone cluster that `spark up` started here
     root: bool = False
 
 
@@ -67,6 +68,15 @@ KINDS: dict[str, Kind] = {
         "--supervise would",
         heal_after_s=2.0,
         own_broker=True,
+    ),
+    "worker-kill": Kind(
+        "the executor that a Spark standalone worker runs for the broker (its JVM and Python "
+        "workers) is killed with SIGKILL; the master starts another and Spark runs the lost "
+        "tasks again",
+        keys={"worker": 1},
+        heal_after_s=None,
+        own_broker=True,
+        standalone=True,
     ),
     "bad-input-burst": Kind(
         "malformed messages are written between the good alerts: random bytes, truncated "
@@ -209,7 +219,9 @@ def check_time(spec: FaultSpec, *, visits: int | None, interval: float, load_s: 
         )
 
 
-def refusal(spec: FaultSpec, *, embedded_nodes: int | None, own_broker: bool) -> str | None:
+def refusal(
+    spec: FaultSpec, *, embedded_nodes: int | None, own_broker: bool, master: str | None = None
+) -> str | None:
     """Why ``spec`` cannot run in this run, or None.
 
     Parameters
@@ -221,6 +233,8 @@ def refusal(spec: FaultSpec, *, embedded_nodes: int | None, own_broker: bool) ->
         did not start, whose processes are not its to act on).
     own_broker : bool
         Whether the broker under test is alertbench's.
+    master : str or None
+        The Spark master the broker runs on (None: ``local[N]``).
     """
     kind = spec.kind
     if kind.root and os.geteuid() != 0:
@@ -239,4 +253,10 @@ def refusal(spec: FaultSpec, *, embedded_nodes: int | None, own_broker: bool) ->
             )
     if kind.own_broker and not own_broker:
         return f"fault {spec.name} acts on alertbench's broker, not on another one"
+    if kind.standalone and not (master or "").startswith("spark://"):
+        return (
+            f"fault {spec.name} kills an executor of a Spark standalone worker, and this run's "
+            f"broker runs on {master or 'local[N]'}: start a cluster here (alertbench spark up) "
+            "and run with --master spark://HOST:PORT, the master it prints"
+        )
     return None

@@ -1,0 +1,92 @@
+"""A standalone worker's executor killed mid-visit: Spark replaces it and nothing is lost.
+
+One run (about two minutes) on a real standalone cluster (a master and one
+worker that ``spark up`` starts here and records by PID): in visit 2 the
+executor the worker runs for alertbench's broker is killed with SIGKILL, as
+found among the worker's own children. Spark's master starts another
+executor on the worker, the lost tasks run again, and the run must find
+every acknowledged alert in raw exactly once and no duplicate in science.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import psutil
+import pytest
+
+from alertbench.bench.faults.measure import read_acks
+from alertbench.bench.outcome import raw_alerts
+from alertbench.bench.results import missing_fields
+from alertbench.config import load_settings
+
+pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
+
+VISITS, VISIT, WARMUP = 6, 300, 50
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory: pytest.TempPathFactory, alerts_dir: Path, kafka4) -> dict:
+    from alertbench.bench.runner import run_bench
+    from alertbench.bench.scenario import load_scenario
+    from alertbench.spark import standalone
+    from alertbench.spark.state import state_dir
+
+    root = tmp_path_factory.mktemp("worker-kill")
+    scenario = root / "worker-kill.toml"
+    scenario.write_text(
+        'name = "worker-kill"\nkind = "stream"\nschedule = "visits"\n'
+        f"visit_alerts = {VISIT}\nvisit_interval = 10.0\nvisits = {VISITS}\n"
+        f'partitions = 2\nwarmup_alerts = {WARMUP}\nscience = "rules"\n'
+        '[[faults]]\nname = "worker-kill"\nvisit = 2\nafter_s = 2\n'
+    )
+    settings = load_settings(run_dir=root / "state", broker={"driver_memory": "1g"})
+    try:
+        cluster = standalone.up(settings, workers=1, cores=2, memory="3g")
+        worker = cluster.procs["worker-1"]
+        run = run_bench(
+            settings,
+            load_scenario(str(scenario)),
+            out=root / "results",
+            sources=[str(alerts_dir)],
+            master=cluster.master_url,
+            keep_data=True,
+        )
+        work = state_dir(settings) / "worker-1" / "work"
+        apps = {p.name: sorted(e.name for e in p.iterdir()) for p in work.iterdir()}
+        alive = psutil.pid_exists(worker.pid)
+    finally:
+        standalone.down(settings, purge=True)
+    yield {"run": run, "apps": apps, "worker_alive": alive}
+    shutil.rmtree(run / "work", ignore_errors=True)
+
+
+def test_the_executor_is_killed_replaced_and_nothing_is_lost(killed: dict) -> None:
+    run = killed["run"]
+    r = json.loads((run / "results.json").read_text())
+    assert missing_fields(r) == []
+    assert r["status"] == "passed", r["failures"]
+    assert r["config"]["broker"]["master"].startswith("spark://127.0.0.1:")
+    (fault,) = r["faults"]["faults"]
+    assert (fault["name"], fault["error"]) == ("worker-kill", None)
+    did = fault["did"]
+    assert (did["worker"], did["signal"]) == ("worker-1", "SIGKILL")
+    # The executor JVM and the Python workers under it, killed by PID; the worker lived on.
+    assert len(did["executor_pids"]) == 1
+    assert set(did["executor_pids"]) < set(did["pids"])
+    assert killed["worker_alive"]
+    assert did["replaced_pid"] not in (None, *did["executor_pids"])
+    # The worker ran the broker's application in two executors: the killed one and its heir.
+    (app,) = [a for a, execs in killed["apps"].items() if a.startswith("app-")]
+    assert killed["apps"][app] == ["0", "1"]
+    # Back within two visits of Spark's replacing it (two visits in a row within 1.5 x p99).
+    assert fault["recovery"]["within_two_visits"], fault["recovery"]
+    f = r["faults"]
+    assert (f["acked"], f["acked_lost"], f["never_acked"]) == (VISITS * VISIT, 0, 0)
+    assert (f["duplicates"]["raw"], f["duplicates"]["science"]) == (0, 0)
+    raw = raw_alerts(run / "work" / "main" / "broker")["alert_id"]
+    assert raw.is_unique
+    assert set(raw) >= set(read_acks(run / "work" / "main")["alert_id"])
+    assert len(raw) == WARMUP + VISITS * VISIT
