@@ -82,7 +82,7 @@ def test_the_executor_is_killed_replaced_and_nothing_is_lost(killed: dict) -> No
     (app,) = [a for a, execs in killed["apps"].items() if a.startswith("app-")]
     assert killed["apps"][app] == ["0", "1"]
     # Back within two visits of Spark's replacing it (two visits in a row within 1.5 x p99).
-    assert fault["recovery"]["within_two_visits"], fault["recovery"]
+    assert fault["recovery"]["back_in_time"], fault["recovery"]
     f = r["faults"]
     assert (f["acked"], f["acked_lost"], f["never_acked"]) == (VISITS * VISIT, 0, 0)
     assert (f["duplicates"]["raw"], f["duplicates"]["science"]) == (0, 0)

@@ -140,12 +140,12 @@ def test_recovery_is_two_visits_back_within_the_limit() -> None:
     assert r["baseline_p99_s"] == 2.1
     assert r["limit_p99_s"] == 3.15
     assert r["visits_after_heal"] == [4, 5, 6]
-    assert (r["back_at_visit"], r["recovery_s"], r["within_two_visits"]) == (5, 10.0, True)
+    assert (r["back_at_visit"], r["recovery_s"], r["back_in_time"]) == (5, 10.0, True)
     late = measure._recovery(
         _visits([2.0, 2.2, 9.0, 5.0, 4.0, 2.4, 2.0]), 21.0, 30.0, 10.0,
         first_fault=21.0, next_fault=None,
     )  # fmt: skip
-    assert (late["back_at_visit"], late["within_two_visits"]) == (6, False)
+    assert (late["back_at_visit"], late["back_in_time"]) == (6, False)
     # Another fault at 45 s: only visit 4 lies between, too few to judge.
     cut = measure._recovery(visits, 21.0, 30.0, 10.0, first_fault=21.0, next_fault=45.0)
     assert cut["judged"] is False
@@ -187,7 +187,8 @@ def test_aged_out_ranges_are_read_back_merged(tmp_path) -> None:
 
 
 def test_worker_kill_needs_the_cluster_spark_up_started_here(tmp_path) -> None:
-    from alertbench.bench.faults.kinds import FaultError, standalone_worker
+    from alertbench.bench.faults.broker_acts import standalone_worker
+    from alertbench.bench.faults.target import FaultError
     from alertbench.config import load_settings
     from alertbench.procs import ProcessRecord
     from alertbench.spark.state import SparkCluster, save_state

@@ -263,7 +263,12 @@ def results(
         from alertbench.bench.faults.measure import fault_results
 
         out["faults"], problems = fault_results(
-            main, m, t0=t0, interval=scenario.visit_interval, allow_aged_out=scenario.allow_aged_out
+            main,
+            m,
+            t0=t0,
+            interval=scenario.visit_interval,
+            allow_aged_out=scenario.allow_aged_out,
+            recovery_visits=scenario.recovery_visits,
         )
         out["failures"] += [p for p in problems if p not in out["failures"]]
         out["status"] = "passed" if not out["failures"] else "failed"

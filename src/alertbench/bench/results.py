@@ -198,7 +198,8 @@ FAULT_FIELDS: dict[str, str] = {
     "longest time no acknowledgement, or no batch commit, came while alerts waited for one), "
     "and "
     "with visits recovery (baseline_p99_s, limit_p99_s, back_at_visit, recovery_s from the "
-    "heal to the first of two visits back within the limit, within_two_visits).",
+    "heal to the first of two visits back within the limit, recovery_visits: the visits "
+    "allowed, the scenario's, and back_in_time).",
     "faults.acked": "Alerts the producers had acknowledged during the measured load.",
     "faults.acked_lost": "Acknowledged alerts missing from raw (another broker: from every "
     "output).",

@@ -23,8 +23,8 @@ from typing import Any
 from alertbench.bench import collect, load
 from alertbench.bench.brokers import BrokerUnderTest, NullBroker, OtherBroker, OwnBroker, Wiring
 from alertbench.bench.faults.injector import Injector
-from alertbench.bench.faults.kinds import Target
 from alertbench.bench.faults.spec import refusal
+from alertbench.bench.faults.target import Target
 from alertbench.bench.outcome import SegmentOutcome
 from alertbench.bench.sampler import Every, LagSampler, ResourceSampler
 from alertbench.bench.scenario import Scenario
@@ -104,7 +104,8 @@ def run_bench(
             raise ConfigError(f"{why}.")
         if fault.kind.standalone:
             # The worker it names must be one `spark up` started here, tracked by PID.
-            from alertbench.bench.faults.kinds import FaultError, standalone_worker
+            from alertbench.bench.faults.broker_acts import standalone_worker
+            from alertbench.bench.faults.target import FaultError
 
             try:
                 standalone_worker(settings, master, int(fault.value("worker")))
@@ -170,6 +171,7 @@ def run_bench(
     finally:
         if bench is not None:
             stop_started(bench)
+            _unmount_disks(bench)  # after the results read the broker's output from it
         with contextlib.suppress(AlertbenchError):  # never hides why the run failed
             place.bring_home(run / "work" / "logs")
         if embedded:
@@ -224,6 +226,8 @@ def run_segment(bench: Bench, seg: Segment) -> SegmentOutcome:
     wiring = Wiring(topic, partitions, prefix, seg_dir, log)
     outcome = SegmentOutcome(seg.tag, seg.params, topic, partitions, {}, seg_dir)
     outcome.broker_kind = broker.kind
+    if seg.tag == "main":
+        _mount_disk(bench, seg, seg_dir)
     try:
         broker.start(bench, seg, wiring)
         bench.track_broker(seg.tag, broker.procs())
@@ -239,6 +243,32 @@ def run_segment(bench: Bench, seg: Segment) -> SegmentOutcome:
     if bench.kafka_pids and not bench.keep_data:
         _drop_topics(bench, prefix)
     return outcome
+
+
+def _mount_disk(bench: Bench, seg: Segment, seg_dir: Path) -> None:
+    """Put the broker's output on a filesystem of its own when a disk fault will fill it."""
+    from alertbench.bench.faults.disk import LoopDisk
+
+    sizes = [int(f.value("size_mb")) for f in bench.scenario.faults if f.kind.disk]
+    if not sizes:
+        return
+    disk = LoopDisk(seg_dir / "broker", seg_dir / "broker-disk.img", max(sizes))
+    bench.say(f"mounting a {disk.size_mb:,} MB filesystem on the broker's output {disk.mount}")
+    disk.attach()
+    bench.disks[seg.tag] = disk
+    bench.save_state()
+
+
+def _unmount_disks(bench: Bench) -> None:
+    """Unmount the disk faults' filesystems (their content copied out with --keep-data)."""
+    for tag, disk in list(bench.disks.items()):
+        try:
+            disk.detach(keep=bench.keep_data)
+        except AlertbenchError as exc:  # never hides why the run failed
+            bench.say(f"{exc}; unmount it with: umount {disk.mount}")
+            continue
+        del bench.disks[tag]
+    bench.save_state()
 
 
 def _drop_topics(bench: Bench, prefix: str) -> None:

@@ -189,6 +189,13 @@ class Scenario(BaseModel):
         description="Input records that aged out of retention before the broker read them "
         "are counted without failing the run (else they fail it).",
     )
+    recovery_visits: int = Field(
+        2,
+        ge=1,
+        description="Visits after a fault's heal within which the broker must be back (two "
+        "visits in a row within 1.5x the baseline p99); a broker that restarts takes a "
+        "Spark start, 20-35 s on 2 cores.",
+    )
     security: Literal["plaintext", "sasl_plaintext", "ssl", "sasl_ssl"] = Field(
         "plaintext",
         description="Security of the embedded Kafka: every client (simulator, broker, timing) "

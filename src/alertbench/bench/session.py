@@ -123,6 +123,7 @@ class Bench:
     timing: TimingPlace = field(default_factory=lambda: TimingPlace(LocalTransport()))
     faults: list[dict[str, Any]] = field(default_factory=list)  # injected faults, with PIDs
     kafka_settings: Settings | None = None  # the embedded Kafka's, to restart its nodes
+    disks: dict[str, Any] = field(default_factory=dict)  # segment tag -> its broker's LoopDisk
 
     @property
     def work(self) -> Path:
@@ -146,6 +147,9 @@ class Bench:
         if self.faults:
             # Which processes a fault stopped or killed, so they can be found after a crash.
             state["faults"] = self.faults
+        if self.disks:
+            # Filesystems mounted for disk faults, so they can be unmounted after a crash.
+            state["mounts"] = [d.to_json() for d in self.disks.values()]
         LocalTransport().write_text(self.work / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
 

@@ -14,8 +14,9 @@ import threading
 import time
 from typing import Any
 
-from alertbench.bench.faults.kinds import ACTS, Act, Target
+from alertbench.bench.faults.kinds import ACTS
 from alertbench.bench.faults.spec import FaultSpec
+from alertbench.bench.faults.target import Act, Target
 
 
 class Injector:

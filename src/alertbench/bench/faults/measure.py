@@ -26,19 +26,22 @@ RECOVERED_P99_FACTOR = 1.5
 #: ... or within this many seconds of it, whichever is more: a p99 under a second moves by
 #: a micro-batch trigger (1 s) from visit to visit without any fault.
 RECOVERED_P99_FLOOR_S = 1.0
-#: Visits after the heal within which the broker must be back.
+#: Visits after the heal within which the broker must be back (a scenario's recovery_visits).
 RECOVERY_VISITS = 2
 #: Rubin's rule, per visit: this share within this many seconds.
 VISIT_SHARE, VISIT_BUDGET_S = 0.98, 60.0
 
-PASS_RULES = (
-    "no acknowledged alert missing from raw (per id); no duplicate in raw or science that a "
-    "fault did not write (exactly-once); output duplicates counted, not failed "
-    "(at-least-once); every fault injected and healed; with visits, back within "
-    f"{RECOVERY_VISITS} visits of the heal (two consecutive visits with p99 within "
-    f"{RECOVERED_P99_FACTOR}x, or {RECOVERED_P99_FLOOR_S:g} s of, the median p99 of the visits "
-    "before the fault)"
-)
+
+def pass_rules(recovery_visits: int = RECOVERY_VISITS) -> str:
+    """The faults' pass rules, in words."""
+    return (
+        "no acknowledged alert missing from raw (per id); no duplicate in raw or science that "
+        "a fault did not write (exactly-once); output duplicates counted, not failed "
+        "(at-least-once); every fault injected and healed; with visits, back within "
+        f"{recovery_visits} visits of the heal (two consecutive visits with p99 within "
+        f"{RECOVERED_P99_FACTOR}x, or {RECOVERED_P99_FLOOR_S:g} s of, the median p99 of the "
+        "visits before the fault)"
+    )
 
 
 def read_acks(folder: Path) -> pd.DataFrame:
@@ -158,8 +161,9 @@ def _recovery(
     *,
     first_fault: float,
     next_fault: float | None,
+    within: int = RECOVERY_VISITS,
 ) -> dict:
-    """Whether the broker was back within two visits of the heal.
+    """Whether the broker was back within ``within`` visits of the heal.
 
     The baseline is the visits over before the run's first fault; the visits
     judged are those that start after this fault's heal and end before the
@@ -191,7 +195,8 @@ def _recovery(
         "visits_after_heal": [v["visit"] for v in after],
         "back_at_visit": after[first]["visit"] if first is not None else None,
         "recovery_s": round(after[first]["due"] - healed, 3) if first is not None else None,
-        "within_two_visits": first is not None and first < RECOVERY_VISITS,
+        "recovery_visits": within,
+        "back_in_time": first is not None and first < within,
     }
 
 
@@ -202,6 +207,7 @@ def fault_results(
     t0: float,
     interval: float | None,
     allow_aged_out: bool = False,
+    recovery_visits: int = RECOVERY_VISITS,
 ) -> tuple[dict[str, Any], list[str]]:
     """results.json's ``faults`` and the failures the pass rules find.
 
@@ -219,6 +225,8 @@ def fault_results(
         Acknowledged alerts that aged out of retention before the broker read
         them (told apart by their offsets) are counted, not failed; either way
         they are not counted as lost.
+    recovery_visits : int
+        Visits after a heal within which the broker must be back.
     """
     problems: list[str] = []
     acks = read_acks(outcome.dir)
@@ -302,10 +310,11 @@ def fault_results(
                 interval,
                 first_fault=struck[0],
                 next_fault=next((t for t in struck if t > injected), None),
+                within=recovery_visits,
             )
-            if rec_["judged"] and not rec_["within_two_visits"]:
+            if rec_["judged"] and not rec_["back_in_time"]:
                 problems.append(
-                    f"fault {rec['label']}: not back within {RECOVERY_VISITS} visits of the "
+                    f"fault {rec['label']}: not back within {recovery_visits} visits of the "
                     f"heal (p99 limit {rec_['limit_p99_s']} s)"
                 )
         records.append(out)
@@ -315,7 +324,7 @@ def fault_results(
         if v["share_within_60s"] is not None and v["share_within_60s"] < VISIT_SHARE
     ]
     section = {
-        "pass_rules": PASS_RULES,
+        "pass_rules": pass_rules(recovery_visits),
         "faults": records,
         "acked": len(ok),
         "acked_lost": len(lost),

@@ -30,6 +30,7 @@ class Kind:
     own_broker: bool = False  # acts on alertbench's broker
     embedded_kafka: bool = False  # needs the Kafka the bench started (its settings, its PIDs)
     standalone: bool = False  # needs a Spark standalone cluster that `spark up` started here
+    disk: bool = False  # mounts a small filesystem (root, mkfs.ext4) before the broker starts
     root: bool = False
 
 
@@ -77,6 +78,16 @@ KINDS: dict[str, Kind] = {
         heal_after_s=None,
         own_broker=True,
         standalone=True,
+    ),
+    "disk-full": Kind(
+        "alertbench's broker writes its output (Parquet, checkpoints, progress) on a "
+        "filesystem of size_mb of its own, mounted from an image before it starts; the fault "
+        "takes every free block of it, and after heal_after_s frees them (a broker that "
+        "stopped on the full disk is started again on its checkpoint, as --supervise would)",
+        keys={"size_mb": 8192},
+        heal_after_s=10.0,
+        own_broker=True,
+        disk=True,
     ),
     "bad-input-burst": Kind(
         "malformed messages are written between the good alerts: random bytes, truncated "
@@ -253,6 +264,12 @@ def refusal(
             )
     if kind.own_broker and not own_broker:
         return f"fault {spec.name} acts on alertbench's broker, not on another one"
+    if kind.disk:
+        from alertbench.bench.faults.disk import why_not
+
+        why = why_not()
+        if why:
+            return f"fault {spec.name} cannot run here: {why}"
     if kind.standalone and not (master or "").startswith("spark://"):
         return (
             f"fault {spec.name} kills an executor of a Spark standalone worker, and this run's "
