@@ -66,10 +66,18 @@ def test_malformed_input_is_quarantined_per_reason_and_nothing_acked_is_lost(
 ) -> None:
     f = results["faults"]
     burst = f["faults"][0]
-    assert burst["did"]["malformed"] == {"random": 3, "truncated": 3, "wrong_schema": 3}
-    assert f["injected"] == {"malformed": 9, "duplicates": 3}
-    assert f["quarantined"] == 9
-    assert sum(f["quarantine_reasons"].values()) == 9
+    assert burst["did"]["malformed"] == {
+        "random": 3,
+        "truncated": 3,
+        "wrong_schema": 3,
+        "wrong_magic": 3,
+        "wrong_schema_id": 0,  # a container carries no schema id
+        "oversized": 0,  # Kafka refused it
+    }
+    assert burst["did"]["oversized"]["refused"] == 1
+    assert f["injected"] == {"malformed": 12, "duplicates": 3}
+    assert f["quarantined"] == 12
+    assert sum(f["quarantine_reasons"].values()) == 12
     assert f["acked"] == VISITS * VISIT
     assert (f["acked_lost"], f["lost_ids"], f["never_acked"]) == (0, [], 0)
     assert results["status"] == "passed", results["failures"]

@@ -1,11 +1,16 @@
 """A standalone worker's executor killed mid-visit: Spark replaces it and nothing is lost.
 
-One run (about two minutes) on a real standalone cluster (a master and one
-worker that ``spark up`` starts here and records by PID): in visit 2 the
+One run (about two minutes) of Rubin alerts in Rubin's wire format (Confluent
+framing, a schema id) on a real standalone cluster (a master and one worker
+that ``spark up`` starts here and records by PID). In visit 2 a burst of bad
+input goes in between the good alerts: with Confluent framing, good alerts
+behind a wrong magic byte and behind a schema id nobody registered, and one
+past the topic's message size limit, which Kafka refuses. In visit 3 the
 executor the worker runs for alertbench's broker is killed with SIGKILL, as
 found among the worker's own children. Spark's master starts another
-executor on the worker, the lost tasks run again, and the run must find
-every acknowledged alert in raw exactly once and no duplicate in science.
+executor, the lost tasks run again, and the run must quarantine exactly the
+malformed messages, find every acknowledged alert in raw exactly once and no
+duplicate in science.
 """
 
 from __future__ import annotations
@@ -28,19 +33,29 @@ VISITS, VISIT, WARMUP = 6, 300, 50
 
 
 @pytest.fixture(scope="module")
-def killed(tmp_path_factory: pytest.TempPathFactory, alerts_dir: Path, kafka4) -> dict:
+def killed(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, kafka4) -> dict:
+    from alertbench.alerts.reader import AlertReader
     from alertbench.bench.runner import run_bench
     from alertbench.bench.scenario import load_scenario
     from alertbench.spark import standalone
     from alertbench.spark.state import state_dir
 
     root = tmp_path_factory.mktemp("worker-kill")
+    source = shared_data / "lsst" / "lsstcam-20260306-v10.0"
+    (schema,) = {
+        json.dumps(a.schema.definition) for a in AlertReader().read(sorted(source.glob("*.avro")))
+    }
+    (root / "ids").mkdir()
+    (root / "ids" / "710.avsc").write_text(schema)
     scenario = root / "worker-kill.toml"
     scenario.write_text(
         'name = "worker-kill"\nkind = "stream"\nschedule = "visits"\n'
         f"visit_alerts = {VISIT}\nvisit_interval = 10.0\nvisits = {VISITS}\n"
         f'partitions = 2\nwarmup_alerts = {WARMUP}\nscience = "rules"\n'
-        '[[faults]]\nname = "worker-kill"\nvisit = 2\nafter_s = 2\n'
+        f'wire = "confluent"\nschema_registry = "{root / "ids"}"\n'
+        '[[faults]]\nname = "bad-input-burst"\nvisit = 2\nafter_s = 0.5\n'
+        "random = 0\ntruncated = 0\nwrong_schema = 0\nduplicates = 0\n"
+        '[[faults]]\nname = "worker-kill"\nvisit = 3\nafter_s = 2\n'
     )
     settings = load_settings(run_dir=root / "state", broker={"driver_memory": "1g"})
     try:
@@ -50,7 +65,7 @@ def killed(tmp_path_factory: pytest.TempPathFactory, alerts_dir: Path, kafka4) -
             settings,
             load_scenario(str(scenario)),
             out=root / "results",
-            sources=[str(alerts_dir)],
+            sources=[str(source)],
             master=cluster.master_url,
             keep_data=True,
         )
@@ -69,7 +84,7 @@ def test_the_executor_is_killed_replaced_and_nothing_is_lost(killed: dict) -> No
     assert missing_fields(r) == []
     assert r["status"] == "passed", r["failures"]
     assert r["config"]["broker"]["master"].startswith("spark://127.0.0.1:")
-    (fault,) = r["faults"]["faults"]
+    _, fault = r["faults"]["faults"]
     assert (fault["name"], fault["error"]) == ("worker-kill", None)
     did = fault["did"]
     assert (did["worker"], did["signal"]) == ("worker-1", "SIGKILL")
@@ -90,3 +105,22 @@ def test_the_executor_is_killed_replaced_and_nothing_is_lost(killed: dict) -> No
     assert raw.is_unique
     assert set(raw) >= set(read_acks(run / "work" / "main")["alert_id"])
     assert len(raw) == WARMUP + VISITS * VISIT
+
+
+def test_bad_confluent_framing_is_quarantined_and_kafka_refuses_the_oversized(
+    killed: dict,
+) -> None:
+    r = json.loads((killed["run"] / "results.json").read_text())
+    assert r["config"]["simulator"]["wire"] == "confluent"
+    burst = r["faults"]["faults"][0]
+    assert (burst["name"], burst["error"]) == ("bad-input-burst", None)
+    malformed = {"random": 0, "truncated": 0, "wrong_schema": 0, "wrong_magic": 3}
+    assert burst["did"]["malformed"] == {**malformed, "wrong_schema_id": 3, "oversized": 0}
+    oversized = burst["did"]["oversized"]
+    assert (oversized["sent"], oversized["refused"]) == (1, 1)
+    assert "too large" in oversized["error"].lower()
+    f = r["faults"]
+    assert f["injected"] == {"malformed": 6, "duplicates": 0}
+    assert f["quarantined"] == 6
+    # Both kinds fail the framing check, which names the stream's schema id.
+    assert f["quarantine_reasons"] == {"not Confluent-framed with schema id 710": 6}

@@ -307,6 +307,26 @@ def describe_topic(bootstrap_servers: Kafka, name: str, *, timeout: float = 10.0
     return topic
 
 
+def topic_setting(
+    bootstrap_servers: Kafka, name: str, key: str, *, timeout: float = 10.0
+) -> str | None:
+    """The value a topic has for ``key``, its own or the cluster's default (None: no such key).
+
+    Raises
+    ------
+    ClusterError
+        If the topic cannot be described.
+    """
+    admin = admin_client(bootstrap_servers)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+    try:
+        configs = admin.describe_configs([resource])[resource].result(timeout=timeout)
+    except KafkaException as exc:
+        raise ClusterError(f"cannot describe topic {name!r}: {explain(exc)}") from exc
+    entry = configs.get(key)
+    return None if entry is None else entry.value
+
+
 def alter_topic_config(
     bootstrap_servers: Kafka, name: str, config: dict[str, str | None], *, timeout: float = 10.0
 ) -> None:

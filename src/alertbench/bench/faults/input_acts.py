@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import time
 import uuid
 from dataclasses import dataclass
@@ -12,10 +13,34 @@ from typing import Any
 from alertbench.bench.faults.spec import FaultSpec
 from alertbench.bench.faults.target import FaultError, Target
 
+#: How far past the input topic's max.message.bytes the oversized message goes.
+OVERSIZED_BY = 2**20
+
+
+def _wrong_magic(value: bytes, wire: str) -> bytes:
+    """``value`` with its format's magic changed: Confluent's byte 0, Avro's version byte."""
+    if wire == "confluent":
+        return b"\x01" + value[1:]
+    return value[:3] + b"\x02" + value[4:]
+
+
+def _wrong_schema_id(value: bytes) -> bytes:
+    """A Confluent-framed ``value`` behind a schema id no registry of the run holds."""
+    return value[:1] + struct.pack(">I", 2**31 - 1) + value[5:]
+
 
 @dataclass
 class BadInputBurst:
-    """Malformed messages and duplicated alerts written to the input, between the good ones."""
+    """Malformed messages and duplicated alerts written to the input, between the good ones.
+
+    Besides random bytes, truncated alerts and another schema's container,
+    good alerts go in with their wire format's magic changed and (Confluent
+    framing only) behind a schema id nobody registered; and a message 1 MiB
+    larger than the input topic's ``max.message.bytes``, which Kafka must
+    refuse (the producer's own limit is raised so that Kafka decides). Its
+    bytes are random behind a first byte no framing starts with, so that
+    a Kafka that took it after all hands the broker a message to quarantine.
+    """
 
     spec: FaultSpec
     target: Target
@@ -27,10 +52,10 @@ class BadInputBurst:
         from alertbench.simulator.producer import producer_config
 
         bench, topic = self.target.bench, self.target.wiring.topic
-        n = {
-            k: int(self.spec.value(k))
-            for k in ("random", "truncated", "wrong_schema", "duplicates")
-        }
+        wire = bench.scenario.wire
+        n = {k: int(self.spec.value(k)) for k in self.spec.kind.keys}
+        if wire != "confluent":
+            n["wrong_schema_id"] = 0  # only Confluent framing carries a schema id
         # Good alerts to cut and to send again: the first ones of the input (the warm-up's).
         consumer = Consumer(
             bench.servers.conf({"group.id": f"alertbench-fault-{uuid.uuid4().hex[:8]}"})
@@ -39,17 +64,26 @@ class BadInputBurst:
             consumer.assign([TopicPartition(topic, 0, 0)])
             good = []
             deadline = time.monotonic() + 30
-            need = max(n["truncated"], n["duplicates"], 1)
+            need = max(n["truncated"], n["duplicates"], n["wrong_magic"], n["wrong_schema_id"], 1)
             while len(good) < need and time.monotonic() < deadline:
                 good += [m for m in consumer.consume(need, timeout=1.0) if m.error() is None]
         finally:
             consumer.close()
         if not good:
             raise FaultError(f"no alert could be read back from {topic} to corrupt")
-        producer = Producer(producer_config(bench.servers, acks="all", compression="none"))
-        failed: list[str] = []
+        from alertbench.kafka.admin import topic_setting
 
-        def send(value: bytes, key: bytes | None, alert_id: str | None = None) -> None:
+        limit = int(topic_setting(bench.servers, topic, "max.message.bytes") or 1048588)
+        size = limit + OVERSIZED_BY
+        # Kafka, not the client, must be the one to refuse an oversized message.
+        extra = {"message.max.bytes": 2 * size}
+        producer = Producer(
+            producer_config(bench.servers, acks="all", compression="none", extra=extra)
+        )
+        failed: list[str] = []
+        refused: list[str] = []
+
+        def send(value: bytes, key: bytes | None, alert_id: str | None = None, into=failed) -> None:
             headers = [(SENT_HEADER, str(int(time.time() * 1e6)).encode())]
             if alert_id is not None:
                 headers.append((ALERT_ID_HEADER, alert_id.encode()))
@@ -58,7 +92,7 @@ class BadInputBurst:
                 value=value,
                 key=key,
                 headers=headers,
-                on_delivery=lambda err, _m: err is not None and failed.append(err.str()),
+                on_delivery=lambda err, _m: err is not None and into.append(err.str()),
             )
 
         for _ in range(n["random"]):
@@ -68,6 +102,12 @@ class BadInputBurst:
         other = _other_schema_container()
         for _ in range(n["wrong_schema"]):
             send(other, None)
+        for m in good[: n["wrong_magic"]]:
+            send(_wrong_magic(m.value(), wire), m.key())
+        for m in good[: n["wrong_schema_id"]]:
+            send(_wrong_schema_id(m.value()), m.key())
+        for _ in range(n["oversized"]):
+            send(b"\xff" + os.urandom(size - 1), None, into=refused)
         ids = []
         for m in good[: n["duplicates"]]:
             alert_id = dict(m.headers() or []).get(ALERT_ID_HEADER)
@@ -76,10 +116,22 @@ class BadInputBurst:
         producer.flush(30)
         if failed:
             raise FaultError(f"the burst was not all written: {failed[0]}")
+        malformed = [k for k in n if k not in ("duplicates", "oversized")]
         return {
-            "malformed": {k: n[k] for k in ("random", "truncated", "wrong_schema")},
+            "malformed": {
+                **{k: n[k] for k in malformed},
+                # Written only where the topic took it: then the broker must quarantine it.
+                "oversized": n["oversized"] - len(refused),
+            },
             "duplicates": len(ids),
             "duplicated_ids": ids,
+            "oversized": {
+                "bytes": size,
+                "topic_limit": limit,
+                "sent": n["oversized"],
+                "refused": len(refused),
+                "error": refused[0] if refused else None,
+            },
         }
 
     def heal(self) -> dict[str, Any]:  # noqa: D102

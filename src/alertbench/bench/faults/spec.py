@@ -91,8 +91,19 @@ KINDS: dict[str, Kind] = {
     ),
     "bad-input-burst": Kind(
         "malformed messages are written between the good alerts: random bytes, truncated "
-        "Avro, another schema's container, and good alerts sent a second time (duplicate ids)",
-        keys={"random": 3, "truncated": 3, "wrong_schema": 3, "duplicates": 3},
+        "Avro, another schema's container, good alerts with their format's magic changed and "
+        "(Confluent framing) behind an unregistered schema id, good alerts sent a second time "
+        "(duplicate ids), and a message 1 MiB over the input topic's max.message.bytes, which "
+        "Kafka must refuse",
+        keys={
+            "random": 3,
+            "truncated": 3,
+            "wrong_schema": 3,
+            "wrong_magic": 3,
+            "wrong_schema_id": 3,
+            "duplicates": 3,
+            "oversized": 1,
+        },
         heal_after_s=None,
         own_broker=True,
     ),
