@@ -127,6 +127,12 @@ def test_a_stall_counts_only_while_something_waits() -> None:
     acked = np.array([0.1, 0.1, 14.0, 14.0, 20.1])
     phases = measure._phases(sent, acked, injected=10.5, healed=13.0)
     assert phases == {"baseline": 0.1, "fault": 4.0, "recovery": 0.1}
+    # Faults on either side bound the baseline and the recovery: another fault's stall
+    # (here the 4 s one, seen from a fault at 16 s healed at 18 s) is neither.
+    later = measure._phases(sent, acked, injected=16.0, healed=18.0, previous_heal=13.0)
+    assert later == {"baseline": None, "fault": None, "recovery": 0.1}
+    earlier = measure._phases(sent, acked, injected=1.0, healed=2.0, next_fault=10.5)
+    assert earlier == {"baseline": 0.1, "fault": None, "recovery": None}
 
 
 def _visits(p99s: list[float]) -> list[dict]:

@@ -109,15 +109,26 @@ def _stalls(start: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _phases(
-    start: np.ndarray, done: np.ndarray, injected: float, healed: float
+    start: np.ndarray,
+    done: np.ndarray,
+    injected: float,
+    healed: float,
+    *,
+    previous_heal: float = -np.inf,
+    next_fault: float = np.inf,
 ) -> dict[str, float | None]:
-    """The longest stall before the fault, across it, and after the heal (seconds)."""
+    """The longest stall before the fault, across it, and after the heal (seconds).
+
+    Baseline and recovery stop at the faults on either side (the previous
+    one's heal, the next one's strike), so that no fault's stall is counted
+    as another's baseline or recovery.
+    """
     began, ended = _stalls(start, done)
     phases = {
-        "baseline": ended < injected,
+        "baseline": (ended < injected) & (began >= previous_heal),
         # A stall that began before the heal and ended after the fault struck is the fault's.
         "fault": (began < healed) & (ended >= injected),
-        "recovery": began >= healed,
+        "recovery": (began >= healed) & (ended < next_fault),
     }
     return {
         name: round(float((ended - began)[mask].max()), 3) if mask.any() else None
@@ -280,6 +291,9 @@ def fault_results(
     visits = _visits(outcome, metrics["measured"], interval) if interval else []
     records = []
     struck = sorted(r["injected"] for r in outcome.faults if r.get("injected") is not None)
+    heals = sorted(
+        r.get("healed") or r["injected"] for r in outcome.faults if r.get("injected") is not None
+    )
     for rec in outcome.faults:
         out = {
             k: v for k, v in rec.items() if k not in ("due", "injected", "healed", "inject", "heal")
@@ -293,14 +307,18 @@ def fault_results(
             records.append(out)
             continue
         healed = healed or injected
+        around = {
+            "previous_heal": max((h for h in heals if h <= injected), default=-np.inf),
+            "next_fault": min((t for t in struck if t > injected), default=np.inf),
+        }
         out.update(
             injected_s=round(injected - t0, 3),
             healed_s=round(healed - t0, 3),
             first_ack_after_s=_first_after(ack_times, injected),
             first_commit_after_s=_first_after(commits, injected),
             first_commit_after_heal_s=_first_after(commits, healed),
-            largest_ack_stall_s=_phases(ack_sent, ack_times, injected, healed),
-            largest_commit_stall_s=_phases(commit_sent, commits, injected, healed),
+            largest_ack_stall_s=_phases(ack_sent, ack_times, injected, healed, **around),
+            largest_commit_stall_s=_phases(commit_sent, commits, injected, healed, **around),
         )
         if visits and interval:
             out["recovery"] = rec_ = _recovery(
