@@ -295,16 +295,21 @@ def describe_topic(bootstrap_servers: Kafka, name: str, *, timeout: float = 10.0
             "`alertbench kafka topic list` shows the topics there."
         )
     topic = matches[0]
-    admin = admin_client(bootstrap_servers)
-    resource = ConfigResource(ConfigResource.Type.TOPIC, name)
-    try:
-        configs = admin.describe_configs([resource])[resource].result(timeout=timeout)
-    except KafkaException as exc:
-        raise ClusterError(f"cannot describe topic {name!r}: {explain(exc)}") from exc
+    configs = _topic_configs(bootstrap_servers, name, timeout)
     topic.config = {
         k: v.value for k, v in sorted(configs.items()) if not v.is_default and v.value is not None
     }
     return topic
+
+
+def _topic_configs(bootstrap_servers: Kafka, name: str, timeout: float) -> dict:
+    """Every configuration entry of topic ``name``, defaults included."""
+    admin = admin_client(bootstrap_servers)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+    try:
+        return admin.describe_configs([resource])[resource].result(timeout=timeout)
+    except KafkaException as exc:
+        raise ClusterError(f"cannot describe topic {name!r}: {explain(exc)}") from exc
 
 
 def topic_setting(
@@ -317,13 +322,7 @@ def topic_setting(
     ClusterError
         If the topic cannot be described.
     """
-    admin = admin_client(bootstrap_servers)
-    resource = ConfigResource(ConfigResource.Type.TOPIC, name)
-    try:
-        configs = admin.describe_configs([resource])[resource].result(timeout=timeout)
-    except KafkaException as exc:
-        raise ClusterError(f"cannot describe topic {name!r}: {explain(exc)}") from exc
-    entry = configs.get(key)
+    entry = _topic_configs(bootstrap_servers, name, timeout).get(key)
     return None if entry is None else entry.value
 
 
