@@ -384,7 +384,9 @@ def _target(bench: Bench, seg: Segment, broker: BrokerUnderTest, wiring: Wiring)
     def restart_kafka() -> dict:
         if bench.kafka_settings is None:
             return {}
-        return nodes(local.up(bench.kafka_settings).state)
+        started = nodes(local.up(bench.kafka_settings).state)
+        bench.kafka_pids = [p.pid for p in started.values()]  # what the sampler measures
+        return started
 
     return Target(bench, seg, broker, wiring, kafka_nodes, restart_kafka)
 

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from alertbench.bench.faults.spec import FaultSpec
-from alertbench.bench.faults.target import FaultError, Target, pids, tree
+from alertbench.bench.faults.target import (
+    FaultError,
+    Target,
+    pids,
+    restart_broker,
+    running_broker,
+    tree,
+)
 from alertbench.procs import LocalTransport, ProcessRecord
 
 if TYPE_CHECKING:
@@ -27,23 +34,13 @@ class DriverKill:
 
     def inject(self) -> dict[str, Any]:  # noqa: D102
         local = LocalTransport()
-        killed = [p for root in self.target.broker.procs() for p in tree(root)]
-        killed = [p for p in killed if local.is_running(p)]
-        if not killed:
-            # Restarting it would hide that it died by itself: the run must say so.
-            raise FaultError(
-                "the broker under test was not running when the fault struck: it had "
-                f"stopped by itself (see {self.target.wiring.log})"
-            )
+        killed = running_broker(self.target)
         for p in killed:
             local.send_signal(p, signal.SIGKILL)
         return {"pids": pids(killed), "signal": "SIGKILL"}
 
     def heal(self) -> dict[str, Any]:  # noqa: D102
-        t = self.target
-        t.broker.start(t.bench, t.seg, t.wiring)  # the same folder: the same checkpoint
-        t.bench.track_broker(t.seg.tag, t.broker.procs())
-        return {"restarted_pids": pids(t.broker.procs())}
+        return {"restarted_pids": restart_broker(self.target)}
 
 
 #: The class a standalone worker runs each executor as (its own child JVM).
@@ -210,7 +207,5 @@ class DiskFull:
             "first_error": errors[0][:300] if errors else None,
         }
         if stopped:
-            t.broker.start(t.bench, t.seg, t.wiring)  # the same folder: the same checkpoint
-            t.bench.track_broker(t.seg.tag, t.broker.procs())
-            did["restarted_pids"] = pids(t.broker.procs())
+            did["restarted_pids"] = restart_broker(t)
         return did

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alertbench.bench.faults.spec import FaultSpec
-from alertbench.bench.faults.target import FaultError, Target, pids, tree
+from alertbench.bench.faults.target import FaultError, Target, pids, running_broker
 from alertbench.errors import AlertbenchError
 from alertbench.procs import LocalTransport, ProcessRecord, stop_processes
 
@@ -84,7 +84,6 @@ class KafkaKill:
 
     def heal(self) -> dict[str, Any]:  # noqa: D102
         started = self.target.restart_kafka()
-        self.target.bench.kafka_pids = [p.pid for p in started.values()]
         # Healed once the restarted node is back in every input partition's ISR.
         return {
             "node": self.node,
@@ -114,7 +113,6 @@ class KafkaRollingRestart:
             killed = stop_processes(local, [proc], grace=grace)
             stopped = time.time()
             started = self.target.restart_kafka()
-            self.target.bench.kafka_pids = [p.pid for p in started.values()]
             full = _wait_isr_full(self.target)
             steps.append(
                 {
@@ -171,13 +169,7 @@ class RetentionOverrun:
         from alertbench.kafka.admin import alter_topic_config
 
         local = LocalTransport()
-        procs = [p for root in self.target.broker.procs() for p in tree(root)]
-        self.paused = [p for p in procs if local.is_running(p)]
-        if not self.paused:
-            raise FaultError(
-                "the broker under test was not running when the fault struck: it had "
-                f"stopped by itself (see {self.target.wiring.log})"
-            )
+        self.paused = running_broker(self.target)
         for p in self.paused:
             local.send_signal(p, signal.SIGSTOP)
         retention = str(int(self.spec.value("retention_ms")))

@@ -37,7 +37,8 @@ class Target:
         ``{node_id: ProcessRecord}`` of the embedded Kafka's brokers now.
     restart_kafka : callable
         Starts the embedded Kafka's nodes that are not running (its own
-        launcher, as ``kafka up`` does) and returns their processes.
+        launcher, as ``kafka up`` does), records their PIDs as the bench's
+        Kafka, and returns their processes.
     """
 
     bench: Bench
@@ -77,3 +78,32 @@ def tree(proc: ProcessRecord) -> list[ProcessRecord]:
         except psutil.Error:
             continue
     return [*found, proc]
+
+
+def running_broker(target: Target) -> list[ProcessRecord]:
+    """Every running process of the broker under test (each root and its descendants).
+
+    Raises
+    ------
+    FaultError
+        When none runs: the broker had stopped by itself before the fault,
+        which acting on it (or restarting it) would hide.
+    """
+    from alertbench.procs import LocalTransport
+
+    local = LocalTransport()
+    procs = [p for root in target.broker.procs() for p in tree(root)]
+    running = [p for p in procs if local.is_running(p)]
+    if not running:
+        raise FaultError(
+            "the broker under test was not running when the fault struck: it had "
+            f"stopped by itself (see {target.wiring.log})"
+        )
+    return running
+
+
+def restart_broker(target: Target) -> list[int]:
+    """Start the broker under test again in its folder (its checkpoint); returns its PIDs."""
+    target.broker.start(target.bench, target.seg, target.wiring)
+    target.bench.track_broker(target.seg.tag, target.broker.procs())
+    return pids(target.broker.procs())
