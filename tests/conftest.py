@@ -163,6 +163,10 @@ def single_kafka(
         yield rc
 
 
+#: How long one ``alertbench`` command may run in a test before it is stopped.
+CLI_TIMEOUT_S = 300
+
+
 def _run_cli(
     *args: str,
     run_dir: Path | None = None,
@@ -173,15 +177,28 @@ def _run_cli(
     if run_dir is not None:
         argv += ["--run-dir", str(run_dir)]
     full_env = dict(os.environ, COLUMNS="200", NO_COLOR="1", **(env or {}))
-    return subprocess.run(
+    with subprocess.Popen(
         [*argv, *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=full_env,
-        timeout=300,
-        check=False,
         cwd=cwd,
-    )
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=CLI_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            # SIGTERM first: the command stops the Kafka nodes and brokers it started.
+            proc.terminate()
+            try:
+                stdout, stderr = proc.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+            raise subprocess.TimeoutExpired(
+                proc.args, CLI_TIMEOUT_S, output=stdout, stderr=stderr
+            ) from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -108,8 +109,28 @@ def _register() -> None:
 _register()
 
 
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM unwind the command as Ctrl-C does, so it stops what it started.
+
+    Python's default for SIGTERM ends the process at once, and the Kafka nodes,
+    brokers and consumers a command started would be left running. The first
+    SIGTERM raises ``SystemExit`` in the main thread (``finally`` blocks stop
+    those processes by PID); later ones are ignored so that cleanup finishes
+    (by a handler, not ``SIG_IGN``, which the processes it starts would inherit).
+    """
+    received: list[int] = []
+
+    def on_term(signum: int, _frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
 def main() -> None:
     """Entry point: run the app, turning alertbench errors into one red line."""
+    _exit_on_sigterm()
     try:
         # Standalone mode: Typer handles --help, usage errors and exit codes.
         app()

@@ -113,11 +113,6 @@ def test_the_leader_killed_at_replication_3_loses_no_acknowledged_alert(
     assert _gone(kill["heal_did"]["restarted_pid"])
 
 
-# Long: in a fresh-clone CI rehearsal (2026-12-03) this run once never finished (the
-# CLI's 600 s timeout) after the paused pass-through was resumed; until that is
-# understood it runs with ALERTBENCH_LONG_TESTS=1 only. tests/e2e/test_bench_retention_
-# overrun.py (also long) and tests/integration/test_aged_out.py prove the counting.
-@pytest.mark.long
 def test_a_fault_that_loses_alerts_fails_the_run_naming_their_ids(
     cli, alerts_dir: Path, tmp_path: Path, kafka4
 ) -> None:

@@ -9,11 +9,16 @@ Kafka and no Spark.
 from __future__ import annotations
 
 import json
+import signal
 import statistics
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from alertbench.bench.results import missing_fields
@@ -227,3 +232,45 @@ def test_a_broker_that_already_runs_is_measured_on_its_own_topic(
     assert refused.returncode == 1
     assert "already runs reads a Kafka of its own" in " ".join(refused.stderr.split())
     assert not (tmp_path / "no").exists()
+
+
+def test_a_run_stopped_with_sigterm_stops_every_process_it_started(
+    alerts_dir: Path, tmp_path: Path, kafka4
+) -> None:
+    """What a CI runner's timeout or ``kill PID`` does: no Kafka node or broker is left."""
+    output = f"stopped-{uuid.uuid4().hex[:8]}"
+    scenario = tmp_path / "long.toml"
+    scenario.write_text(
+        'name = "long"\nschedule = "visits"\nvisits = 40\nvisit_alerts = 20\n'
+        "visit_interval = 6.0\nwarmup_alerts = 5\n"
+        f'[broker]\ncmd = "{passthrough(output, "stopped")}"\n'
+        f'output_topics = "{output}"\ngroup = "stopped"\nid_format = "container"\n'
+    )
+    out = tmp_path / "results"
+    argv = [sys.executable, "-m", "alertbench", "--run-dir", str(tmp_path / "state")]
+    argv += ["bench", "run", str(scenario), "--alerts", str(alerts_dir), "--out", str(out)]
+    with subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as cli:
+        try:
+            # Stopped once the load runs: its Kafka node, the broker and the timing consumer.
+            deadline = time.monotonic() + 180
+            started: list[psutil.Process] = []
+            while time.monotonic() < deadline and not running(output):
+                assert cli.poll() is None, cli.stdout.read().decode()
+                time.sleep(0.5)
+            time.sleep(8)  # a visit or so into the load
+            started = psutil.Process(cli.pid).children(recursive=True)
+            names = " ".join(" ".join(p.cmdline()) for p in started)
+            assert "kafka.Kafka" in names
+            assert "passthrough.py" in names
+            assert "alertbench.bench.timing" in names
+            cli.terminate()
+            said = cli.communicate(timeout=90)[0].decode()
+            _, alive = psutil.wait_procs(started, timeout=10)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+            for p in psutil.wait_procs(started, timeout=0)[1]:  # left by a failure
+                p.kill()
+    assert cli.returncode == 128 + signal.SIGTERM, said
+    assert alive == [], [p.pid for p in alive]
+    assert running(output) == []

@@ -32,7 +32,14 @@ class BrokerUnderTestError(AlertbenchError):
 
 
 def group_offsets(kafka: Kafka, group: str, topic: str, partitions: int) -> int:
-    """Offsets ``group`` has committed on ``topic``, summed (0 for none yet).
+    """Offsets of ``topic`` that ``group`` has read or can no longer read, summed.
+
+    Per partition, the group's committed offset, or the partition's log start
+    when retention has deleted records the group had not yet read (0 where the
+    group has committed nothing). Those records are lost to the broker, and the
+    run counts them by id. A group that has nothing left to read has no reason
+    to commit again, and a drain that waited for the deleted records would wait
+    until its timeout.
 
     Kafka's OffsetFetch, asked through a consumer that never joins the group:
     confluent-kafka 2.16.1's ``AdminClient.list_consumer_group_offsets``
@@ -51,6 +58,12 @@ def group_offsets(kafka: Kafka, group: str, topic: str, partitions: int) -> int:
         found = consumer.committed(
             [TopicPartition(topic, p) for p in range(partitions)], timeout=10
         )
+        starts = [
+            consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)[0]
+            if tp.error is None and tp.offset >= 0
+            else 0
+            for tp in found
+        ]
     except KafkaException as exc:
         raise BrokerUnderTestError(f"cannot read consumer group {group!r}: {explain(exc)}") from exc
     finally:
@@ -60,7 +73,7 @@ def group_offsets(kafka: Kafka, group: str, topic: str, partitions: int) -> int:
             raise BrokerUnderTestError(
                 f"cannot read consumer group {group!r} on {topic}: {explain(tp.error)}"
             )
-    return sum(max(tp.offset, 0) for tp in found)
+    return sum(max(tp.offset, start, 0) for tp, start in zip(found, starts, strict=True))
 
 
 def command_argv(cmd: str, **values: str) -> list[str]:
