@@ -24,6 +24,25 @@ def _wrong_magic(value: bytes, wire: str) -> bytes:
     return value[:3] + b"\x02" + value[4:]
 
 
+def _with_trailing(value: bytes, wire: str, extra: bytes) -> bytes:
+    """``value`` with ``extra`` after its Avro record, its framing still valid.
+
+    A Confluent-framed message ends with its record: the bytes go at the end.
+    A container's one block is written again with its size grown, so that the
+    framing check passes and the decoder meets the bytes.
+    """
+    if wire == "confluent":
+        return value + extra
+    from alertbench.alerts.schema import zigzag
+    from alertbench.alerts.wire import container_body, container_header
+
+    prefix, h, _ = container_header(value)
+    body = container_body(value, prefix, h)
+    if body is None:
+        raise FaultError("an alert of the input is not a one-record container")
+    return value[:h] + zigzag(1) + zigzag(len(body) + len(extra)) + body + extra + value[-16:]
+
+
 def _wrong_schema_id(value: bytes) -> bytes:
     """A Confluent-framed ``value`` behind a schema id no registry of the run holds."""
     return value[:1] + struct.pack(">I", 2**31 - 1) + value[5:]
@@ -33,8 +52,9 @@ def _wrong_schema_id(value: bytes) -> bytes:
 class BadInputBurst:
     """Malformed messages and duplicated alerts written to the input, between the good ones.
 
-    Besides random bytes, truncated alerts and another schema's container,
-    good alerts go in with their wire format's magic changed and (Confluent
+    Besides random bytes, truncated alerts, good alerts with bytes after their
+    record and another schema's container, good alerts go in with their wire
+    format's magic changed and (Confluent
     framing only) behind a schema id nobody registered; and a message 1 MiB
     larger than the input topic's ``max.message.bytes``, which Kafka must
     refuse (the producer's own limit is raised so that Kafka decides). Its
@@ -64,7 +84,8 @@ class BadInputBurst:
             consumer.assign([TopicPartition(topic, 0, 0)])
             good = []
             deadline = time.monotonic() + 30
-            need = max(n["truncated"], n["duplicates"], n["wrong_magic"], n["wrong_schema_id"], 1)
+            cut = ("truncated", "trailing", "duplicates", "wrong_magic", "wrong_schema_id")
+            need = max(*(n[k] for k in cut), 1)
             while len(good) < need and time.monotonic() < deadline:
                 good += [m for m in consumer.consume(need, timeout=1.0) if m.error() is None]
         finally:
@@ -99,6 +120,8 @@ class BadInputBurst:
             send(os.urandom(2048), None)
         for m in good[: n["truncated"]]:
             send(m.value()[: len(m.value()) // 2], m.key())
+        for m in good[: n["trailing"]]:
+            send(_with_trailing(m.value(), wire, b"\x00" * 8), m.key())
         other = _other_schema_container()
         for _ in range(n["wrong_schema"]):
             send(other, None)

@@ -91,13 +91,15 @@ KINDS: dict[str, Kind] = {
     ),
     "bad-input-burst": Kind(
         "malformed messages are written between the good alerts: random bytes, truncated "
-        "Avro, another schema's container, good alerts with their format's magic changed and "
+        "Avro, good alerts with 8 bytes after their record, another schema's container, "
+        "good alerts with their format's magic changed and "
         "(Confluent framing) behind an unregistered schema id, good alerts sent a second time "
         "(duplicate ids), and a message 1 MiB over the input topic's max.message.bytes, which "
         "Kafka must refuse",
         keys={
             "random": 3,
             "truncated": 3,
+            "trailing": 3,
             "wrong_schema": 3,
             "wrong_magic": 3,
             "wrong_schema_id": 3,
