@@ -8,6 +8,8 @@ visits back within 1.5 times the baseline p99.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -76,6 +78,44 @@ def test_a_paused_kafka_node_loses_nothing_and_the_run_says_how_long_it_stalled(
     assert [v["visit"] for v in f["visits"]] == [1, 2, 3, 4, 5]
     assert "fault: kafka-pause at visit 2 + 4 s" in stdout
     assert "healed: kafka-pause at visit 2 + 4 s" in stdout
+    assert running(output) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="tc on the loopback interface needs root")
+def test_a_node_behind_a_narrow_link_stalls_the_stream_loses_nothing_and_lo_is_given_back(
+    cli, alerts_dir: Path, tmp_path: Path, kafka4
+) -> None:
+    output = f"narrow-{uuid.uuid4().hex[:8]}"
+    # The only node sends at 4 Mbit/s from 1 s into visit 2 for 8 s: visit 3 (due 6 s after
+    # visit 2, 150 ZTF alerts, about 7 MB) cannot be read by the pass-through in time.
+    fault = (
+        '[[faults]]\nname = "network-slow"\nvisit = 2\nafter_s = 1\nheal_after_s = 8\n'
+        "rate_mbit = 4\n"
+    )
+    r, _, _ = run_scenario(cli, _scenario(tmp_path, output, fault), alerts_dir, tmp_path)
+    assert r["status"] == "passed", r["failures"]
+    f = r["faults"]
+    (slow,) = f["faults"]
+    assert (slow["name"], slow["error"]) == ("network-slow", None)
+    did = slow["did"]
+    assert (did["node"], did["device"], did["rate_mbit"]) == (1, "lo", 4.0)
+    assert len(did["ports"]) >= 2  # its broker and controller listeners
+    healed = slow["heal_did"]
+    assert (healed["device"], healed["root_qdisc"]) == ("lo", "noqueue")
+    # The node's packets went through the class, which held them back, for about 8 s at
+    # 4 Mbit/s (0.5 MB/s): some MB, not the run's 37 MB of alerts written and read.
+    shaped = healed["shaped"]
+    assert shaped["overlimits"] > 0
+    assert 1e6 < shaped["bytes"] < 8e6
+    # The pass-through's commits waited on the link.
+    stall = slow["largest_commit_stall_s"]
+    assert stall["fault"] > 2 * stall["baseline"]
+    assert f["acked"] == 5 * 150
+    assert (f["acked_lost"], f["never_acked"]) == (0, 0)
+    assert r["integrity"]["ok"] is True
+    # Loopback has its default queueing back.
+    shown = subprocess.run(["tc", "qdisc", "show", "dev", "lo", "root"], capture_output=True)
+    assert shown.stdout.split()[:2] == [b"qdisc", b"noqueue"]
     assert running(output) == []
 
 

@@ -9,8 +9,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from alertbench.bench.faults import measure, spec
-from alertbench.bench.faults.spec import FaultSpec, Kind, parse_fault, refusal
+from alertbench.bench.faults import measure
+from alertbench.bench.faults.spec import FaultSpec, parse_fault, refusal
 from alertbench.bench.scenario import load_scenario
 from alertbench.errors import ConfigError
 
@@ -111,12 +111,16 @@ def test_faults_that_cannot_run_here_say_why(monkeypatch: pytest.MonkeyPatch) ->
     assert "not on another one" in refusal(
         worker, embedded_nodes=1, own_broker=False, master="spark://h:7077"
     )
-    # A kind that changes interfaces needs root.
-    monkeypatch.setitem(spec.KINDS, "network-cut", Kind("cut", root=True))
-    monkeypatch.setattr(spec.os, "geteuid", lambda: 1000)
-    cut = FaultSpec(name="network-cut")
-    assert refusal(cut, embedded_nodes=1, own_broker=True) == (
-        "fault network-cut needs root (it changes network interfaces)"
+    # Slowing a node's network changes the loopback interface: root only, on its own Kafka.
+    slow = FaultSpec(name="network-slow", rate_mbit=8)
+    assert (slow.value("rate_mbit"), slow.value("partition"), slow.heal_s) == (8, 0, 10.0)
+    assert "acts on the Kafka nodes the bench started" in refusal(
+        slow, embedded_nodes=None, own_broker=True
+    )
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert refusal(slow, embedded_nodes=1, own_broker=False) == (
+        "fault network-slow cannot run here: it changes the loopback interface's queueing "
+        "(tc), which needs root"
     )
 
 

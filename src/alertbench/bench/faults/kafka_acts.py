@@ -5,23 +5,44 @@ from __future__ import annotations
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alertbench.bench.faults.spec import FaultSpec
 from alertbench.bench.faults.target import FaultError, Target, pids, running_broker
 from alertbench.errors import AlertbenchError
 from alertbench.procs import LocalTransport, ProcessRecord, stop_processes
 
+if TYPE_CHECKING:
+    from alertbench.kafka.state import Node
 
-def _leader(target: Target, partition: int) -> tuple[int, ProcessRecord]:
-    """The node leading ``partition`` of the input topic, and its process."""
+
+def _leader_id(target: Target, partition: int) -> int:
+    """The id of the node leading ``partition`` of the input topic."""
     from alertbench.kafka.admin import list_topics
 
     topic = target.wiring.topic
     info = next((t for t in list_topics(target.bench.servers) if t.name == topic), None)
     if info is None or partition >= len(info.partitions):
         raise FaultError(f"the input topic {topic} has no partition {partition}")
-    leader = next(p.leader for p in info.partitions if p.id == partition)
+    return next(p.leader for p in info.partitions if p.id == partition)
+
+
+def leader_node(target: Target, partition: int) -> Node:
+    """The embedded Kafka's node leading ``partition`` of the input (its ports, its process)."""
+    from alertbench.kafka import local
+
+    leader = _leader_id(target, partition)
+    settings = target.bench.kafka_settings
+    state = local.recorded_state(settings) if settings is not None else None
+    node = next((n for n in state.nodes if n.node_id == leader), None) if state else None
+    if node is None:
+        raise FaultError(f"partition {partition}'s leader, node {leader}, is not one the bench ran")
+    return node
+
+
+def _leader(target: Target, partition: int) -> tuple[int, ProcessRecord]:
+    """The node leading ``partition`` of the input topic, and its process."""
+    leader = _leader_id(target, partition)
     nodes = target.kafka_nodes()
     if leader not in nodes:
         raise FaultError(f"partition {partition}'s leader, node {leader}, is not one the bench ran")

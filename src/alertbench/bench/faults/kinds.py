@@ -12,6 +12,7 @@ from alertbench.bench.faults.kafka_acts import (
     KafkaRollingRestart,
     RetentionOverrun,
 )
+from alertbench.bench.faults.network import NetworkSlow
 from alertbench.bench.faults.spec import FaultSpec
 from alertbench.bench.faults.target import Act, Target
 
@@ -20,6 +21,7 @@ ACTS: dict[str, Callable[[FaultSpec, Target], Act]] = {
     "kafka-kill": KafkaKill,
     "kafka-rolling-restart": KafkaRollingRestart,
     "retention-overrun": RetentionOverrun,
+    "network-slow": NetworkSlow,
     "driver-kill": DriverKill,
     "worker-kill": WorkerKill,
     "disk-full": DiskFull,

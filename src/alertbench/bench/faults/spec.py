@@ -10,7 +10,6 @@ time past the load's end.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +30,7 @@ class Kind:
     embedded_kafka: bool = False  # needs the Kafka the bench started (its settings, its PIDs)
     standalone: bool = False  # needs a Spark standalone cluster that `spark up` started here
     disk: bool = False  # mounts a small filesystem (root, mkfs.ext4) before the broker starts
-    root: bool = False
+    network: bool = False  # shapes the loopback interface's traffic (root, tc)
 
 
 #: The kinds alertbench injects.
@@ -57,6 +56,14 @@ KINDS: dict[str, Kind] = {
         keys={"retention_ms": 3000},
         heal_after_s=30.0,
         embedded_kafka=True,
+    ),
+    "network-slow": Kind(
+        "every packet the leader of an input partition sends from its ports goes through a "
+        "link of rate_mbit (an HTB class on the loopback interface, tc), until heal_after_s "
+        "removes it",
+        keys={"partition": 0, "rate_mbit": 50},
+        embedded_kafka=True,
+        network=True,
     ),
     "kafka-pause": Kind(
         "a Kafka node (the leader of an input partition) is stopped with SIGSTOP and "
@@ -261,8 +268,6 @@ def refusal(
         The Spark master the broker runs on (None: ``local[N]``).
     """
     kind = spec.kind
-    if kind.root and os.geteuid() != 0:
-        return f"fault {spec.name} needs root (it changes network interfaces)"
     if kind.kafka_nodes > 1 or kind.embedded_kafka or spec.name.startswith("kafka-"):
         if embedded_nodes is None:
             return (
@@ -277,6 +282,12 @@ def refusal(
             )
     if kind.own_broker and not own_broker:
         return f"fault {spec.name} acts on alertbench's broker, not on another one"
+    if kind.network:
+        from alertbench.bench.faults.tc import why_not as no_netem
+
+        why = no_netem()
+        if why:
+            return f"fault {spec.name} cannot run here: {why}"
     if kind.disk:
         from alertbench.bench.faults.disk import why_not
 
