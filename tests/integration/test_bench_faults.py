@@ -35,6 +35,11 @@ def _scenario(tmp_path: Path, output: str, fault: str, *, nodes: int = 1, visits
     return path
 
 
+def _fault(name: str, **keys: float) -> str:
+    """One ``[[faults]]`` table of a scenario file: its kind, time, heal and keys."""
+    return f'[[faults]]\nname = "{name}"\n' + "".join(f"{k} = {v}\n" for k, v in keys.items())
+
+
 def _gone(pid: int) -> bool:
     """No such process, or only its exit status left (a zombie not yet reaped)."""
     try:
@@ -49,7 +54,7 @@ def test_a_paused_kafka_node_loses_nothing_and_the_run_says_how_long_it_stalled(
     output = f"paused-{uuid.uuid4().hex[:8]}"
     # Struck 4 s into visit 2, healed 5 s later: visit 3 (due 6 s after visit 2) is sent
     # while the node is stopped.
-    fault = '[[faults]]\nname = "kafka-pause"\nvisit = 2\nafter_s = 4\nheal_after_s = 5\n'
+    fault = _fault("kafka-pause", visit=2, after_s=4, heal_after_s=5)
     r, stdout, _ = run_scenario(cli, _scenario(tmp_path, output, fault), alerts_dir, tmp_path)
     assert r["status"] == "passed", r["failures"]
     assert missing_fields(r) == []
@@ -88,10 +93,7 @@ def test_a_node_behind_a_narrow_link_stalls_the_stream_loses_nothing_and_lo_is_g
     output = f"narrow-{uuid.uuid4().hex[:8]}"
     # The only node sends at 4 Mbit/s from 1 s into visit 2 for 8 s: visit 3 (due 6 s after
     # visit 2, 150 ZTF alerts, about 7 MB) cannot be read by the pass-through in time.
-    fault = (
-        '[[faults]]\nname = "network-slow"\nvisit = 2\nafter_s = 1\nheal_after_s = 8\n'
-        "rate_mbit = 4\n"
-    )
+    fault = _fault("network-slow", visit=2, after_s=1, heal_after_s=8, rate_mbit=4)
     r, _, _ = run_scenario(cli, _scenario(tmp_path, output, fault), alerts_dir, tmp_path)
     assert r["status"] == "passed", r["failures"]
     f = r["faults"]
@@ -124,7 +126,7 @@ def test_the_leader_killed_at_replication_3_loses_no_acknowledged_alert(
     cli, alerts_dir: Path, tmp_path: Path, kafka4
 ) -> None:
     output = f"killed-{uuid.uuid4().hex[:8]}"
-    fault = '[[faults]]\nname = "kafka-kill"\nvisit = 2\nafter_s = 4\nheal_after_s = 5\n'
+    fault = _fault("kafka-kill", visit=2, after_s=4, heal_after_s=5)
     # Eight visits: the restart and the wait for the ISR take 6-16 s here, and after the
     # heal two consecutive visits back may start at the first or the second.
     scenario = _scenario(tmp_path, output, fault, nodes=3, visits=8)
@@ -159,10 +161,7 @@ def test_a_fault_that_loses_alerts_fails_the_run_naming_their_ids(
     # The pass-through broker paused for 25 s while its input keeps 2 s of records: what it
     # had not read ages out, and its consumer (auto.offset.reset = earliest) skips it unseen.
     output = f"overrun-{uuid.uuid4().hex[:8]}"
-    fault = (
-        '[[faults]]\nname = "retention-overrun"\nvisit = 2\nafter_s = 1\n'
-        "heal_after_s = 25\nretention_ms = 2000\n"
-    )
+    fault = _fault("retention-overrun", visit=2, after_s=1, heal_after_s=25, retention_ms=2000)
     scenario = _scenario(tmp_path, output, fault)
     r, stdout, run = run_scenario(cli, scenario, alerts_dir, tmp_path, "--keep-data", passes=False)
     assert r["status"] == "failed"
@@ -195,7 +194,7 @@ def test_a_rolling_restart_of_every_node_loses_and_doubles_nothing(
     cli, alerts_dir: Path, tmp_path: Path, kafka4
 ) -> None:
     output = f"rolled-{uuid.uuid4().hex[:8]}"
-    fault = '[[faults]]\nname = "kafka-rolling-restart"\nvisit = 2\nafter_s = 1\n'
+    fault = _fault("kafka-rolling-restart", visit=2, after_s=1)
     scenario = _scenario(tmp_path, output, fault, nodes=3, visits=10)
     r, stdout, _ = run_scenario(cli, scenario, alerts_dir, tmp_path)
     assert r["status"] == "passed", r["failures"]
