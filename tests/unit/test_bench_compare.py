@@ -125,3 +125,31 @@ def test_another_broker_beside_ours() -> None:
     assert rows["spark batches"] == ("10", "—", "—")
     assert rows["latency raw p50 (s)"] == ("1", "—", "—")
     assert rows["latency distribution p99 (s)"] == ("8", "8", "+0.0%")
+
+
+def test_a_faulted_run_beside_the_same_load_without_its_faults() -> None:
+    plain = run_a()
+    faulted = run_a()
+    faulted["faults"] = {
+        "acked_lost": 0,
+        "quarantined": 15,
+        "faults": [
+            {
+                "name": "kafka-pause",
+                "largest_ack_stall_s": {"baseline": 0.1, "fault": 8.1, "recovery": 0.2},
+                "largest_commit_stall_s": {"baseline": 0.5, "fault": 10.7, "recovery": 0.4},
+            },
+            {
+                "name": "bad-input-burst",
+                "largest_ack_stall_s": {"baseline": 0.1, "fault": 0.3, "recovery": 0.1},
+                "largest_commit_stall_s": {"baseline": 0.5, "fault": None, "recovery": 0.4},
+            },
+        ],
+    }
+    rows = rows_by_label(plain, faulted)
+    assert rows["faults"] == ("—", "kafka-pause, bad-input-burst", "—")
+    assert rows["acked alerts lost"] == ("—", "0", "—")
+    assert rows["quarantined"] == ("—", "15", "—")
+    # The longest stall of any fault, read from the fault windows only.
+    assert rows["longest ack stall in a fault (s)"] == ("—", "8.1", "—")
+    assert rows["longest commit stall in a fault (s)"] == ("—", "10.7", "—")

@@ -221,3 +221,15 @@ def test_worker_kill_needs_the_cluster_spark_up_started_here(tmp_path) -> None:
     save_state(settings, cluster)
     with pytest.raises(FaultError, match="is not running"):
         standalone_worker(settings, "spark://127.0.0.1:7077", 1)
+
+
+def test_no_faults_gives_the_same_load_without_them() -> None:
+    shipped = load_scenario("faults")
+    assert [f.name for f in shipped.faults][:2] == ["bad-input-burst", "kafka-pause"]
+    plain = load_scenario("faults", no_faults=True)
+    assert plain.faults == []
+    # Everything else is the scenario as shipped.
+    assert plain.model_dump(exclude={"faults"}) == shipped.model_dump(exclude={"faults"})
+    # --fault still adds to it.
+    one = load_scenario("faults", no_faults=True, extra_faults=[parse_fault("kafka-pause:visit=2")])
+    assert [(f.name, f.visit) for f in one.faults] == [("kafka-pause", 2)]

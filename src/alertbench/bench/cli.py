@@ -133,12 +133,21 @@ def run(
         list[str] | None,
         typer.Option(
             "--fault",
-            help="Inject a fault during the measured load, NAME[:key=value,...] (kafka-kill, "
-            "kafka-pause, driver-kill, bad-input-burst; keys visit, after_s, heal_after_s and "
-            "the kind's own), e.g. kafka-pause:visit=2,after_s=5,heal_after_s=20; repeatable, "
-            "added to the scenario's [[faults]].",
+            help="Inject a fault during the measured load, NAME[:key=value,...] (see the "
+            "README's table of kinds: kafka-kill, kafka-pause, network-slow, driver-kill, "
+            "bad-input-burst...; keys visit, after_s, heal_after_s and the kind's own), e.g. "
+            "kafka-pause:visit=2,after_s=5,heal_after_s=20; repeatable, added to the "
+            "scenario's [[faults]].",
         ),
     ] = None,
+    no_faults: Annotated[
+        bool,
+        typer.Option(
+            "--no-faults",
+            help="Drop the scenario's [[faults]]: the same load without them, to set beside "
+            "a faulted run with bench compare (--fault still adds).",
+        ),
+    ] = False,
     kafka_nodes: Annotated[
         int | None,
         typer.Option(help="Nodes of the embedded Kafka (kafka-kill needs 3: replication 3)."),
@@ -200,6 +209,7 @@ def run(
         science=science,
         kafka_nodes=kafka_nodes,
         extra_faults=[parse_fault(f) for f in fault or []],
+        no_faults=no_faults,
     )
     sources = alert_sources(alerts, settings.alerts)
     console.print(f"[bold]{chosen.name}[/]: {chosen.description}")

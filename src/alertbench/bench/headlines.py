@@ -50,6 +50,23 @@ def broker_name(results: dict[str, Any]) -> str | None:
     return f"alertbench ({broker.get('mode', '?')})"
 
 
+def _fault_names(results: dict[str, Any]) -> str | None:
+    faults = get(results, "faults.faults")
+    return ", ".join(f["name"] for f in faults) if faults else None
+
+
+def _worst_stall(kind: str) -> Callable[[dict[str, Any]], Any]:
+    """The longest ack or commit stall while any fault was live."""
+
+    def read(results: dict[str, Any]) -> Any:
+        faults = get(results, "faults.faults") or []
+        stalls = [get(f, f"largest_{kind}_stall_s.fault") for f in faults]
+        stalls = [s for s in stalls if s is not None]
+        return max(stalls) if stalls else None
+
+    return read
+
+
 METRICS: tuple[Metric, ...] = (
     Metric("status", _path("status")),
     Metric("scenario", _path("scenario.name")),
@@ -76,6 +93,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("verdict: 98% within 60 s", _verdict("rubin_latency", LATENCY_SHARE), +1),
     Metric("verdict: p99 <= 10 s", _verdict("p99_target"), +1),
     Metric("integrity ok", _path("integrity.ok"), +1),
+    Metric("faults", _fault_names),
+    Metric("acked alerts lost", _path("faults.acked_lost"), -1),
+    Metric("quarantined", _path("faults.quarantined")),
+    Metric("longest ack stall in a fault (s)", _worst_stall("ack"), -1),
+    Metric("longest commit stall in a fault (s)", _worst_stall("commit"), -1),
     Metric("share within 60 s", _path("verdicts.rubin_latency.share"), +1),
     Metric("max held rate (alerts/s)", _path("max_held_rate"), +1),
     Metric("null broker max held rate (alerts/s)", _path("ceiling.max_held_rate"), +1),

@@ -254,13 +254,15 @@ def load_scenario(
     *,
     broker: dict[str, object] | None = None,
     extra_faults: list[dict[str, object]] | None = None,
+    no_faults: bool = False,
     **overrides: object,
 ) -> Scenario:
     """A shipped scenario by name, or a TOML file by path, with ``overrides`` applied.
 
     ``broker`` overrides keys of the ``[broker]`` table (the command line's
-    broker flags); ``extra_faults`` are added to its ``[[faults]]``. Relative
-    paths in a file are taken from the file's folder.
+    broker flags); ``no_faults`` drops its ``[[faults]]`` (the same load without
+    them, to compare against) and ``extra_faults`` are added. Relative paths
+    in a file are taken from the file's folder.
 
     Raises
     ------
@@ -288,6 +290,8 @@ def load_scenario(
     if base is not None:
         _absolute(data, base)
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if no_faults:
+        data.pop("faults", None)
     if extra_faults:
         data["faults"] = [*(data.get("faults") or []), *extra_faults]
     flags = {k: v for k, v in (broker or {}).items() if v is not None}
