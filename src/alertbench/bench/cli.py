@@ -137,14 +137,14 @@ def run(
             "README's table of kinds: kafka-kill, kafka-pause, network-slow, driver-kill, "
             "bad-input-burst...; keys visit, after_s, heal_after_s and the kind's own), e.g. "
             "kafka-pause:visit=2,after_s=5,heal_after_s=20; repeatable, added to the "
-            "scenario's [[faults]].",
+            "scenario's \\[\\[faults]].",
         ),
     ] = None,
     no_faults: Annotated[
         bool,
         typer.Option(
             "--no-faults",
-            help="Drop the scenario's [[faults]]: the same load without them, to set beside "
+            help="Drop the scenario's \\[\\[faults]]: the same load without them, to set beside "
             "a faulted run with bench compare (--fault still adds).",
         ),
     ] = False,
