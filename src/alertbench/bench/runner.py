@@ -373,7 +373,7 @@ def _target(bench: Bench, seg: Segment, broker: BrokerUnderTest, wiring: Wiring)
     from alertbench.kafka import local
 
     def nodes(state) -> dict:
-        return {n.node_id: n.proc for n in state.nodes if "broker" in n.roles and n.proc}
+        return {n.node_id: n for n in state.nodes if "broker" in n.roles and n.proc}
 
     def kafka_nodes() -> dict:
         if bench.kafka_settings is None:
@@ -384,7 +384,7 @@ def _target(bench: Bench, seg: Segment, broker: BrokerUnderTest, wiring: Wiring)
     def restart_kafka() -> dict:
         if bench.kafka_settings is None:
             return {}
-        started = nodes(local.up(bench.kafka_settings).state)
+        started = {i: n.proc for i, n in nodes(local.up(bench.kafka_settings).state).items()}
         bench.kafka_pids = [p.pid for p in started.values()]  # what the sampler measures
         return started
 

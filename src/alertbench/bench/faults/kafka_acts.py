@@ -29,12 +29,8 @@ def _leader_id(target: Target, partition: int) -> int:
 
 def leader_node(target: Target, partition: int) -> Node:
     """The embedded Kafka's node leading ``partition`` of the input (its ports, its process)."""
-    from alertbench.kafka import local
-
     leader = _leader_id(target, partition)
-    settings = target.bench.kafka_settings
-    state = local.recorded_state(settings) if settings is not None else None
-    node = next((n for n in state.nodes if n.node_id == leader), None) if state else None
+    node = target.kafka_nodes().get(leader)
     if node is None:
         raise FaultError(f"partition {partition}'s leader, node {leader}, is not one the bench ran")
     return node
@@ -42,11 +38,8 @@ def leader_node(target: Target, partition: int) -> Node:
 
 def _leader(target: Target, partition: int) -> tuple[int, ProcessRecord]:
     """The node leading ``partition`` of the input topic, and its process."""
-    leader = _leader_id(target, partition)
-    nodes = target.kafka_nodes()
-    if leader not in nodes:
-        raise FaultError(f"partition {partition}'s leader, node {leader}, is not one the bench ran")
-    return leader, nodes[leader]
+    node = leader_node(target, partition)
+    return node.node_id, node.proc
 
 
 @dataclass
@@ -129,7 +122,7 @@ class KafkaRollingRestart:
         grace = float(self.spec.value("grace_s"))
         steps = []
         for node in sorted(self.target.kafka_nodes()):
-            proc = self.target.kafka_nodes()[node]
+            proc = self.target.kafka_nodes()[node].proc
             began = time.time()
             killed = stop_processes(local, [proc], grace=grace)
             stopped = time.time()

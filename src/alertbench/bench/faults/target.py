@@ -19,6 +19,7 @@ from alertbench.procs import ProcessRecord
 if TYPE_CHECKING:
     from alertbench.bench.brokers import BrokerUnderTest, Wiring
     from alertbench.bench.session import Bench, Segment
+    from alertbench.kafka.state import Node
 
 
 class FaultError(AlertbenchError):
@@ -34,7 +35,8 @@ class Target:
     bench, seg, broker, wiring
         The run, its segment, the broker under test and where it reads.
     kafka_nodes : callable
-        ``{node_id: ProcessRecord}`` of the embedded Kafka's brokers now.
+        ``{node_id: Node}`` of the embedded Kafka's running brokers now (each
+        with its ports and process, as its state file records them).
     restart_kafka : callable
         Starts the embedded Kafka's nodes that are not running (its own
         launcher, as ``kafka up`` does), records their PIDs as the bench's
@@ -45,7 +47,7 @@ class Target:
     seg: Segment
     broker: BrokerUnderTest
     wiring: Wiring
-    kafka_nodes: Callable[[], dict[int, ProcessRecord]]
+    kafka_nodes: Callable[[], dict[int, Node]]
     restart_kafka: Callable[[], dict[int, ProcessRecord]]
 
 
