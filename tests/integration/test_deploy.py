@@ -415,3 +415,84 @@ def test_the_timing_consumer_on_another_host_records_the_clock_offset(
     assert not (installs / hosts[2].name / "bench").exists() or not any(
         (installs / hosts[2].name / "bench").iterdir()
     )
+
+
+def link_state(host: NetnsHost) -> str:
+    """``UP`` or ``DOWN``: the operational state of ``host``'s own end of its cable."""
+    shown = subprocess.run(
+        ["ip", "-n", host.netns, "-o", "link", "show"], capture_output=True, text=True
+    )
+    for line in shown.stdout.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if name != "lo":
+            return line.split(" state ")[1].split()[0]
+    raise AssertionError(f"{host.name} has no cable: {shown.stdout}")
+
+
+def test_a_host_cut_off_mid_visit_loses_no_acknowledged_alert(
+    hosts, installs, alerts_dir, tmp_path, cli
+) -> None:
+    """`bench run --fault host-cut` on three hosts: the input's leader cut off, then back."""
+    run_dir = tmp_path / "run"
+    inv = inventory(
+        tmp_path / "cluster.toml", hosts, mode="kraft", installs=installs, data=tmp_path
+    )
+    top = ("--inventory", str(inv))
+    root = Path(__file__).resolve().parents[2]
+    cmd = (
+        f"{sys.executable} examples/passthrough.py --servers {{servers}} --input {{input_topic}} "
+        "--output cut-out --group cut"
+    )
+    scenario = tmp_path / "cut.toml"
+    scenario.write_text(
+        'name = "cut"\nkind = "stream"\nschedule = "visits"\nvisit_alerts = 150\n'
+        "visit_interval = 6.0\nvisits = 8\npartitions = 2\nwarmup_alerts = 20\n"
+        '[[faults]]\nname = "host-cut"\nvisit = 2\nafter_s = 1\nheal_after_s = 12\n'
+    )
+    out = tmp_path / "results"
+    try:
+        up = cli(*top, "kafka", "up", run_dir=run_dir)
+        assert up.returncode == 0, up.stderr
+        done = cli(
+            *top, "bench", "run", str(scenario), "--alerts", str(alerts_dir), "--out", str(out),
+            "--broker-cmd", cmd, "--output-topics", "cut-out", "--broker-group", "cut",
+            "--id-format", "container", run_dir=run_dir, cwd=root,
+        )  # fmt: skip
+    finally:
+        states = {h.name: link_state(h) for h in hosts}
+        down = cli(*top, "kafka", "down", "--purge", run_dir=run_dir)
+        if down.returncode != 0:
+            kill_recorded(run_dir)
+    assert down.returncode == 0, down.stderr
+    # The helper brought the link back on its own host; nothing is left cut off.
+    assert states == {h.name: "UP" for h in hosts}
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = out.iterdir()
+    r = json.loads((run / "results.json").read_text())
+    f = r["faults"]
+    (cut,) = f["faults"]
+    assert cut["error"] is None, cut
+    did, healed = cut["did"], cut["heal_did"]
+    victim = next(h for h in hosts if h.name == did["host"])
+    # The leader of partition 0 was cut where it runs: its host's own interface.
+    assert did["address"] == victim.address
+    assert did["device"] == victim.veth.replace("v", "p")  # the namespace's end of the cable
+    assert healed["host"] == victim.name
+    assert healed["down_s"] == pytest.approx(12, abs=0.5)
+    # The window is the helper's own: from the cut to the link back.
+    assert cut["healed_s"] - cut["injected_s"] == pytest.approx(healed["down_s"], abs=0.01)
+    # Its process on the host, tracked by PID, is gone.
+    (helper,) = did["pids"]
+    assert not Path(f"/proc/{helper}").exists()
+    # Replication 3, min ISR 2, idempotent acks=all producers: nothing acknowledged lost
+    # or doubled while partition 0's leadership moved off the cut host.
+    assert f["acked"] == 8 * 150
+    assert (f["acked_lost"], f["never_acked"]) == (0, 0)
+    assert r["integrity"]["ok"] is True
+    assert r["integrity"]["topics"]["cut-out"]["received"] >= 20 + 8 * 150
+    # Nothing acknowledged until the controller fenced the cut node and moved the leader.
+    assert cut["largest_ack_stall_s"]["fault"] > 2 * cut["largest_ack_stall_s"]["baseline"]
+    assert cut["first_ack_after_s"] > 1
+    # Back within two visits of the link coming back: the run passes.
+    assert cut["recovery"]["judged"] is True, cut["recovery"]
+    assert r["status"] == "passed", r["failures"]

@@ -122,6 +122,18 @@ def test_faults_that_cannot_run_here_say_why(monkeypatch: pytest.MonkeyPatch) ->
         "fault network-slow cannot run here: it changes the loopback interface's queueing "
         "(tc), which needs root"
     )
+    # Cutting a host off needs nodes on hosts of their own, deployed by `kafka up`.
+    cut = FaultSpec(name="host-cut", visit=2, after_s=1)
+    assert (cut.value("partition"), cut.heal_s) == (0, 20.0)
+    for embedded, where in ((1, "this run uses the embedded Kafka"), (None, "no record of")):
+        why = refusal(cut, embedded_nodes=embedded, own_broker=True)
+        assert "cluster that `alertbench kafka up` deployed on the hosts of an inventory" in why
+        assert where in why
+        assert "--inventory" in why
+    assert "the deployed cluster has 2" in refusal(
+        cut, embedded_nodes=None, own_broker=True, deployed_brokers=2
+    )
+    assert refusal(cut, embedded_nodes=None, own_broker=False, deployed_brokers=3) is None
 
 
 def test_a_stall_counts_only_while_something_waits() -> None:

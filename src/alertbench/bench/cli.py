@@ -134,9 +134,9 @@ def run(
         typer.Option(
             "--fault",
             help="Inject a fault during the measured load, NAME[:key=value,...] (see the "
-            "README's table of kinds: kafka-kill, kafka-pause, network-slow, driver-kill, "
-            "bad-input-burst...; keys visit, after_s, heal_after_s and the kind's own), e.g. "
-            "kafka-pause:visit=2,after_s=5,heal_after_s=20; repeatable, added to the "
+            "README's table of kinds: kafka-kill, kafka-pause, network-slow, host-cut, "
+            "driver-kill, bad-input-burst...; keys visit, after_s, heal_after_s and the kind's "
+            "own), e.g. kafka-pause:visit=2,after_s=5,heal_after_s=20; repeatable, added to the "
             "scenario's \\[\\[faults]].",
         ),
     ] = None,

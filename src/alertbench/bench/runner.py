@@ -22,6 +22,7 @@ from typing import Any
 
 from alertbench.bench import collect, load
 from alertbench.bench.brokers import BrokerUnderTest, NullBroker, OtherBroker, OwnBroker, Wiring
+from alertbench.bench.faults.host_cut import check_hosts, deployed_brokers
 from alertbench.bench.faults.injector import Injector
 from alertbench.bench.faults.spec import refusal
 from alertbench.bench.faults.target import Target
@@ -42,6 +43,7 @@ from alertbench.kafka.admin import create_topic, delete_topic, list_topics
 from alertbench.kafka.client import Watermarks, end_offsets
 from alertbench.kafka.credentials import admin_connection
 from alertbench.kafka.security import Connection
+from alertbench.kafka.state import ClusterState
 from alertbench.procs import LocalTransport, stop_processes
 from alertbench.simulator.run import SimulationOptions, load_alerts
 from alertbench.simulator.schedule import Schedule
@@ -92,6 +94,7 @@ def run_bench(
             "a broker that already runs reads a Kafka of its own, not the bench's embedded "
             "one: give its cluster (--bootstrap-servers, or an inventory), or --broker-cmd."
         )
+    deployed = deployed_cluster(settings, servers)
     # Faults that cannot run here are refused before anything starts.
     for fault in scenario.faults:
         why = refusal(
@@ -99,9 +102,15 @@ def run_bench(
             embedded_nodes=scenario.kafka_nodes if servers is None else None,
             own_broker=scenario.broker is None,
             master=master,
+            deployed_brokers=None if deployed is None else len(deployed_brokers(deployed)),
         )
         if why:
             raise ConfigError(f"{why}.")
+        if fault.kind.hosts:
+            # Every broker host, since which one leads the input is known only mid-run.
+            problems = check_hosts(deployed)  # type: ignore[arg-type]
+            if problems:
+                raise ConfigError(f"fault {fault.name} cannot run: " + "; ".join(problems) + ".")
         if fault.kind.standalone:
             # The worker it names must be one `spark up` started here, tracked by PID.
             from alertbench.bench.faults.broker_acts import standalone_worker
@@ -155,6 +164,7 @@ def run_bench(
         bench.timing = place
         bench.keep_data = keep_data
         bench.kafka_settings = kafka_settings if embedded else None
+        bench.deployed = deployed
         place.measure_clock("start")
         bench.kafka_pids = [n.proc.pid for n in up.state.nodes if n.proc] if embedded else []
         outcomes = []
@@ -388,7 +398,31 @@ def _target(bench: Bench, seg: Segment, broker: BrokerUnderTest, wiring: Wiring)
         bench.kafka_pids = [p.pid for p in started.values()]  # what the sampler measures
         return started
 
-    return Target(bench, seg, broker, wiring, kafka_nodes, restart_kafka)
+    return Target(bench, seg, broker, wiring, kafka_nodes, restart_kafka, bench.deployed)
+
+
+def deployed_cluster(settings: Settings, servers: Connection | None) -> ClusterState | None:
+    """The cluster `kafka up` deployed on an inventory's hosts, if it is the one at ``servers``.
+
+    Its state file says where each node runs and how to reach its host over
+    SSH, which faults that act on hosts need. None for the embedded Kafka, a
+    cluster on this machine alone, or one the run dir has no record of.
+    """
+    from alertbench.kafka import local
+
+    if servers is None:
+        return None
+    state = local.recorded_state(settings)
+    if state is None or not state.hosts:
+        return None
+
+    def addresses(value: str) -> set[str]:
+        return {s.strip() for s in value.split(",") if s.strip()}
+
+    listed = addresses(state.bootstrap_servers)
+    for extra in state.listeners.values():
+        listed |= addresses(extra)
+    return state if addresses(servers.servers) <= listed else None
 
 
 def _start_timing(bench: Bench, seg: Segment, broker: BrokerUnderTest, seg_dir: Path) -> None:

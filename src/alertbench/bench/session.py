@@ -27,6 +27,7 @@ from alertbench.bench.scenario import Scenario
 from alertbench.config import Settings
 from alertbench.errors import AlertbenchError, ConfigError
 from alertbench.kafka.security import Connection, client_file
+from alertbench.kafka.state import ClusterState
 from alertbench.procs import LocalTransport, ProcessRecord, Transport
 from alertbench.ssh import SSHTransport
 
@@ -123,6 +124,7 @@ class Bench:
     timing: TimingPlace = field(default_factory=lambda: TimingPlace(LocalTransport()))
     faults: list[dict[str, Any]] = field(default_factory=list)  # injected faults, with PIDs
     kafka_settings: Settings | None = None  # the embedded Kafka's, to restart its nodes
+    deployed: ClusterState | None = None  # the Kafka `kafka up` deployed on hosts, if used
     disks: dict[str, Any] = field(default_factory=dict)  # segment tag -> its broker's LoopDisk
 
     @property

@@ -103,6 +103,11 @@ class Injector:
         try:
             record["heal"] = act.heal()
             record["healed"] = time.time()
+            # An act that knows better when its fault began and ended (a helper on another
+            # host, which did both on its own clock) says so; the window is then its.
+            for key, at in (("injected", "struck_at"), ("healed", "healed_at")):
+                if record["heal"].get(at) is not None:
+                    record[key] = record["heal"][at]
             self.target.bench.say(f"healed: {record['label']}")
         except Exception as exc:
             record["error"] = f"healing failed: {exc}"

@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from alertbench.bench.faults.spec import FaultSpec
-from alertbench.bench.faults.target import FaultError, Target, pids, running_broker
+from alertbench.bench.faults.target import (
+    FaultError,
+    Target,
+    leader_id,
+    pids,
+    running_broker,
+)
 from alertbench.errors import AlertbenchError
 from alertbench.procs import LocalTransport, ProcessRecord, stop_processes
 
@@ -16,20 +22,9 @@ if TYPE_CHECKING:
     from alertbench.kafka.state import Node
 
 
-def _leader_id(target: Target, partition: int) -> int:
-    """The id of the node leading ``partition`` of the input topic."""
-    from alertbench.kafka.admin import list_topics
-
-    topic = target.wiring.topic
-    info = next((t for t in list_topics(target.bench.servers) if t.name == topic), None)
-    if info is None or partition >= len(info.partitions):
-        raise FaultError(f"the input topic {topic} has no partition {partition}")
-    return next(p.leader for p in info.partitions if p.id == partition)
-
-
 def leader_node(target: Target, partition: int) -> Node:
     """The embedded Kafka's node leading ``partition`` of the input (its ports, its process)."""
-    leader = _leader_id(target, partition)
+    leader = leader_id(target, partition)
     node = target.kafka_nodes().get(leader)
     if node is None:
         raise FaultError(f"partition {partition}'s leader, node {leader}, is not one the bench ran")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from alertbench.bench.faults.broker_acts import DiskFull, DriverKill, WorkerKill
+from alertbench.bench.faults.host_cut import HostCut
 from alertbench.bench.faults.input_acts import BadInputBurst
 from alertbench.bench.faults.kafka_acts import (
     KafkaKill,
@@ -22,6 +23,7 @@ ACTS: dict[str, Callable[[FaultSpec, Target], Act]] = {
     "kafka-rolling-restart": KafkaRollingRestart,
     "retention-overrun": RetentionOverrun,
     "network-slow": NetworkSlow,
+    "host-cut": HostCut,
     "driver-kill": DriverKill,
     "worker-kill": WorkerKill,
     "disk-full": DiskFull,

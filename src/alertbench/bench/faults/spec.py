@@ -31,6 +31,7 @@ class Kind:
     standalone: bool = False  # needs a Spark standalone cluster that `spark up` started here
     disk: bool = False  # mounts a small filesystem (root, mkfs.ext4) before the broker starts
     network: bool = False  # shapes the loopback interface's traffic (root, tc)
+    hosts: bool = False  # acts on the hosts of a Kafka that `kafka up` deployed (SSH, root)
 
 
 #: The kinds alertbench injects.
@@ -64,6 +65,15 @@ KINDS: dict[str, Kind] = {
         keys={"partition": 0, "rate_mbit": 50},
         embedded_kafka=True,
         network=True,
+    ),
+    "host-cut": Kind(
+        "the host of the leader of an input partition is cut off the network (`ip link set "
+        "DEV down` on the interface holding the node's address, by a helper on the host that "
+        "brings it back up, and its routes, after heal_after_s); needs a Kafka of 3 or more "
+        "brokers that `alertbench kafka up` deployed on an inventory's hosts, root there",
+        keys={"partition": 0},
+        heal_after_s=20.0,
+        hosts=True,
     ),
     "kafka-pause": Kind(
         "a Kafka node (the leader of an input partition) is stopped with SIGSTOP and "
@@ -251,7 +261,12 @@ def check_time(spec: FaultSpec, *, visits: int | None, interval: float, load_s: 
 
 
 def refusal(
-    spec: FaultSpec, *, embedded_nodes: int | None, own_broker: bool, master: str | None = None
+    spec: FaultSpec,
+    *,
+    embedded_nodes: int | None,
+    own_broker: bool,
+    master: str | None = None,
+    deployed_brokers: int | None = None,
 ) -> str | None:
     """Why ``spec`` cannot run in this run, or None.
 
@@ -266,8 +281,27 @@ def refusal(
         Whether the broker under test is alertbench's.
     master : str or None
         The Spark master the broker runs on (None: ``local[N]``).
+    deployed_brokers : int or None
+        Brokers of the run's Kafka when ``kafka up`` deployed it on an
+        inventory's hosts (None: it did not).
     """
     kind = spec.kind
+    if kind.hosts:
+        if deployed_brokers is None:
+            where = "the embedded Kafka"
+            if embedded_nodes is None:
+                where = "a Kafka it has no record of"
+            return (
+                f"fault {spec.name} cuts a Kafka node's host off the network, so it needs a "
+                "cluster that `alertbench kafka up` deployed on the hosts of an inventory "
+                f"(reached over SSH), and this run uses {where}: configure the inventory "
+                "(--inventory or ALERTBENCH_INVENTORY) and run `alertbench kafka up` first"
+            )
+        if deployed_brokers < 3:
+            return (
+                f"fault {spec.name} needs 3 Kafka brokers on hosts of their own (replication "
+                f"3, min ISR 2), and the deployed cluster has {deployed_brokers}"
+            )
     if kind.kafka_nodes > 1 or kind.embedded_kafka or spec.name.startswith("kafka-"):
         if embedded_nodes is None:
             return (

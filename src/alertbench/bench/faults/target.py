@@ -19,7 +19,7 @@ from alertbench.procs import ProcessRecord
 if TYPE_CHECKING:
     from alertbench.bench.brokers import BrokerUnderTest, Wiring
     from alertbench.bench.session import Bench, Segment
-    from alertbench.kafka.state import Node
+    from alertbench.kafka.state import ClusterState, Node
 
 
 class FaultError(AlertbenchError):
@@ -41,6 +41,9 @@ class Target:
         Starts the embedded Kafka's nodes that are not running (its own
         launcher, as ``kafka up`` does), records their PIDs as the bench's
         Kafka, and returns their processes.
+    deployed : ClusterState or None
+        The run's Kafka when ``kafka up`` deployed it on an inventory's hosts
+        (its state file: nodes, their hosts and how to reach them over SSH).
     """
 
     bench: Bench
@@ -49,6 +52,7 @@ class Target:
     wiring: Wiring
     kafka_nodes: Callable[[], dict[int, Node]]
     restart_kafka: Callable[[], dict[int, ProcessRecord]]
+    deployed: ClusterState | None = None
 
 
 class Act(Protocol):
@@ -109,3 +113,14 @@ def restart_broker(target: Target) -> list[int]:
     target.broker.start(target.bench, target.seg, target.wiring)
     target.bench.track_broker(target.seg.tag, target.broker.procs())
     return pids(target.broker.procs())
+
+
+def leader_id(target: Target, partition: int) -> int:
+    """The id of the node leading ``partition`` of the input topic."""
+    from alertbench.kafka.admin import list_topics
+
+    topic = target.wiring.topic
+    info = next((t for t in list_topics(target.bench.servers) if t.name == topic), None)
+    if info is None or partition >= len(info.partitions):
+        raise FaultError(f"the input topic {topic} has no partition {partition}")
+    return next(p.leader for p in info.partitions if p.id == partition)
