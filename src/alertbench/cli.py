@@ -93,6 +93,7 @@ def _register() -> None:
     from alertbench.bench.demo import demo_command
     from alertbench.broker.cli import broker_app
     from alertbench.kafka.cli import kafka_app
+    from alertbench.observe.cli import metrics_app
     from alertbench.simulator.cli import simulate_command
     from alertbench.simulator.data_cli import data_app
     from alertbench.spark.cli import spark_app
@@ -104,6 +105,7 @@ def _register() -> None:
     app.add_typer(spark_app, name="spark")
     app.command("demo")(demo_command)
     app.add_typer(bench_app, name="bench")
+    app.add_typer(metrics_app, name="metrics")
 
 
 _register()

@@ -164,6 +164,14 @@ class BrokerSettings(BaseModel):
         "of CPU per alert with the task reader (benchmarks/check_crcs.py), about a quarter of "
         "Spark's own Kafka read.",
     )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve the broker's metrics for Prometheus on this port (0: a free one, "
+        "printed at start): micro-batches, rows and batch time per query, and its Kafka input's "
+        "offsets and lag under Kafka Exporter's names. None: none.",
+    )
     fail_on_data_loss: bool = Field(
         True,
         description="Stop the query, naming them, when input offsets the broker has still "

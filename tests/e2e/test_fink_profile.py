@@ -8,11 +8,15 @@ each task's module costs must be committed with its batch.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+import urllib.request
 from types import SimpleNamespace
 
 import fastavro
@@ -23,6 +27,7 @@ import pytest
 from alertbench.bench.outcome import science_costs
 from alertbench.broker.batch.science import module as module_state
 from alertbench.broker.batch.science import profile_modules, resolve_modules, run_modules, usable
+from alertbench.procs import free_ports
 from alertbench.simulator.run import SimulationOptions, simulate
 from alertbench.simulator.schedule import Schedule
 from compare import same
@@ -57,16 +62,64 @@ def fink_run(single_kafka, alert_files, tmp_path_factory):
         f'[broker]\nmaster = "local[2]"\ntopics = ["{topic}"]\ntrigger = "1 second"\n'
         'science = "fink"\ncuts = "true"\n'
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "alertbench", "broker", "run", "--fused", "--until-idle", "6"],
+    (port,) = free_ports(1)
+    argv = [sys.executable, "-m", "alertbench", "broker", "run", "--fused", "--until-idle", "6"]
+    # Its metrics endpoint, scraped as Prometheus would while it runs: the last answer kept.
+    scraped, spark_scraped = "", {}
+    written = run_dir / "broker" / "metrics-endpoint"
+    with subprocess.Popen(
+        [*argv, "--metrics-port", str(port)],
         env={**os.environ, "ALERTBENCH_CONFIG": str(config)},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
-        check=False,
+    ) as proc:
+        stdout, stderr = "", ""
+        try:
+            deadline = time.monotonic() + 600
+            while proc.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(OSError):
+                    url = f"http://127.0.0.1:{port}/metrics"
+                    scraped = urllib.request.urlopen(url, timeout=5).read().decode()
+                    # Spark's own, on its UI, whose address the broker writes beside its own.
+                    ui = written.read_text().split()[1]
+                    for path in ("/metrics/prometheus", "/metrics/executors/prometheus"):
+                        got = urllib.request.urlopen(f"http://{ui}{path}", timeout=5)
+                        # Every series name seen: a query's own go when it stops.
+                        spark_scraped.setdefault(path, set()).update(
+                            x.split("{")[0].split()[0]
+                            for x in got.read().decode().splitlines()
+                            if x and not x.startswith("#")
+                        )
+                time.sleep(0.5)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+            stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return SimpleNamespace(
+        out=run_dir / "broker", scraped=scraped, spark=spark_scraped, stdout=stdout
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return SimpleNamespace(out=run_dir / "broker")
+
+
+def test_the_broker_served_its_batches_and_lag_while_it_ran(fink_run) -> None:
+    assert "metrics for Prometheus: http://" in fink_run.stdout
+    lines = [x for x in fink_run.scraped.splitlines() if x and not x.startswith("#")]
+    # The last scrape, after the last batch: every alert read, nothing behind.
+    assert f'alertbench_broker_rows_total{{query="fused"}} {float(N)}' in lines
+    batches = next(
+        x for x in lines if x.startswith('alertbench_broker_batches_total{query="fused"}')
+    )
+    timed = next(
+        x
+        for x in lines
+        if x.startswith('alertbench_broker_batch_duration_seconds_count{query="fused"}')
+    )
+    assert float(batches.split()[-1]) == float(timed.split()[-1]) >= 1
+    group = 'consumergroup="fused",topic="e2e-fink"'
+    assert f"kafka_consumergroup_current_offset_sum{{{group}}} {float(N)}" in lines
+    assert f"kafka_consumergroup_lag_sum{{{group}}} 0.0" in lines
+    assert any(x.startswith('kafka_topic_partitions{topic="e2e-fink"}') for x in lines)
 
 
 def test_the_broker_names_the_profile_and_the_modules_it_ran(fink_run):
@@ -154,3 +207,13 @@ def test_the_sso_topic_carries_the_light_curve_columns(fink_run, single_kafka):
         for column in LIGHT_CURVE_COLUMNS:
             assert same(record[column], by_candid[record["candid"]][column]), column
     assert got == want
+
+
+def test_spark_served_its_own_metrics_on_its_ui(fink_run) -> None:
+    driver = " ".join(sorted(fink_run.spark["/metrics/prometheus"]))
+    executors = fink_run.spark["/metrics/executors/prometheus"]
+    # The driver's Dropwizard metrics, the streaming query's among them.
+    assert re.search(r"\bmetrics_\S+_driver_BlockManager_memory_maxMem_MB_Number\b", driver)
+    for rate in ("inputRate_total", "processingRate_total", "latency"):
+        assert re.search(rf"\bmetrics_\S+_driver_spark_streaming_fused_{rate}_Value\b", driver)
+    assert {"spark_info", "metrics_executor_totalTasks_total"} <= executors

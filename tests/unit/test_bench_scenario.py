@@ -203,3 +203,18 @@ def test_a_ceiling_belongs_to_max_throughput_and_the_old_held_rule_is_gone(tmp_p
                     "held_lag_s = 20\n")  # fmt: skip
     with pytest.raises(ConfigError, match="held_lag_s"):
         load_scenario(str(path))
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_a_runs_scenario_toml_loads_back_as_the_same_scenario(name: str, tmp_path: Path) -> None:
+    from alertbench.bench.scenario import scenario_toml
+
+    extra = [{"name": "kafka-pause", "visit": 1, "after_s": 1}] if name == "smoke" else None
+    chosen = load_scenario(name, extra_faults=extra)
+    path = tmp_path / "scenario.toml"
+    path.write_text(scenario_toml(chosen))
+    again = load_scenario(str(path))
+    assert again == chosen
+    assert scenario_toml(again) == path.read_text()
+    # Every field is written, defaults too: what the run ran with, whatever defaults become.
+    assert set(tomllib.loads(path.read_text())) >= {"name", "kind", "partitions", "faults"}

@@ -26,6 +26,7 @@ BATCH = PACKAGE / "broker" / "batch"
 LAYERS = [
     {"errors", "procs", "java", "config", "ssh"},
     {"alerts"},
+    {"observe"},  # the exposition both the broker and the bench serve
     {"kafka"},
     {"spark"},
     {"simulator"},

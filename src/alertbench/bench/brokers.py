@@ -24,8 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from alertbench.bench.external import BrokerUnderTestError, ExternalBroker, group_offsets
-from alertbench.bench.sampler import processed_offsets
+from alertbench.bench.external import (
+    BrokerUnderTestError,
+    ExternalBroker,
+    group_partition_offsets,
+)
+from alertbench.bench.sampler import partition_offsets
 from alertbench.errors import ClusterError
 from alertbench.procs import LocalTransport, ProcessRecord, stop_processes
 
@@ -75,8 +79,15 @@ class BrokerUnderTest(Protocol):
     def start(self, bench: Bench, seg: Segment, wiring: Wiring) -> None:
         """Start it on ``wiring.topic`` (or note that it already runs)."""
 
+    @property
+    def group(self) -> str | None:
+        """Its consumer group, or the name its progress is shown under (None: not known)."""
+
     def processed(self) -> int | None:
         """Offsets of the input topic it has read (summed), or None if it cannot be known."""
+
+    def read_offsets(self) -> dict[int, int] | None:
+        """The next offset it will read per input partition, or None if it cannot be known."""
 
     def wait(self, target: int, timeout: float, *, fail: bool = True) -> bool:
         """Wait until it has read ``target`` offsets of its input; False if it timed out.
@@ -153,6 +164,8 @@ class OwnBroker:
             broker.pop("modules", None)
         if s.fail_on_data_loss is not None:
             broker["fail_on_data_loss"] = s.fail_on_data_loss
+        if bench.endpoints is not None:  # its metrics on a free port, listed once it serves
+            broker["metrics_port"] = 0
         if s.max_offsets_per_trigger:
             broker["max_offsets_per_trigger"] = s.max_offsets_per_trigger
         if s.min_offsets_per_trigger:
@@ -181,7 +194,15 @@ class OwnBroker:
         self.proc = LocalTransport().spawn(argv, log=wiring.log, cwd=wiring.dir, env=env)
 
     def processed(self) -> int:  # noqa: D102
-        return processed_offsets(self.out / "progress.jsonl", self._wired().topic)
+        return sum(self.read_offsets().values())
+
+    def read_offsets(self) -> dict[int, int]:  # noqa: D102
+        return partition_offsets(self.out / "progress.jsonl", self._wired().topic)
+
+    @property
+    def group(self) -> str | None:
+        """Spark keeps its offsets in its checkpoint: it is shown under its topics' prefix."""
+        return self.wiring.prefix if self.wiring is not None else None
 
     def wait(self, target: int, timeout: float, *, fail: bool = True) -> bool:  # noqa: D102
         log = self._wired().log
@@ -273,10 +294,20 @@ class OtherBroker:
         )
 
     def processed(self) -> int | None:  # noqa: D102
+        read = self.read_offsets()
+        return None if read is None else sum(read.values())
+
+    def read_offsets(self) -> dict[int, int] | None:  # noqa: D102
         if self.spec.group is None:
             return None
         bench, wiring, _ = self._started()
-        return group_offsets(bench.servers, self.spec.group, wiring.topic, wiring.partitions)
+        return group_partition_offsets(
+            bench.servers, self.spec.group, wiring.topic, wiring.partitions
+        )
+
+    @property
+    def group(self) -> str | None:  # noqa: D102
+        return self.spec.group
 
     def _started(self) -> tuple[Bench, Wiring, ExternalBroker]:
         if self.bench is None or self.wiring is None or self.external is None:
@@ -359,6 +390,13 @@ class NullBroker:
 
     def processed(self) -> int | None:  # noqa: D102
         return self._inner().processed()
+
+    def read_offsets(self) -> dict[int, int] | None:  # noqa: D102
+        return self._inner().read_offsets()
+
+    @property
+    def group(self) -> str | None:  # noqa: D102
+        return self.other.spec.group if self.other is not None else None
 
     def wait(self, target: int, timeout: float, *, fail: bool = True) -> bool:  # noqa: D102
         return self._inner().wait(target, timeout, fail=fail)

@@ -152,6 +152,31 @@ def run(
         int | None,
         typer.Option(help="Nodes of the embedded Kafka (kafka-kill needs 3: replication 3)."),
     ] = None,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve the run's metrics for Prometheus on this port (0: a free one, "
+            "printed at the start); its timing consumers serve theirs on free ports. The "
+            "endpoints are listed in OUT/prometheus-targets.json (see alertbench metrics "
+            "prometheus-config).",
+            rich_help_panel="Watching",
+        ),
+    ] = 0,
+    no_metrics: Annotated[
+        bool,
+        typer.Option("--no-metrics", help="Serve no metrics.", rich_help_panel="Watching"),
+    ] = False,
+    fail_on_verdict: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-verdict",
+            help=f"Exit with status {VERDICT_EXIT} when a Rubin verdict fails (98% within 60 s, "
+            "visits held), for CI regression gates; a run that fails its checks exits 1.",
+            rich_help_panel="Watching",
+        ),
+    ] = False,
     repeat: Annotated[
         int,
         typer.Option(
@@ -168,6 +193,7 @@ def run(
     """
     from alertbench.alerts.files import alert_sources
     from alertbench.bench.faults.spec import parse_fault
+    from alertbench.bench.live import Progress
     from alertbench.bench.runner import run_bench
     from alertbench.bench.scenario import load_scenario
     from alertbench.kafka.local import inventory_of
@@ -228,6 +254,8 @@ def run(
             keep_data=keep_data,
             timing_host=timing_host,
             say=lambda m: console.print(f"[dim]…[/] {m}"),
+            metrics_port=None if no_metrics else metrics_port,
+            watch=lambda view: Progress(view, console),
         )
         runs.append(run_dir)
         passed = show_summary(run_dir, exit_on_failure=repeat == 1)
@@ -238,6 +266,39 @@ def run(
         passed = show_repeats(folder)
     if not passed:
         raise typer.Exit(1)
+    if fail_on_verdict:
+        failed = [why for r in runs for why in failed_verdicts(r)]
+        for why in failed:
+            console.print(f"[red]verdict failed:[/] {why}")
+        if failed:
+            raise typer.Exit(VERDICT_EXIT)
+
+
+#: ``bench run --fail-on-verdict``'s exit status when a Rubin verdict fails.
+VERDICT_EXIT = 3
+
+
+def failed_verdicts(run_dir: Path) -> list[str]:
+    """The Rubin verdicts a run failed, each said for people (none: all held or not judged)."""
+    from alertbench.bench.results import load
+
+    r = load(run_dir)
+    v = r["verdicts"]
+    failed = []
+    latency = v["rubin_latency"]
+    if latency.get("share") is not None and not latency["met"]:
+        failed.append(
+            f"{run_dir.name}: {latency['share']:.2%} of alerts within {latency['budget_s']:g} s, "
+            f"Rubin asks {latency['required_share']:.0%}"
+        )
+    visit = v["rubin_visit"]
+    if visit.get("held") is False:
+        failed.append(
+            f"{run_dir.name}: visits not held: the worst visit was in "
+            f"{visit.get('measured_to', 'raw')} {visit.get('worst_visit_in_raw_s')} s after its "
+            f"start, against {visit['visit_interval_s']:g} s between visits"
+        )
+    return failed
 
 
 def seconds(value: float | None) -> str:

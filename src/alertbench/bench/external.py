@@ -34,6 +34,16 @@ class BrokerUnderTestError(AlertbenchError):
 def group_offsets(kafka: Kafka, group: str, topic: str, partitions: int) -> int:
     """Offsets of ``topic`` that ``group`` has read or can no longer read, summed.
 
+    See :func:`group_partition_offsets`.
+    """
+    return sum(group_partition_offsets(kafka, group, topic, partitions).values())
+
+
+def group_partition_offsets(
+    kafka: Kafka, group: str, topic: str, partitions: int
+) -> dict[int, int]:
+    """Offsets of ``topic`` that ``group`` has read or can no longer read, per partition.
+
     Per partition, the group's committed offset, or the partition's log start
     when retention has deleted records the group had not yet read (0 where the
     group has committed nothing). Those records are lost to the broker, and the
@@ -73,7 +83,7 @@ def group_offsets(kafka: Kafka, group: str, topic: str, partitions: int) -> int:
             raise BrokerUnderTestError(
                 f"cannot read consumer group {group!r} on {topic}: {explain(tp.error)}"
             )
-    return sum(max(tp.offset, start, 0) for tp, start in zip(found, starts, strict=True))
+    return {tp.partition: max(tp.offset, start, 0) for tp, start in zip(found, starts, strict=True)}
 
 
 def command_argv(cmd: str, **values: str) -> list[str]:

@@ -4,6 +4,8 @@ A run directory holds::
 
     results.json          the summary; every field is listed in FIELDS below
     scenario.json         the scenario as run (after overrides)
+    scenario.toml         the same, every field written: `bench run` takes it as it is
+    endpoints.json        (with metrics) component -> the URL its metrics were served at
     series/
       visits.csv          visit, due_s, alerts, acked, lateness_s, send_s, ack_s
       lag.csv             t_s, produced, end_offset, processed_offset, lag

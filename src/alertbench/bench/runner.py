@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,13 +23,14 @@ from typing import Any
 
 from alertbench.bench import collect, load
 from alertbench.bench.brokers import BrokerUnderTest, NullBroker, OtherBroker, OwnBroker, Wiring
-from alertbench.bench.faults.host_cut import check_hosts, deployed_brokers
+from alertbench.bench.endpoints import list_broker_endpoint, list_timing_endpoint
 from alertbench.bench.faults.injector import Injector
-from alertbench.bench.faults.spec import refusal
+from alertbench.bench.faults.preflight import preflight
 from alertbench.bench.faults.target import Target
+from alertbench.bench.live import RunView
 from alertbench.bench.outcome import SegmentOutcome
 from alertbench.bench.sampler import Every, LagSampler, ResourceSampler
-from alertbench.bench.scenario import Scenario
+from alertbench.bench.scenario import Scenario, scenario_toml
 from alertbench.bench.session import (
     Bench,
     BenchError,
@@ -43,7 +45,8 @@ from alertbench.kafka.admin import create_topic, delete_topic, list_topics
 from alertbench.kafka.client import Watermarks, end_offsets
 from alertbench.kafka.credentials import admin_connection
 from alertbench.kafka.security import Connection
-from alertbench.kafka.state import ClusterState
+from alertbench.observe.endpoint import serve
+from alertbench.observe.targets import METRICS_ENDPOINT_FILE, Endpoints
 from alertbench.procs import LocalTransport, stop_processes
 from alertbench.simulator.run import SimulationOptions, load_alerts
 from alertbench.simulator.schedule import Schedule
@@ -60,6 +63,8 @@ def run_bench(
     keep_data: bool = False,
     timing_host: str | None = None,
     say: Callable[[str], None] = lambda _m: None,
+    metrics_port: int | None = None,
+    watch: Callable[[RunView], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> Path:
     """Run ``scenario`` and write its results directory; returns the directory.
 
@@ -85,6 +90,14 @@ def run_bench(
         the producers; the clock offset between the two is measured and recorded.
     say : callable
         Receives progress messages for people.
+    metrics_port : int, optional
+        Serve the run's metrics for Prometheus on this port (0: a free one),
+        and its timing consumers' on free ports; the endpoints are listed in
+        the run's ``endpoints.json`` and in ``OUT/prometheus-targets.json``
+        (Prometheus' file service discovery). None: no endpoint.
+    watch : callable, optional
+        Given the run's :class:`RunView`, returns a context manager that shows
+        it while the segments run (the CLI's live view or progress lines).
     """
     from alertbench.broker.stream.run import default_filters, science_profile
     from alertbench.kafka import local
@@ -94,38 +107,15 @@ def run_bench(
             "a broker that already runs reads a Kafka of its own, not the bench's embedded "
             "one: give its cluster (--bootstrap-servers, or an inventory), or --broker-cmd."
         )
-    deployed = deployed_cluster(settings, servers)
     # Faults that cannot run here are refused before anything starts.
-    for fault in scenario.faults:
-        why = refusal(
-            fault,
-            embedded_nodes=scenario.kafka_nodes if servers is None else None,
-            own_broker=scenario.broker is None,
-            master=master,
-            deployed_brokers=None if deployed is None else len(deployed_brokers(deployed)),
-        )
-        if why:
-            raise ConfigError(f"{why}.")
-        if fault.kind.hosts:
-            # Every broker host, since which one leads the input is known only mid-run.
-            problems = check_hosts(deployed)  # type: ignore[arg-type]
-            if problems:
-                raise ConfigError(f"fault {fault.name} cannot run: " + "; ".join(problems) + ".")
-        if fault.kind.standalone:
-            # The worker it names must be one `spark up` started here, tracked by PID.
-            from alertbench.bench.faults.broker_acts import standalone_worker
-            from alertbench.bench.faults.target import FaultError
-
-            try:
-                standalone_worker(settings, master, int(fault.value("worker")))
-            except FaultError as exc:
-                raise ConfigError(f"fault {fault.name}: {exc}") from None
+    deployed = preflight(settings, scenario, servers, master)
     t0 = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(t0))
     # Children run in other folders: they are handed absolute paths only.
     run = Path(os.path.abspath(out)) / f"{stamp}-{scenario.name}"
     (run / "series").mkdir(parents=True, exist_ok=False)
     (run / "scenario.json").write_text(scenario.model_dump_json(indent=2) + "\n")
+    (run / "scenario.toml").write_text(scenario_toml(scenario))
     say(f"reading alerts from {', '.join(sources)}")
     alerts, report = load_alerts(SimulationOptions(servers="", sources=sources))
     survey = alerts[0].schema.survey.survey
@@ -161,6 +151,11 @@ def run_bench(
             servers = admin_connection(kafka_settings.kafka_state_dir, up.state.bootstrap_servers)
         conn = Connection.of(servers)  # type: ignore[arg-type]
         bench = Bench(scenario, settings, run, conn, master, alerts, report, filters, t0, say)
+        bench.view = RunView(run.name, scenario.name, *_load_size(scenario, len(alerts)))
+        if metrics_port is not None:
+            bench.endpoints = Endpoints(run, Path(os.path.abspath(out)))
+            bench.endpoints.add("bench", serve(bench.view.registry, metrics_port))
+            say(f"metrics for Prometheus: {bench.endpoints.urls['bench']}")
         bench.timing = place
         bench.keep_data = keep_data
         bench.kafka_settings = kafka_settings if embedded else None
@@ -168,9 +163,10 @@ def run_bench(
         place.measure_clock("start")
         bench.kafka_pids = [n.proc.pid for n in up.state.nodes if n.proc] if embedded else []
         outcomes = []
-        for seg in segments_of(scenario):
-            say(f"segment {seg.tag}: {seg.params or 'the scenario as written'}")
-            outcomes.append(run_segment(bench, seg))
+        with watch(bench.view) if watch else contextlib.nullcontext():
+            for seg in segments_of(scenario):
+                say(f"segment {seg.tag}: {seg.params or 'the scenario as written'}")
+                outcomes.append(run_segment(bench, seg))
         place.measure_clock("end")
         results = collect.results(
             bench_info(bench, embedded, settings),
@@ -181,6 +177,8 @@ def run_bench(
     finally:
         if bench is not None:
             stop_started(bench)
+            if bench.endpoints is not None:
+                bench.endpoints.close()
             _unmount_disks(bench)  # after the results read the broker's output from it
         with contextlib.suppress(AlertbenchError):  # never hides why the run failed
             place.bring_home(run / "work" / "logs")
@@ -238,9 +236,12 @@ def run_segment(bench: Bench, seg: Segment) -> SegmentOutcome:
     outcome.broker_kind = broker.kind
     if seg.tag == "main":
         _mount_disk(bench, seg, seg_dir)
+    listing = threading.Event()  # stops the broker's endpoint listing
     try:
         broker.start(bench, seg, wiring)
         bench.track_broker(seg.tag, broker.procs())
+        if bench.endpoints is not None and broker.kind == "alertbench":
+            listing = list_broker_endpoint(bench, seg, seg_dir / "broker" / METRICS_ENDPOINT_FILE)
         if broker.kind != "null":  # it writes nothing to time
             _start_timing(bench, seg, broker, seg_dir)
         _measure(bench, seg, broker, wiring, outcome)
@@ -249,6 +250,11 @@ def run_segment(bench: Bench, seg: Segment) -> SegmentOutcome:
         timing = bench.procs.get(f"timing-{seg.tag}")
         if timing is not None:
             stop_processes(bench.timing.transport, [timing], grace=5)
+        listing.set()
+        if bench.endpoints is not None:
+            bench.endpoints.remove(f"timing-{seg.tag}")
+            for name in ("broker", "spark", "spark-executors"):
+                bench.endpoints.remove(f"{name}-{seg.tag}")
     outcome.expected = broker.expected()
     if bench.kafka_pids and not bench.keep_data:
         _drop_topics(bench, prefix)
@@ -319,12 +325,16 @@ def _measure(
     resources = ResourceSampler(lambda: {k: f() for k, f in components.items()}, bench.t0)
     marks = Watermarks(bench.servers)
     lag = LagSampler(
-        lambda: sum(marks.end_offsets(topic, wiring.partitions).values()),
-        broker.processed,
+        topic,
+        lambda: marks.end_offsets(topic, wiring.partitions),
+        broker.read_offsets,
         lambda: produced[0],
         bench.t0,
+        group=broker.group,
     )
     sampling = Every(1.0, resources.sample, lag.sample).start()
+    bench.view.watch(seg.tag, lag, resources)
+    bench.view.enter("warmup")
     injector = None
     if s.faults and seg.tag == "main":
         injector = Injector(s.faults, _target(bench, seg, broker, wiring))
@@ -337,6 +347,7 @@ def _measure(
         if s.kind == "max-throughput" and s.settle_s > 0:
             outcome.settle = load.settle(bench, seg, topic, lag)
         outcome.measured_from = time.time()
+        bench.view.enter("load")
         outcome.loads, outcome.steps = load.drive(
             bench,
             seg,
@@ -349,9 +360,11 @@ def _measure(
         )
         if injector is not None:
             bench.say("the load is sent; waiting for the faults to heal")
+            bench.view.enter("healing")
             outcome.faults = injector.finish()
         total = sum(end_offsets(bench.servers, topic, wiring.partitions).values())
         bench.say(f"all {total:,} alerts in Kafka; waiting for the broker to drain them")
+        bench.view.enter("drain")
         outcome.drained = broker.wait(total, s.drain_timeout, fail=False)
         lag.sample()  # the lag as the drain ended, not as it was up to a second before
         outcome.load_finished = max((lo["finished"] for lo in outcome.loads), default=time.time())
@@ -365,6 +378,7 @@ def _measure(
         }
         where = bench.timing.folder(wiring.dir)
         bench.timing.transport.write_text(where / "targets.json", json.dumps(targets))
+        bench.view.enter("timing")
         _wait_timing(bench, seg, 120)
         if bench.timing.root is not None:  # bring its arrivals home
             bench.timing.transport.fetch_file(where / "arrivals.csv", wiring.dir / "arrivals.csv")
@@ -401,28 +415,13 @@ def _target(bench: Bench, seg: Segment, broker: BrokerUnderTest, wiring: Wiring)
     return Target(bench, seg, broker, wiring, kafka_nodes, restart_kafka, bench.deployed)
 
 
-def deployed_cluster(settings: Settings, servers: Connection | None) -> ClusterState | None:
-    """The cluster `kafka up` deployed on an inventory's hosts, if it is the one at ``servers``.
-
-    Its state file says where each node runs and how to reach its host over
-    SSH, which faults that act on hosts need. None for the embedded Kafka, a
-    cluster on this machine alone, or one the run dir has no record of.
-    """
-    from alertbench.kafka import local
-
-    if servers is None:
-        return None
-    state = local.recorded_state(settings)
-    if state is None or not state.hosts:
-        return None
-
-    def addresses(value: str) -> set[str]:
-        return {s.strip() for s in value.split(",") if s.strip()}
-
-    listed = addresses(state.bootstrap_servers)
-    for extra in state.listeners.values():
-        listed |= addresses(extra)
-    return state if addresses(servers.servers) <= listed else None
+def _load_size(scenario: Scenario, alerts: int) -> tuple[int, float | None]:
+    """Alerts the measured load sends and how long it lasts, when the scenario says."""
+    if scenario.kind == "max-throughput":
+        return 0, None
+    if scenario.schedule == "visits" and scenario.visits:
+        return scenario.visits * scenario.visit_alerts, scenario.visits * scenario.visit_interval
+    return scenario.alerts or alerts, None
 
 
 def _start_timing(bench: Bench, seg: Segment, broker: BrokerUnderTest, seg_dir: Path) -> None:
@@ -458,9 +457,13 @@ def _start_timing(bench: Bench, seg: Segment, broker: BrokerUnderTest, seg_dir: 
         "--targets",
         str(where / "targets.json"),
     ]
+    if bench.endpoints is not None:
+        argv += ["--metrics-port", "0", "--metrics-file", str(where / METRICS_ENDPOINT_FILE)]
     log = (where if place.root is not None else bench.work / "logs") / f"timing-{seg.tag}.log"
     bench.procs[f"timing-{seg.tag}"] = t.spawn(argv, log=log, cwd=where)
     bench.save_state()
+    if bench.endpoints is not None:
+        list_timing_endpoint(bench, seg, where / METRICS_ENDPOINT_FILE)
 
 
 def _wait_timing(bench: Bench, seg: Segment, timeout: float) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import psutil
 
+from alertbench.observe.kafka_names import Offsets
+
 
 class ResourceSampler:
     """CPU (percent of one core) and resident memory of named process trees.
@@ -28,6 +30,8 @@ class ResourceSampler:
         self.components = components
         self.t0 = t0
         self.rows: list[tuple[float, str, float, float]] = []
+        #: The last sample of each component: (CPU percent of one core, resident MiB).
+        self.latest: dict[str, tuple[float, float]] = {}
         self._procs: dict[int, psutil.Process] = {}
 
     def _tree(self, pid: int) -> list[psutil.Process]:
@@ -61,58 +65,77 @@ class ResourceSampler:
                     except psutil.Error:
                         continue
             self.rows.append((round(t, 3), name, round(cpu, 1), round(rss / 2**20, 1)))
+            self.latest[name] = (round(cpu, 1), round(rss / 2**20, 1))
 
 
 class LagSampler:
-    """The input topic's end offsets against what the broker has read.
+    """The input topic's end offsets against what the broker has read, per partition.
 
     Parameters
     ----------
+    topic : str
+        The input topic.
     end_offsets : callable
-        Returns the sum of the input topic's end offsets.
-    processed : callable
-        Returns the offsets the broker has read (summed), or None when that
-        cannot be known (a broker whose consumer group is not named).
+        Returns the input topic's end offset per partition.
+    read_offsets : callable
+        Returns the next offset the broker will read per partition (a partition
+        it has not read yet may be missing), or None when that cannot be known
+        (a broker whose consumer group is not named).
     produced : callable
         Returns alerts acknowledged so far by the simulator.
     t0 : float
         The run's start (epoch s).
+    group : str, optional
+        The broker's consumer group, or the name it is shown under.
     """
 
     def __init__(
         self,
-        end_offsets: Callable[[], int],
-        processed: Callable[[], int | None],
+        topic: str,
+        end_offsets: Callable[[], dict[int, int]],
+        read_offsets: Callable[[], dict[int, int] | None],
         produced: Callable[[], int],
         t0: float,
+        group: str | None = None,
     ) -> None:
+        self.topic = topic
         self.end_offsets = end_offsets
-        self._processed = processed
+        self.read_offsets = read_offsets
         self.produced = produced
         self.t0 = t0
+        self.group = group
         self.rows: list[tuple[float, int, int, int | None, int | None]] = []
-
-    def processed(self) -> int | None:
-        """Offsets the broker has read (sum over partitions), if known."""
-        return self._processed()
+        #: The last sample: when (epoch s), its offsets, and the alerts acknowledged then.
+        self.latest: tuple[float, Offsets, int] | None = None
 
     def sample(self) -> None:
         """Take one sample."""
+        now = time.time()
         end = self.end_offsets()
-        done = self.processed()
-        lag = None if done is None else max(end - done, 0)
-        self.rows.append((round(time.time() - self.t0, 3), self.produced(), end, done, lag))
+        read = self.read_offsets()
+        produced = self.produced()
+        snap = Offsets(self.topic, end, self.group, read)
+        behind = snap.lag()
+        done = None if read is None else sum(read.get(p, 0) for p in end)
+        lag = None if behind is None else sum(behind.values())
+        self.rows.append((round(now - self.t0, 3), produced, sum(end.values()), done, lag))
+        self.latest = (now, snap, produced)
 
 
 def processed_offsets(progress: Path, topic: str) -> int:
-    """Sum of the end offsets of ``topic`` in the latest batch of the progress file.
+    """Sum of :func:`partition_offsets`."""
+    return sum(partition_offsets(progress, topic).values())
+
+
+def partition_offsets(progress: Path, topic: str) -> dict[int, int]:
+    """The end offsets of ``topic``, per partition, in the latest batch of the progress file.
 
     Read from the end: offsets only grow, so the last batch that read the
     topic holds the answer, and a long run's earlier lines need no parsing
     at every poll.
     """
     if not progress.exists():
-        return 0
+        return {}
     for line in reversed(progress.read_text().splitlines()):
         try:
             record: dict[str, Any] = json.loads(line)
@@ -126,8 +149,8 @@ def processed_offsets(progress: Path, topic: str) -> int:
                 except json.JSONDecodeError:
                     continue
             if isinstance(end, dict) and topic in end:
-                return sum(int(v) for v in end[topic].values())
-    return 0
+                return {int(p): int(v) for p, v in end[topic].items()}
+    return {}
 
 
 class Every:

@@ -315,3 +315,16 @@ def _absolute(data: dict[str, object], base: Path) -> None:
     table = data.get("broker")
     if isinstance(table, dict) and isinstance(table.get("id_schemas"), str):
         table["id_schemas"] = str(base / table["id_schemas"])
+
+
+def scenario_toml(scenario: Scenario) -> str:
+    """``scenario`` as a TOML file that :func:`load_scenario` reads back into the same scenario.
+
+    Every field is written, defaults included, so that a run's ``scenario.toml``
+    says everything it ran with, whatever the defaults become later.
+    """
+    import tomli_w
+
+    data = scenario.model_dump(mode="json", exclude_none=True)
+    head = "# The scenario of a run, as it ran: alertbench bench run THIS_FILE repeats it.\n"
+    return head + tomli_w.dumps(data)

@@ -23,11 +23,13 @@ import psutil
 
 from alertbench import __version__
 from alertbench.alerts.reader import Alert, ReadReport
+from alertbench.bench.live import RunView
 from alertbench.bench.scenario import Scenario
 from alertbench.config import Settings
 from alertbench.errors import AlertbenchError, ConfigError
 from alertbench.kafka.security import Connection, client_file
 from alertbench.kafka.state import ClusterState
+from alertbench.observe.targets import Endpoints
 from alertbench.procs import LocalTransport, ProcessRecord, Transport
 from alertbench.ssh import SSHTransport
 
@@ -125,6 +127,8 @@ class Bench:
     faults: list[dict[str, Any]] = field(default_factory=list)  # injected faults, with PIDs
     kafka_settings: Settings | None = None  # the embedded Kafka's, to restart its nodes
     deployed: ClusterState | None = None  # the Kafka `kafka up` deployed on hosts, if used
+    view: RunView = field(default_factory=lambda: RunView("", ""))  # what it is doing now
+    endpoints: Endpoints | None = None  # its metrics endpoints, when it serves them
     disks: dict[str, Any] = field(default_factory=dict)  # segment tag -> its broker's LoopDisk
 
     @property

@@ -43,6 +43,7 @@ def read_arrivals(
     reader: IdReader | None = None,
     input_topic: str | None = None,
     pattern: str | None = None,
+    observe: Callable[[str, float], None] | None = None,
 ) -> int:
     """Consume ``topics`` from the beginning until ``targets`` is reached; returns messages.
 
@@ -64,6 +65,10 @@ def read_arrivals(
     pattern : str, optional
         A regular expression: every topic whose whole name it matches is an output
         too, also one created during the run (never the input topic, nor Kafka's own).
+    observe : callable, optional
+        Hears ``(topic, seconds from send to arrival)`` of each alert as soon as
+        both are known (live metrics); an id read from the content waits for
+        its send time from the input topic.
     """
     reader = reader or IdReader("header")
     by_content = reader.fmt != "header"
@@ -94,6 +99,7 @@ def read_arrivals(
     wanted = [*topics, *([input_topic] if by_content else [])]
     matches = re.compile(pattern).fullmatch if pattern else None
     unreadable = 0
+    waiting: dict[str, list[tuple[str, int]]] = {}  # id -> (topic, arrival) without a send time
     try:
         while not stop:
             now = time.monotonic()
@@ -120,6 +126,8 @@ def read_arrivals(
                     ident, sent = headers.get(ALERT_ID_HEADER), headers.get(SENT_HEADER, b"")
                     if ident and sent.isdigit():
                         sent_by_id[ident.decode()] = int(sent)
+                        for topic, came in waiting.pop(ident.decode(), []) if observe else []:
+                            observe(topic, (came - int(sent)) / 1e6)
                     continue
                 try:
                     ident = reader.read(msg.key(), msg.value(), headers)
@@ -130,6 +138,12 @@ def read_arrivals(
                         print(f"{msg.topic()}[{msg.partition()}]@{msg.offset()}: {exc}", flush=True)
                 # From the header, or (by content) looked up by id once the input is read.
                 sent = b"" if by_content else headers.get(SENT_HEADER) or b""
+                if observe is not None and ident:
+                    known = sent_by_id.get(ident) if by_content else None
+                    if sent.isdigit() or known is not None:
+                        observe(msg.topic(), (arrival - (known or int(sent))) / 1e6)
+                    elif by_content:
+                        waiting.setdefault(ident, []).append((msg.topic(), arrival))
                 rows.append(
                     (
                         msg.topic(),
@@ -209,7 +223,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--id-field", default=None)
     parser.add_argument("--schemas", type=Path, default=None)
     parser.add_argument("--input-topic", default=None)
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="Serve latency metrics (0: a free port)."
+    )
+    parser.add_argument(
+        "--metrics-file", type=Path, default=None, help="Where to write HOST:PORT once serving."
+    )
     args = parser.parse_args(argv)
+    observe = None
+    if args.metrics_port is not None:
+        observe = _serve_latency(args.metrics_port, args.metrics_file)
     props = read_client_properties(args.client_config) if args.client_config else {}
     conn = Connection.build(args.servers, props)
     reader = IdReader(args.id_format, field=args.id_field, schemas=args.schemas)
@@ -221,7 +244,44 @@ def main(argv: list[str] | None = None) -> None:
         reader=reader,
         input_topic=args.input_topic,
         pattern=args.topic_pattern,
+        observe=observe,
     )
+
+
+#: Latency buckets (s): fine below a second, and Rubin's 60 s among them.
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600)
+
+
+def _serve_latency(port: int, where: Path | None) -> Callable[[str, float], None]:
+    """Serve the latency histogram per output topic; returns what observes one alert."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from alertbench.observe.endpoint import serve
+    from alertbench.observe.targets import write_atomically
+
+    registry = CollectorRegistry()
+    latency = Histogram(
+        "alertbench_alert_latency_seconds",
+        "Seconds from an alert's send to its arrival in an output topic",
+        ["topic"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+    out = Counter(
+        "alertbench_alerts_out",
+        "Alerts read from an output topic and timed",
+        ["topic"],
+        registry=registry,
+    )
+    endpoint = serve(registry, port)
+    if where is not None:
+        write_atomically(where, endpoint.target)
+
+    def observe(topic: str, seconds: float) -> None:
+        latency.labels(topic).observe(seconds)
+        out.labels(topic).inc()
+
+    return observe
 
 
 if __name__ == "__main__":

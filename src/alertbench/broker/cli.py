@@ -40,6 +40,14 @@ def run(
     fused: Annotated[
         bool, typer.Option(help="One query does every stage per micro-batch (lowest latency).")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve metrics for Prometheus on this port (0: a free one) \\[default: off].",
+        ),
+    ] = None,
 ) -> None:
     """Run stream2raw, raw2science and distribute (together or apart) until stopped or idle."""
     from alertbench.broker.stream.run import run_broker
@@ -52,10 +60,11 @@ def run(
         "topics": topic,
         "format": wire,
         "schema_registry": schema_registry,
+        "metrics_port": metrics_port,
     }
     settings = flags.settings(
         kafka={"bootstrap_servers": bootstrap_servers},
-        broker={k: v for k, v in broker.items() if v},
+        broker={k: v for k, v in broker.items() if v is not None},
     )
     from alertbench.spark.session import resolve_master
 

@@ -159,6 +159,26 @@ def run_broker(
     filters = parse_filters(filter_spec)
     result = BrokerResult(out=out, stages=stages, filters=dict(filter_spec), notes=notes)
 
+    endpoint = None
+    if b.metrics_port is not None:
+        from alertbench.observe.targets import METRICS_ENDPOINT_FILE, write_atomically
+
+        metrics, endpoint = _serve_metrics(servers, b.topics, b.metrics_port)
+        say(f"metrics for Prometheus: {endpoint.url}")
+        # For whoever started it on a free port (the bench lists it for Prometheus), with
+        # Spark's own endpoint, on its UI (alertbench.spark.session.SPARK_METRICS_PATH).
+        ui = spark.sparkContext.uiWebUrl
+        write_atomically(
+            out / METRICS_ENDPOINT_FILE,
+            endpoint.target + (f"\n{ui.removeprefix('http://')}" if ui else ""),
+        )
+        shown = echo
+
+        def echo(record: dict[str, Any]) -> None:
+            metrics.observe(record)
+            if shown is not None:
+                shown(record)
+
     listener = ProgressListener(out / "progress.jsonl", echo)
     spark.streams.addListener(listener)
     queries = []
@@ -230,9 +250,24 @@ def run_broker(
         # Let the listener receive the last events before the session goes.
         time.sleep(0.5)
         spark.streams.removeListener(listener)
+        if endpoint is not None:
+            endpoint.stop()
     result.rows = dict(listener.rows)
     result.batches = dict(listener.batches)
     return result
+
+
+def _serve_metrics(servers: str | Connection, topics: list[str], port: int):
+    """The broker's metrics (:mod:`alertbench.broker.stream.metrics`), served on ``port``."""
+    from alertbench.broker.stream.metrics import BrokerMetrics
+    from alertbench.kafka.admin import list_topics
+    from alertbench.kafka.client import Watermarks
+    from alertbench.observe.endpoint import serve
+
+    marks = Watermarks(servers)
+    counts = {t.name: len(t.partitions) for t in list_topics(servers) if t.name in topics}
+    metrics = BrokerMetrics(list(topics), lambda t: marks.end_offsets(t, counts.get(t, 0)))
+    return metrics, serve(metrics.registry, port)
 
 
 def check_predicates(raw, science, cuts: str, filters) -> None:

@@ -1,0 +1,109 @@
+"""The broker's live metrics: its micro-batches, and its Kafka input under Kafka Exporter's names.
+
+Served by ``alertbench broker run --metrics-port N`` from the driver. Every
+micro-batch the query listener hears counts once: batches, rows and batch
+time per query (a histogram), and each query's input offsets. A Spark query
+keeps its offsets in its checkpoint, not in a consumer group, so each query
+reading Kafka is shown as a consumer group of its own name
+(``kafka_consumergroup_lag{consumergroup="fused",...}``), its lag the input's
+end offsets, asked at each scrape, minus the offsets its last batch reached.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import Metric
+
+from alertbench.observe.kafka_names import Offsets, families
+
+#: Batch-time buckets (s): a visit's micro-batch takes from a fraction of a second to minutes.
+BATCH_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+
+
+def _read_offsets(record: dict[str, Any], topics: list[str]) -> dict[str, dict[int, int]]:
+    """Per input topic, the offsets a batch's Kafka sources reached (``endOffset``)."""
+    import json
+
+    found: dict[str, dict[int, int]] = {}
+    for source in record.get("sources") or []:
+        end = source.get("end")
+        if isinstance(end, str):
+            try:
+                end = json.loads(end)
+            except json.JSONDecodeError:
+                continue
+        if isinstance(end, dict):
+            for topic, parts in end.items():
+                if topic in topics and isinstance(parts, dict):
+                    found[topic] = {int(p): int(o) for p, o in parts.items()}
+    return found
+
+
+class BrokerMetrics:
+    """The broker's registry; :meth:`observe` takes each batch record of the query listener.
+
+    Parameters
+    ----------
+    topics : list of str
+        The input topics.
+    end_offsets : callable
+        ``end_offsets(topic)``: each partition's end offset now (asked at scrape).
+    """
+
+    def __init__(self, topics: list[str], end_offsets: Callable[[str], dict[int, int]]) -> None:
+        self.topics = topics
+        self.end_offsets = end_offsets
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.batches = Counter(
+            "alertbench_broker_batches",
+            "Micro-batches a query has completed",
+            ["query"],
+            registry=self.registry,
+        )
+        self.rows = Counter(
+            "alertbench_broker_rows",
+            "Rows (alerts) a query has read",
+            ["query"],
+            registry=self.registry,
+        )
+        self.batch_time = Histogram(
+            "alertbench_broker_batch_duration_seconds",
+            "Wall time of a query's micro-batch",
+            ["query"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self._read: dict[str, dict[str, dict[int, int]]] = {}  # query -> topic -> offsets
+        self._lock = threading.Lock()
+        self.registry.register(self)  # type: ignore[arg-type]
+
+    def observe(self, record: dict[str, Any]) -> None:
+        """Count one batch record (:func:`alertbench.broker.stream.listener.batch_record`)."""
+        query = str(record.get("query"))
+        self.batches.labels(query).inc()
+        self.rows.labels(query).inc(int(record.get("rows") or 0))
+        if record.get("batch_ms") is not None:
+            self.batch_time.labels(query).observe(record["batch_ms"] / 1000)
+        read = _read_offsets(record, self.topics)
+        if read:
+            with self._lock:
+                self._read.setdefault(query, {}).update(read)
+
+    def describe(self) -> list[Metric]:
+        """No families ahead of a collection: they depend on what the queries read."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """The input's offsets and each Kafka query's lag, under Kafka Exporter's names."""
+        with self._lock:
+            read = {q: dict(t) for q, t in self._read.items()}
+        snaps = []
+        for topic in self.topics:
+            end = self.end_offsets(topic)
+            snaps.append(Offsets(topic, end))
+            snaps += [Offsets(topic, end, q, t[topic]) for q, t in read.items() if topic in t]
+        yield from families(snaps)

@@ -1,0 +1,186 @@
+"""A bench run watched as it goes: scraped by a real Prometheus, and its progress in its log.
+
+Prometheus is Debian's (``apt-get install prometheus``; `.ci/run` installs it),
+started by the test on a free port with the configuration `alertbench metrics
+prometheus-config` writes, and stopped by PID. The run measures the README's
+pass-through broker held to 20 alerts a second, so that it falls behind:
+the lag is not zero, and the run fails Rubin's visit verdict on purpose.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from importlib.resources import files
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from alertbench.procs import LocalTransport, free_ports, stop_processes
+from others import passthrough, running
+
+pytestmark = [pytest.mark.kafka]
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+class Prometheus:
+    """A running Prometheus and its HTTP API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def api(self, path: str, **params: object) -> list[dict]:
+        query = urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=30) as r:
+                body = json.load(r)
+        except urllib.error.HTTPError as exc:  # Prometheus says why in the body
+            raise AssertionError(f"{path} {params}: {exc.read().decode()}") from None
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, cli):
+    """Prometheus scraping every run started into tmp_path/results, once a second."""
+    if PROMETHEUS is None:
+        pytest.skip("needs Prometheus: apt-get install prometheus")
+    config = tmp_path / "prometheus.yml"
+    made = cli(
+        "metrics", "prometheus-config", "--results", "results", "--interval", "1",
+        "-o", "prometheus.yml", cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    promtool = shutil.which("promtool")
+    if promtool:
+        checked = subprocess.run([promtool, "check", "config", str(config)], capture_output=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    (port,) = free_ports(1)
+    local = LocalTransport()
+    proc = local.spawn(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        log=tmp_path / "prometheus.log",
+        cwd=tmp_path,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "prometheus.log").read_text()
+            time.sleep(0.2)
+        yield Prometheus(url)
+    finally:
+        stop_processes(local, [proc], grace=10)
+    assert not local.is_running(proc)
+
+
+def test_a_run_is_scraped_as_it_goes_and_every_dashboard_query_answers(
+    prometheus: Prometheus, cli, alerts_dir: Path, tmp_path: Path, kafka4
+) -> None:
+    output = "watched-out"
+    scenario = tmp_path / "watched.toml"
+    scenario.write_text(
+        'name = "watched"\nkind = "stream"\nschedule = "visits"\nvisit_alerts = 150\n'
+        "visit_interval = 6.0\nvisits = 5\npartitions = 2\nwarmup_alerts = 20\n"
+        f'[broker]\ncmd = "{passthrough(output, "watched")} --max-rate 20"\n'
+        f'output_topics = "{output}"\ngroup = "watched"\nid_format = "container"\n'
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = cli(
+        "bench", "run", str(scenario), "--alerts", str(alerts_dir),
+        "--out", str(tmp_path / "results"), "--fail-on-verdict",
+        run_dir=tmp_path / "state", cwd=root,
+    )  # fmt: skip
+    ended = time.time()
+    # Checks passed, Rubin's visit verdict failed: its own exit status.
+    assert done.returncode == 3, done.stdout + done.stderr
+    said = " ".join(done.stdout.split())
+    assert "verdict failed:" in said
+    assert "visits not held" in said
+    (run,) = (tmp_path / "results").iterdir()
+    r = json.loads((run / "results.json").read_text())
+    assert r["status"] == "passed", r["failures"]
+    endpoint = re.search(r"metrics for Prometheus: (http://\S+/metrics)", said)
+    assert endpoint is not None, done.stdout
+    # The run's endpoints, listed in its folder and taken off the shared targets at its end.
+    listed = json.loads((run / "endpoints.json").read_text())
+    assert listed["bench"] == endpoint.group(1)
+    assert set(listed) == {"bench"}  # the timing consumer's went when it ended
+    assert not (tmp_path / "results" / "prometheus-targets.json").exists()
+    assert running(output) == []
+
+    # Progress lines while it ran, not a terminal: one at least every 10 s.
+    stamps = [
+        datetime.strptime(m, "%H:%M:%S")
+        for m in re.findall(r"^(\d\d:\d\d:\d\d) main: ", done.stdout, flags=re.M)
+    ]
+    assert len(stamps) >= 4
+    assert all(0 < (b - a).total_seconds() <= 11 for a, b in itertools.pairwise(stamps))
+    assert re.search(r"main: load · [\d,]+ of 750 acknowledged · broker read [\d,]+, lag", said)
+
+    started = datetime.strptime(r["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    t0 = started.timestamp()
+    window = {"start": t0, "end": ended, "step": 1}
+    # Both endpoints were scraped: the bench's and the timing consumer's.
+    up = prometheus.api("query_range", query=f'up{{run="{run.name}"}}', **window)
+    assert {s["metric"]["component"] for s in up} == {"bench", "timing-main"}
+    assert all(float(v) == 1 for s in up for _, v in s["values"][:3])
+
+    # Every query of the shipped dashboard answers, with the labels its legend names.
+    dash = json.loads(files("alertbench.observe").joinpath("dashboards/run.json").read_text())
+    answers = {}
+    for panel in dash["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$run", run.name)  # letters, digits, T and -
+            series = prometheus.api("query_range", query=expr, **window)
+            assert series, f"panel {panel['title']!r}: {expr} returned nothing"
+            for label in re.findall(r"\{\{(\w+)\}\}", target["legendFormat"]):
+                assert all(label in s["metric"] for s in series), (panel["title"], series[0])
+            answers[(panel["id"], target["refId"])] = series
+    # NaN where a rate had nothing to divide (a histogram before its first alert).
+    values = {
+        k: [float(v) for s in ss for _, v in s["values"] if v != "NaN"] for k, ss in answers.items()
+    }
+    assert max(values[(1, "A")]) > 10  # alerts acknowledged per second while visits went
+    assert {s["metric"]["topic"] for s in answers[(2, "A")]} == {output}
+    assert max(values[(3, "A")]) > 50  # the held-back broker fell behind
+    assert 0 < max(values[(4, "B")]) <= 120  # p99, send to output
+    assert all(0 <= v <= 1 for v in values[(5, "A")])
+    assert min(values[(8, "A")]) > 2**20
+    assert {s["metric"]["phase"] for s in answers[(9, "A")]} >= {"warmup", "load", "drain"}
+
+    # Kafka Exporter's lag is the lag the run recorded, at the same instants: each scraped
+    # value is one the run's sampler took within the scrape before.
+    raw = prometheus.api(
+        "query", query=f'kafka_consumergroup_lag_sum{{run="{run.name}"}}[10m]', time=ended
+    )
+    (series,) = raw
+    assert series["metric"]["consumergroup"] == "watched"
+    lag = pd.read_csv(run / "series" / "lag.csv").dropna(subset=["lag"])
+    at = t0 + lag["t_s"].to_numpy()
+    scraped = [(float(ts), float(v)) for ts, v in series["values"]]
+    assert len(scraped) > 20
+    for ts, v in scraped:
+        near = lag["lag"].to_numpy()[(at >= ts - 3) & (at <= ts + 1)]
+        assert v in near, (ts, v, near)

@@ -1,0 +1,223 @@
+"""Live metrics: Kafka Exporter's names, the run's own series, the endpoint and its targets."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from rich.console import Console
+
+from alertbench.bench.live import Progress, RunView
+from alertbench.bench.sampler import LagSampler, ResourceSampler
+from alertbench.observe.config import prometheus_config
+from alertbench.observe.endpoint import serve
+from alertbench.observe.kafka_names import Offsets, families
+from alertbench.observe.targets import TARGETS_FILE, Endpoints
+
+
+class _Snapshots:
+    def __init__(self, snaps: list[Offsets]) -> None:
+        self.snaps = snaps
+
+    def collect(self):
+        return families(self.snaps)
+
+
+def exposition(collector: object) -> list[str]:
+    """The sample lines (no comments) a registry holding ``collector`` serves."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_offsets_and_lag_go_out_under_kafka_exporters_names() -> None:
+    # Partition 1 not read yet; partition 0 read past a stale end: lag never below 0.
+    read = Offsets("ztf", {0: 10, 1: 5, 2: 7}, "fink", {0: 12, 2: 3})
+    unknown = Offsets("ztf", {0: 10, 1: 5, 2: 7}, "mystery", None)
+    assert exposition(_Snapshots([read, unknown])) == [
+        'kafka_topic_partition_current_offset{partition="0",topic="ztf"} 10.0',
+        'kafka_topic_partition_current_offset{partition="1",topic="ztf"} 5.0',
+        'kafka_topic_partition_current_offset{partition="2",topic="ztf"} 7.0',
+        'kafka_topic_partitions{topic="ztf"} 3.0',
+        'kafka_consumergroup_current_offset{consumergroup="fink",partition="0",topic="ztf"} 12.0',
+        'kafka_consumergroup_current_offset{consumergroup="fink",partition="1",topic="ztf"} 0.0',
+        'kafka_consumergroup_current_offset{consumergroup="fink",partition="2",topic="ztf"} 3.0',
+        'kafka_consumergroup_current_offset_sum{consumergroup="fink",topic="ztf"} 15.0',
+        'kafka_consumergroup_lag{consumergroup="fink",partition="0",topic="ztf"} 0.0',
+        'kafka_consumergroup_lag{consumergroup="fink",partition="1",topic="ztf"} 5.0',
+        'kafka_consumergroup_lag{consumergroup="fink",partition="2",topic="ztf"} 4.0',
+        'kafka_consumergroup_lag_sum{consumergroup="fink",topic="ztf"} 9.0',
+    ]
+
+
+def _sampled_view() -> tuple[RunView, LagSampler]:
+    view = RunView("20261203T000000-smoke", "smoke", expected=1200, load_s=20.0)
+    lag = LagSampler(
+        "in", lambda: {0: 100, 1: 50}, lambda: {0: 90, 1: 20}, lambda: 150, time.time(), "bg"
+    )
+    resources = ResourceSampler(lambda: {"simulator": [__import__("os").getpid()]}, time.time())
+    lag.sample()
+    resources.sample()
+    view.watch("main", lag, resources)
+    return view, lag
+
+
+def test_the_run_serves_its_latest_samples_as_it_records_them() -> None:
+    view, lag = _sampled_view()
+    view.enter("load")
+    # The lag the run records is the lag it serves.
+    assert lag.rows[-1][1:] == (150, 150, 110, 40)
+    lines = exposition(view)
+    assert 'alertbench_run_info{scenario="smoke",segment="main"} 1.0' in lines
+    assert 'alertbench_phase{phase="load"} 1.0' in lines
+    assert 'alertbench_phase{phase="warmup"} 0.0' in lines
+    assert "alertbench_alerts_expected 1200.0" in lines
+    assert any(re.fullmatch(r"alertbench_alerts_acked_total 150\.0 \d+", x) for x in lines)
+    assert 'kafka_consumergroup_lag_sum{consumergroup="bg",topic="in"} 40.0' in lines
+    cpu = [x for x in lines if x.startswith('alertbench_process_cpu_percent{component="sim')]
+    rss = [x for x in lines if x.startswith("alertbench_process_resident_memory_bytes{")]
+    assert len(cpu) == 1
+    assert float(rss[0].split()[-1]) > 10 * 2**20  # this Python process
+    line = view.line()
+    assert line.startswith("main: load · 150 of 1,200 acknowledged · broker read 110, lag 40 · ")
+    assert line.endswith(" s of load left")
+
+
+def test_progress_prints_a_line_a_period_when_output_is_not_a_terminal() -> None:
+    view, _ = _sampled_view()
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200)
+    with Progress(view, console, every_s=0.1):
+        time.sleep(0.55)
+    lines = out.getvalue().splitlines()
+    assert 4 <= len(lines) <= 6
+    assert all(
+        re.fullmatch(r"\d\d:\d\d:\d\d main: starting · 150 of 1,200 .*lag 40", x) for x in lines
+    )
+
+
+def test_an_endpoint_serves_until_stopped(tmp_path: Path) -> None:
+    view, _ = _sampled_view()
+    endpoint = serve(view.registry, 0, "127.0.0.1")
+    url = f"http://127.0.0.1:{endpoint.port}/metrics"
+    body = urllib.request.urlopen(url, timeout=5).read().decode()
+    assert 'kafka_consumergroup_lag{consumergroup="bg",partition="1",topic="in"} 30.0' in body
+    endpoint.stop()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url, timeout=2)
+    # A port taken is said with what to do.
+    taken = serve(CollectorRegistry(), 0, "127.0.0.1")
+    try:
+        with pytest.raises(Exception, match=rf"127\.0\.0\.1:{taken.port}.*--metrics-port"):
+            serve(CollectorRegistry(), taken.port, "127.0.0.1")
+    finally:
+        taken.stop()
+
+
+def test_a_run_lists_its_endpoints_for_prometheus_and_takes_them_off_at_its_end(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "results"
+    (out / "B").mkdir(parents=True)
+    (out / "A").mkdir()
+    other = [
+        {"targets": ["h:1"], "labels": {"job": "alertbench", "component": "bench", "run": "A"}}
+    ]
+    (out / TARGETS_FILE).write_text(json.dumps(other))
+    endpoints = Endpoints(out / "B", out)
+    served = serve(CollectorRegistry(), 0, "127.0.0.1")
+    endpoints.add("bench", served)
+    endpoints.add("timing-main", "10.0.0.3:4567")
+    listed = json.loads((out / TARGETS_FILE).read_text())
+    assert listed == [
+        *other,
+        {
+            "targets": [f"127.0.0.1:{served.port}"],
+            "labels": {"job": "alertbench", "component": "bench", "run": "B"},
+        },
+        {
+            "targets": ["10.0.0.3:4567"],
+            "labels": {"job": "alertbench", "component": "timing-main", "run": "B"},
+        },
+    ]
+    endpoints.remove("timing-main")
+    assert len(json.loads((out / TARGETS_FILE).read_text())) == 2
+    endpoints.close()
+    # Another run's stay; this run's own list stays in its folder.
+    assert json.loads((out / TARGETS_FILE).read_text()) == other
+    # The last run to end takes the file away: the folder holds runs only.
+    last = Endpoints(out / "A", out)
+    last.add("bench", "h:1")
+    last.close()
+    assert not (out / TARGETS_FILE).exists()
+    assert json.loads((out / "B" / "endpoints.json").read_text()) == {
+        "bench": f"http://127.0.0.1:{served.port}/metrics"
+    }
+
+
+def test_the_scrape_configuration_reads_the_targets_file(tmp_path: Path) -> None:
+    text = prometheus_config(tmp_path / "r", interval_s=1)
+    assert "scrape_interval: 1s" in text
+    assert f"- files: ['{(tmp_path / 'r').resolve() / TARGETS_FILE}']" in text
+
+
+def test_the_dashboard_queries_only_series_alertbench_serves() -> None:
+    from importlib.resources import files
+
+    dash = json.loads(files("alertbench.observe").joinpath("dashboards/run.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    named = set(re.findall(r"\b((?:alertbench|kafka)_[a-z_]+)", " ".join(exprs)))
+    served = {
+        "alertbench_alerts_acked_total",
+        "alertbench_alerts_out_total",
+        "alertbench_alert_latency_seconds_bucket",
+        "alertbench_alert_latency_seconds_count",
+        "alertbench_phase",
+        "alertbench_process_cpu_percent",
+        "alertbench_process_resident_memory_bytes",
+        "kafka_consumergroup_lag_sum",
+        "kafka_consumergroup_current_offset",
+        "kafka_topic_partition_current_offset",
+    }
+    assert named == served
+    assert all('run=~"$run"' in e for e in exprs)
+
+
+def test_the_brokers_batches_count_once_and_its_lag_is_its_last_batchs_offsets() -> None:
+    from alertbench.broker.stream.metrics import BrokerMetrics
+
+    # Two batch records as the query listener writes them (a faults run's progress.jsonl;
+    # Spark gives the source's endOffset as JSON text or, read back, as a dict).
+    first = {
+        "query": "fused", "batch": 0, "rows": 2000, "batch_ms": 22326,
+        "sources": [{"description": "PythonMicroBatchStream", "metrics": {}, "end": {
+            "ab-in": {"0": 499, "1": 502, "2": 499, "3": 500}}}],
+    }  # fmt: skip
+    second = {
+        "query": "fused", "batch": 1, "rows": 13, "batch_ms": 3267,
+        "sources": [{"description": "PythonMicroBatchStream", "metrics": {}, "end": json.dumps(
+            {"ab-in": {"0": 499, "1": 508, "2": 506, "3": 500}})}],
+    }  # fmt: skip
+    metrics = BrokerMetrics(["ab-in"], lambda topic: {0: 510, 1: 508, 2: 506, 3: 500})
+    metrics.observe(first)
+    metrics.observe(second)
+    text = generate_latest(metrics.registry).decode()
+    lines = [x for x in text.splitlines() if x and not x.startswith("#")]
+    assert 'alertbench_broker_batches_total{query="fused"} 2.0' in lines
+    assert 'alertbench_broker_rows_total{query="fused"} 2013.0' in lines
+    assert 'alertbench_broker_batch_duration_seconds_bucket{le="5.0",query="fused"} 1.0' in lines
+    assert 'alertbench_broker_batch_duration_seconds_bucket{le="30.0",query="fused"} 2.0' in lines
+    assert 'alertbench_broker_batch_duration_seconds_sum{query="fused"} 25.593' in lines
+    assert (
+        'kafka_consumergroup_lag{consumergroup="fused",partition="0",topic="ab-in"} 11.0' in lines
+    )
+    assert 'kafka_consumergroup_lag_sum{consumergroup="fused",topic="ab-in"} 11.0' in lines
+    assert 'kafka_topic_partition_current_offset{partition="1",topic="ab-in"} 508.0' in lines
