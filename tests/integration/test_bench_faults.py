@@ -9,6 +9,7 @@ visits back within 1.5 times the baseline p99.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -87,23 +88,42 @@ def test_a_paused_kafka_node_loses_nothing_and_the_run_says_how_long_it_stalled(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="tc on the loopback interface needs root")
-def test_a_node_behind_a_narrow_link_stalls_the_stream_loses_nothing_and_lo_is_given_back(
+@pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables' nft")
+@pytest.mark.skipif(shutil.which("iptables") is None, reason="needs iptables")
+def test_a_node_behind_a_narrow_lossy_slow_link_stalls_the_stream_loses_nothing_and_heals(
     cli, alerts_dir: Path, tmp_path: Path, kafka4
 ) -> None:
     output = f"narrow-{uuid.uuid4().hex[:8]}"
-    # The only node sends at 4 Mbit/s from 1 s into visit 2 for 8 s: visit 3 (due 6 s after
-    # visit 2, 150 ZTF alerts, about 7 MB) cannot be read by the pass-through in time.
-    fault = _fault("network-slow", visit=2, after_s=1, heal_after_s=8, rate_mbit=4)
+    # The only node sends at 4 Mbit/s, a tenth of its packets lost, each held 100 ms give or
+    # take 20, from 1 s into visit 2 for 8 s: visit 3 (due 6 s after visit 2, 150 ZTF
+    # alerts, about 7 MB) cannot be read by the pass-through in time.
+    fault = _fault(
+        "network-slow", visit=2, after_s=1, heal_after_s=8, rate_mbit=4, loss_pct=10,
+        delay_ms=100, jitter_ms=20,
+    )  # fmt: skip
     r, _, _ = run_scenario(cli, _scenario(tmp_path, output, fault), alerts_dir, tmp_path)
     assert r["status"] == "passed", r["failures"]
     f = r["faults"]
     (slow,) = f["faults"]
     assert (slow["name"], slow["error"]) == ("network-slow", None)
     did = slow["did"]
-    assert (did["node"], did["device"], did["rate_mbit"]) == (1, "lo", 4.0)
+    assert (did["node"], did["device"], did["rate_mbit"], did["loss_pct"]) == (1, "lo", 4.0, 10.0)
     assert len(did["ports"]) >= 2  # its broker and controller listeners
     healed = slow["heal_did"]
     assert (healed["device"], healed["root_qdisc"]) == ("lo", "noqueue")
+    # Packets were dropped, TCP sent them again, and the rule's table went with the heal.
+    assert healed["lost"]["packets"] > 0
+    assert healed["nft_table_removed"] is True
+    # The delayer held them in user space, tracked by PID, and went with its rules.
+    assert (did["delay_ms"], did["jitter_ms"]) == (100.0, 20.0)
+    assert healed["delayed_packets"] > 0
+    assert healed["iptables_chain_removed"] is True
+    (delayer,) = did["pids"]
+    assert _gone(delayer)
+    assert (
+        did["nft_table"]
+        not in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    )
     # The node's packets went through the class, which held them back, for about 8 s at
     # 4 Mbit/s (0.5 MB/s): some MB, not the run's 37 MB of alerts written and read.
     shaped = healed["shaped"]

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -184,3 +187,73 @@ def test_a_run_is_scraped_as_it_goes_and_every_dashboard_query_answers(
     for ts, v in scraped:
         near = lag["lag"].to_numpy()[(at >= ts - 3) & (at <= ts + 1)]
         assert v in near, (ts, v, near)
+
+    # After the run: its series as OpenMetrics, which promtool turns into blocks that any
+    # Prometheus serves, the lag in them sample for sample what lag.csv holds.
+    promtool = shutil.which("promtool")
+    assert promtool is not None
+    blocks = tmp_path / "blocks"
+    made = subprocess.run(
+        [
+            promtool,
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            str(run / "metrics.om"),
+            str(blocks),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    (blocks / "wal").mkdir(exist_ok=True)  # dump reads a WAL; blocks made offline have none
+    dumped = subprocess.run(
+        [promtool, "tsdb", "dump", '--match={__name__="kafka_consumergroup_lag_sum"}', str(blocks)],
+        capture_output=True,
+        text=True,
+    )
+    assert dumped.returncode == 0, dumped.stderr
+    loaded = [line.split() for line in dumped.stdout.splitlines()]
+    assert all(f'run="{run.name}"' in " ".join(x) for x in loaded)
+    assert [float(x[-2]) for x in loaded] == [float(v) for v in lag["lag"]]
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux's script")
+def test_a_run_on_a_terminal_shows_the_live_view(alerts_dir: Path, tmp_path: Path, kafka4) -> None:
+    """In a pseudo-terminal (`script`), the live view is drawn instead of progress lines."""
+    output = "tty-out"
+    scenario = tmp_path / "tty.toml"
+    scenario.write_text(
+        'name = "tty"\nkind = "stream"\nschedule = "visits"\nvisit_alerts = 100\n'
+        "visit_interval = 4.0\nvisits = 3\npartitions = 1\nwarmup_alerts = 10\n"
+        f'[broker]\ncmd = "{passthrough(output, "tty")}"\n'
+        f'output_topics = "{output}"\ngroup = "tty"\nid_format = "container"\n'
+    )
+    root = Path(__file__).resolve().parents[2]
+    command = shlex.join(
+        [
+            sys.executable, "-m", "alertbench", "--run-dir", str(tmp_path / "state"),
+            "bench", "run", str(scenario), "--alerts", str(alerts_dir),
+            "--out", str(tmp_path / "results"), "--no-metrics",
+        ]
+    )  # fmt: skip
+    typescript = tmp_path / "typescript"
+    done = subprocess.run(
+        ["script", "-qefc", command, str(typescript)],
+        cwd=root,
+        env={**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=300,
+    )
+    drawn = typescript.read_bytes().decode(errors="replace")
+    assert done.returncode == 0, drawn[-3000:]
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn)
+    # The live view's table, redrawn as the run went, and no progress line.
+    assert "tty · " in plain
+    assert "segment, phase" in plain
+    assert re.search(r"acknowledged\s+\d[\d,]* of 300", plain)
+    assert re.search(r"main, load", plain)
+    assert not re.search(r"^\d\d:\d\d:\d\d main: ", plain, flags=re.M)
+    assert "metrics for Prometheus" not in plain  # --no-metrics
+    assert running(output) == []

@@ -114,6 +114,19 @@ def test_faults_that_cannot_run_here_say_why(monkeypatch: pytest.MonkeyPatch) ->
     # Slowing a node's network changes the loopback interface: root only, on its own Kafka.
     slow = FaultSpec(name="network-slow", rate_mbit=8)
     assert (slow.value("rate_mbit"), slow.value("partition"), slow.heal_s) == (8, 0, 10.0)
+    assert slow.value("loss_pct") == 0
+    nothing = FaultSpec(name="network-slow", rate_mbit=0)
+    assert refusal(nothing, embedded_nodes=1, own_broker=True) == (
+        "fault network-slow cannot run here: network-slow needs rate_mbit, loss_pct or "
+        "delay_ms above 0"
+    )
+    early = FaultSpec(name="network-slow", delay_ms=10, jitter_ms=20)
+    assert "a packet cannot leave before it came" in refusal(
+        early, embedded_nodes=1, own_broker=True
+    )
+    assert "below 100, not 100" in refusal(
+        FaultSpec(name="network-slow", loss_pct=100), embedded_nodes=1, own_broker=True
+    )
     assert "acts on the Kafka nodes the bench started" in refusal(
         slow, embedded_nodes=None, own_broker=True
     )
@@ -121,6 +134,15 @@ def test_faults_that_cannot_run_here_say_why(monkeypatch: pytest.MonkeyPatch) ->
     assert refusal(slow, embedded_nodes=1, own_broker=False) == (
         "fault network-slow cannot run here: it changes the loopback interface's queueing "
         "(tc), which needs root"
+    )
+    lossy = FaultSpec(name="network-slow", rate_mbit=0, loss_pct=5)
+    assert refusal(lossy, embedded_nodes=1, own_broker=False) == (
+        "fault network-slow cannot run here: it drops packets with nftables, which needs root"
+    )
+    late = FaultSpec(name="network-slow", rate_mbit=0, delay_ms=50, jitter_ms=10)
+    assert refusal(late, embedded_nodes=1, own_broker=False) == (
+        "fault network-slow cannot run here: it queues packets with iptables (NFQUEUE), which "
+        "needs root"
     )
     # Cutting a host off needs nodes on hosts of their own, deployed by `kafka up`.
     cut = FaultSpec(name="host-cut", visit=2, after_s=1)

@@ -221,3 +221,49 @@ def test_the_brokers_batches_count_once_and_its_lag_is_its_last_batchs_offsets()
     )
     assert 'kafka_consumergroup_lag_sum{consumergroup="fused",topic="ab-in"} 11.0' in lines
     assert 'kafka_topic_partition_current_offset{partition="1",topic="ab-in"} 508.0' in lines
+
+
+def test_a_runs_series_go_out_as_openmetrics_each_sample_at_its_own_time() -> None:
+    import pandas as pd
+
+    from alertbench.bench import openmetrics
+    from alertbench.bench.outcome import SegmentOutcome
+
+    t0 = 1_796_300_000.0
+    seg = SegmentOutcome("main", {}, "in", 2, {}, Path("."))
+    seg.group = "g"
+    seg.lag = [(1.0, 10, 10, 5, 5), (2.0, 20, 20, 18, 2), (3.0, 30, 30, None, None)]
+    seg.resources = [(2.0, "kafka", 40.0, 1.0), (1.0, "kafka", 50.0, 2.0)]
+    batches = [{"t_s": 1.5, "query": "fused", "batch": 0, "rows": 10, "batch_ms": 1200}]
+    dist = pd.DataFrame(
+        {"topic": ["a", "a"], "latency_s": [0.3, 70.0], "arrival_s": [t0 + 1.2, t0 + 2.7]}
+    )
+    text = list(openmetrics.lines("R", t0, seg, batches, dist))
+    # The lag where it was known, each sample at the moment the run took it.
+    assert [x for x in text if x.startswith("kafka_consumergroup_lag_sum{")] == [
+        'kafka_consumergroup_lag_sum{run="R",consumergroup="g",topic="in"} 5 1796300001.000',
+        'kafka_consumergroup_lag_sum{run="R",consumergroup="g",topic="in"} 2 1796300002.000',
+    ]
+    # A series' samples in time order, whatever order they were taken in.
+    assert [x for x in text if x.startswith("alertbench_process_resident")] == [
+        'alertbench_process_resident_memory_bytes{run="R",component="kafka"} 2097152 '
+        "1796300001.000",
+        'alertbench_process_resident_memory_bytes{run="R",component="kafka"} 1048576 '
+        "1796300002.000",
+    ]
+    assert 'alertbench_broker_batch_rows{run="R",query="fused"} 10 1796300001.500' in text
+    # The histogram's points: buckets, count and sum at each second alerts arrived.
+    at_2 = [x for x in text if x.startswith("alertbench_alert_latency") and x.endswith("02.000")]
+    assert (
+        at_2[10]
+        == 'alertbench_alert_latency_seconds_bucket{run="R",topic="a",le="60.0"} 1 1796300002.000'
+    )
+    assert (
+        at_2[11]
+        == 'alertbench_alert_latency_seconds_bucket{run="R",topic="a",le="90.0"} 2 1796300002.000'
+    )
+    assert at_2[-2:] == [
+        'alertbench_alert_latency_seconds_count{run="R",topic="a"} 2 1796300002.000',
+        'alertbench_alert_latency_seconds_sum{run="R",topic="a"} 70.3 1796300002.000',
+    ]
+    assert text[-1] == "# EOF"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from alertbench.bench import openmetrics
 from alertbench.bench.metrics import segment_metrics
 from alertbench.bench.outcome import SegmentOutcome, batches, science_costs
 from alertbench.bench.results import SCHEMA_VERSION
@@ -117,6 +118,14 @@ def results(
         ),
     )
     dist = m["dist"]
+    timed = pd.DataFrame(
+        {
+            "topic": dist["topic"].to_numpy(),
+            "latency_s": m["dist_latency"].to_numpy(),
+            "arrival_s": dist["arrival_us"].to_numpy() / 1e6,
+        }
+    )
+    openmetrics.write(run / "metrics.om", run.name, t0, main, bats, timed)
     _write_csv(
         series / "latency_dist.csv",
         ["alert_id", "topic", "sent_s", "latency_s"],

@@ -211,7 +211,10 @@ class Progress:
     def _lines(self) -> None:
         while not self._stop.wait(self.every_s):
             stamp = time.strftime("%H:%M:%S")
-            self.console.print(f"[dim]{stamp}[/] {self.view.line()}", highlight=False)
+            # One line each, however narrow the log's idea of a width: never wrapped.
+            self.console.print(
+                f"[dim]{stamp}[/] {self.view.line()}", highlight=False, soft_wrap=True
+            )
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()

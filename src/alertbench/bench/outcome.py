@@ -39,6 +39,7 @@ class SegmentOutcome:
     sampler_errors: list[str] = field(default_factory=list)
     expected: Path | None = None
     broker_kind: str = "alertbench"  # "external": measured from outside; "null": the ceiling
+    group: str | None = None  # the broker's consumer group, or the name its progress is under
     faults: list[dict[str, Any]] = field(default_factory=list)  # the injector's records
 
     @property

@@ -6,6 +6,8 @@ A run directory holds::
     scenario.json         the scenario as run (after overrides)
     scenario.toml         the same, every field written: `bench run` takes it as it is
     endpoints.json        (with metrics) component -> the URL its metrics were served at
+    metrics.om            the series above as OpenMetrics, each sample at its own time:
+                          `promtool tsdb create-blocks-from openmetrics` loads it
     series/
       visits.csv          visit, due_s, alerts, acked, lateness_s, send_s, ack_s
       lag.csv             t_s, produced, end_offset, processed_offset, lag

@@ -333,6 +333,7 @@ def _measure(
         group=broker.group,
     )
     sampling = Every(1.0, resources.sample, lag.sample).start()
+    outcome.group = broker.group
     bench.view.watch(seg.tag, lag, resources)
     bench.view.enter("warmup")
     injector = None

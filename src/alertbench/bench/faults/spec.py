@@ -60,9 +60,10 @@ KINDS: dict[str, Kind] = {
     ),
     "network-slow": Kind(
         "every packet the leader of an input partition sends from its ports goes through a "
-        "link of rate_mbit (an HTB class on the loopback interface, tc), until heal_after_s "
-        "removes it",
-        keys={"partition": 0, "rate_mbit": 50},
+        "link of rate_mbit (an HTB class on the loopback interface, tc; 0: no limit), "
+        "loss_pct of them are dropped at random (nftables), and each is held delay_ms, give "
+        "or take jitter_ms (a delayer on an NFQUEUE, iptables), until heal_after_s removes it",
+        keys={"partition": 0, "rate_mbit": 50, "loss_pct": 0, "delay_ms": 0, "jitter_ms": 0},
         embedded_kafka=True,
         network=True,
     ),
@@ -317,9 +318,11 @@ def refusal(
     if kind.own_broker and not own_broker:
         return f"fault {spec.name} acts on alertbench's broker, not on another one"
     if kind.network:
-        from alertbench.bench.faults.tc import why_not as no_netem
+        from alertbench.bench.faults.link import link_refusal
 
-        why = no_netem()
+        why = link_refusal(
+            *(float(spec.value(k)) for k in ("rate_mbit", "loss_pct", "delay_ms", "jitter_ms"))
+        )
         if why:
             return f"fault {spec.name} cannot run here: {why}"
     if kind.disk:
