@@ -25,6 +25,7 @@ from alertbench.kafka.admin import create_topic, describe_topic
 from alertbench.kafka.client import consume, end_offsets
 from alertbench.ssh import SSHTarget, SSHTransport
 from hosts import NetnsHost, network_hosts, set_link, why_not
+from others import passthrough
 
 REASON = why_not()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no test hosts: {REASON}")
@@ -378,10 +379,7 @@ def test_the_timing_consumer_on_another_host_records_the_clock_offset(
     )
     top = ("--inventory", str(inv))
     root = Path(__file__).resolve().parents[2]
-    cmd = (
-        f"{sys.executable} examples/passthrough.py --servers {{servers}} --input {{input_topic}} "
-        "--output far-out --group far"
-    )
+    cmd = passthrough("far-out", "far")
     out = tmp_path / "results"
     try:
         up = cli(*top, "kafka", "up", run_dir=run_dir)
@@ -441,10 +439,7 @@ def test_a_host_cut_off_mid_visit_loses_no_acknowledged_alert(
     )
     top = ("--inventory", str(inv))
     root = Path(__file__).resolve().parents[2]
-    cmd = (
-        f"{sys.executable} examples/passthrough.py --servers {{servers}} --input {{input_topic}} "
-        "--output cut-out --group cut"
-    )
+    cmd = passthrough("cut-out", "cut")
     scenario = tmp_path / "cut.toml"
     scenario.write_text(
         'name = "cut"\nkind = "stream"\nschedule = "visits"\nvisit_alerts = 150\n'

@@ -11,6 +11,7 @@ from typing import Any
 
 import psutil
 
+from alertbench.broker.stream.metrics import batch_offsets
 from alertbench.observe.kafka_names import Offsets
 
 
@@ -141,15 +142,9 @@ def partition_offsets(progress: Path, topic: str) -> dict[int, int]:
             record: dict[str, Any] = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line being written
-        for source in record.get("sources") or []:
-            end = source.get("end")
-            if isinstance(end, str):
-                try:
-                    end = json.loads(end)
-                except json.JSONDecodeError:
-                    continue
-            if isinstance(end, dict) and topic in end:
-                return {int(p): int(v) for p, v in end[topic].items()}
+        found = batch_offsets(record).get(topic)
+        if found is not None:
+            return found
     return {}
 
 

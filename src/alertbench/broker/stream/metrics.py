@@ -11,6 +11,7 @@ end offsets, asked at each scrape, minus the offsets its last batch reached.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,10 +25,12 @@ from alertbench.observe.kafka_names import Offsets, families
 BATCH_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
 
-def _read_offsets(record: dict[str, Any], topics: list[str]) -> dict[str, dict[int, int]]:
-    """Per input topic, the offsets a batch's Kafka sources reached (``endOffset``)."""
-    import json
+def batch_offsets(record: dict[str, Any]) -> dict[str, dict[int, int]]:
+    """Per topic, the offsets a batch record's Kafka sources reached (their ``endOffset``).
 
+    Spark gives a source's end offset as JSON text, or, read back from the
+    progress file, as a mapping: both are taken.
+    """
     found: dict[str, dict[int, int]] = {}
     for source in record.get("sources") or []:
         end = source.get("end")
@@ -38,7 +41,7 @@ def _read_offsets(record: dict[str, Any], topics: list[str]) -> dict[str, dict[i
                 continue
         if isinstance(end, dict):
             for topic, parts in end.items():
-                if topic in topics and isinstance(parts, dict):
+                if isinstance(parts, dict):
                     found[topic] = {int(p): int(o) for p, o in parts.items()}
     return found
 
@@ -88,7 +91,7 @@ class BrokerMetrics:
         self.rows.labels(query).inc(int(record.get("rows") or 0))
         if record.get("batch_ms") is not None:
             self.batch_time.labels(query).observe(record["batch_ms"] / 1000)
-        read = _read_offsets(record, self.topics)
+        read = {t: o for t, o in batch_offsets(record).items() if t in self.topics}
         if read:
             with self._lock:
                 self._read.setdefault(query, {}).update(read)
