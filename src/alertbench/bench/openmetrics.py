@@ -19,9 +19,7 @@ import numpy as np
 import pandas as pd
 
 from alertbench.bench.outcome import SegmentOutcome
-
-#: The same buckets as the timing consumer's live histogram.
-LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600)
+from alertbench.bench.timing import LATENCY_BUCKETS  # the live histogram's own
 
 
 def _labels(values: dict[str, str]) -> str:

@@ -76,10 +76,12 @@ class Endpoints:
             groups.append({"targets": [target], "labels": labels})
         return groups
 
-    def _write(self) -> None:
-        write_atomically(
-            self.run / "endpoints.json", json.dumps(self.urls, indent=2, sort_keys=True) + "\n"
-        )
+    def _write(self, *, leaving: bool = False) -> None:
+        """Write this run's endpoints.json and its groups in the shared targets (none: leaving)."""
+        if not leaving:
+            write_atomically(
+                self.run / "endpoints.json", json.dumps(self.urls, indent=2, sort_keys=True) + "\n"
+            )
         shared = self.out / TARGETS_FILE
         others: list[dict[str, object]] = []
         if shared.exists():
@@ -93,7 +95,7 @@ class Endpoints:
                 for g in found
                 if isinstance(g, dict) and (g.get("labels") or {}).get("run") != self.run.name
             ]
-        groups = [*others, *self._groups()]
+        groups = [*others, *([] if leaving else self._groups())]
         if groups:
             write_atomically(shared, json.dumps(groups, indent=2) + "\n")
         else:  # no run is going: the results folder holds runs only
@@ -104,10 +106,4 @@ class Endpoints:
         for endpoint in self._served:
             endpoint.stop()
         with self._lock:
-            live = dict(self.urls)
-            self.urls.clear()
-            self._write()
-            self.urls = live
-            write_atomically(
-                self.run / "endpoints.json", json.dumps(live, indent=2, sort_keys=True) + "\n"
-            )
+            self._write(leaving=True)

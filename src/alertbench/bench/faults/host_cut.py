@@ -21,18 +21,17 @@ bench runs on (cutting that would cut the bench off).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import shlex
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 from alertbench.bench.faults.spec import FaultSpec
 from alertbench.bench.faults.target import FaultError, Target, leader_id
 from alertbench.errors import AlertbenchError
+from alertbench.kafka.deploy import local_addresses
 
 if TYPE_CHECKING:
     from alertbench.kafka.state import ClusterState, Node
@@ -95,18 +94,10 @@ def interface_of(transport: SSHTransport, address: str) -> str:
     return fields[1].split("@")[0]
 
 
-def _own_addresses() -> set[str]:
-    """Every address of the machine (network namespace) the bench runs in."""
-    found = {socket.gethostbyname("localhost")}
-    for addrs in psutil.net_if_addrs().values():
-        found |= {a.address.split("%")[0] for a in addrs}
-    return found
-
-
 def check_host(transport: SSHTransport, node: Node) -> str | None:
     """Why ``node``'s host (reached through ``transport``) cannot be cut off, or None."""
     where = f"host {node.host} ({node.address})"
-    if node.address in _own_addresses():
+    if ipaddress.ip_address(node.address).is_loopback or node.address in local_addresses():
         return (
             f"{where} is the machine the bench runs on: cutting it would cut the bench off; "
             "run the bench on another machine than the Kafka nodes"
