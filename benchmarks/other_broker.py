@@ -59,9 +59,9 @@ def run(scenario: str, visits: int, out: Path, extra: list[str], env: dict[str, 
     done = subprocess.run(
         [*argv, *extra], cwd=ROOT, env=env, capture_output=True, text=True, check=False
     )
-    (new,) = set(out.iterdir()) - before
-    results_file = new / "results.json"
-    if not results_file.exists():
+    made = set(out.iterdir()) - before
+    results_file = next(iter(made)) / "results.json" if len(made) == 1 else None
+    if results_file is None or not results_file.exists():
         raise SystemExit(f"{' '.join(argv)} failed:\n{done.stderr[-3000:]}")
     return json.loads(results_file.read_text())
 

@@ -97,6 +97,15 @@ class KafkaSettings(BaseModel):
         default_factory=dict,
         description="Client properties (librdkafka names), applied over client_config.",
     )
+    jmx_exporter: bool = Field(
+        True,
+        description="Start every Kafka and ZooKeeper node `kafka up` starts with the "
+        "Prometheus JMX exporter agent (its metrics on the host's metrics_port).",
+    )
+    jmx_exporter_version: str = Field(
+        "1.0.1",
+        description="Version of io.prometheus.jmx:jmx_prometheus_javaagent fetched from Maven.",
+    )
 
 
 # The size of a micro-batch, set in [broker] or by a benchmark scenario.
@@ -306,6 +315,11 @@ class Settings(BaseSettings):
     def kafka_state_dir(self) -> Path:
         """Folder holding the local Kafka cluster's nodes and state file."""
         return self.run_dir / "kafka"
+
+    @property
+    def spark_state_dir(self) -> Path:
+        """Folder holding the standalone Spark cluster's state, logs and work dirs."""
+        return self.run_dir / "spark"
 
 
 def _anchor(value: Any, base: Path, where: tuple[str, ...]) -> Any:

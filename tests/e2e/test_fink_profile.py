@@ -120,6 +120,19 @@ def test_the_broker_served_its_batches_and_lag_while_it_ran(fink_run) -> None:
     assert f"kafka_consumergroup_current_offset_sum{{{group}}} {float(N)}" in lines
     assert f"kafka_consumergroup_lag_sum{{{group}}} 0.0" in lines
     assert any(x.startswith('kafka_topic_partitions{topic="e2e-fink"}') for x in lines)
+    # Each science module's rows and seconds, as its batches committed them: the same
+    # figures the bench reads from the committed science-stats files afterwards.
+    costs = science_costs(fink_run.out)
+    served = {tuple(x.rsplit(" ", 1)) for x in lines}
+    values = {k: float(v) for k, v in served}
+    for name, cost in costs["modules"].items():
+        assert values[f'alertbench_science_module_rows_total{{module="{name}"}}'] == N
+        seconds = values[f'alertbench_science_module_seconds_total{{module="{name}"}}']
+        assert seconds == pytest.approx(cost["seconds"], abs=1e-6), name  # it keeps 6 places
+        assert values[f'alertbench_science_module_failures_total{{module="{name}"}}'] == 0
+    assert values['alertbench_broker_quarantined_total{query="fused"}'] == 0
+    # Every alert's age when its batch committed it to raw, from its Kafka timestamp.
+    assert values['alertbench_broker_alert_age_seconds_count{query="fused"}'] == N
 
 
 def test_the_broker_names_the_profile_and_the_modules_it_ran(fink_run):

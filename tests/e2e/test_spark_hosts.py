@@ -355,7 +355,7 @@ def test_the_broker_pipeline_runs_on_the_deployed_cluster(
 
 @pytest.mark.kafka
 def test_bench_runs_on_the_deployed_cluster(hosts, deployed, alerts_dir, tmp_path, cli) -> None:
-    _, inv_path, run_dir, _ = deployed
+    root, inv_path, run_dir, _ = deployed
     done = cli(
         "--inventory",
         str(inv_path),
@@ -381,3 +381,19 @@ def test_bench_runs_on_the_deployed_cluster(hosts, deployed, alerts_dir, tmp_pat
     integrity = results["integrity"]
     assert integrity["ok"] is True
     assert integrity["sent"] == integrity["in_raw"] == integrity["distinct_in_raw"] == 50 + 300
+
+    # Every process the run used served its metrics on its host, scraped once by the run
+    # as its load ended: Kafka's JMX exporter agent (installed on host1 by `kafka up`), the
+    # Spark master's and workers' own sinks, the driver's and its executors'.
+    checked = json.loads((run / "endpoints-checked.json").read_text())
+    a1 = hosts[0].address
+    urls = {name: c["url"] for name, c in checked.items()}
+    assert urls["kafka-host1"] == f"http://{a1}:7071/metrics"
+    assert urls["spark-master"] == f"http://{a1}:8080/metrics/master/prometheus/"
+    for h in hosts[1:]:
+        assert urls[f"spark-worker-{h.name}"] == f"http://{h.address}:8081/metrics/prometheus/"
+    assert {"bench", "broker-main", "spark-main", "spark-executors-main", "timing-main"} <= set(
+        urls
+    )
+    assert all(c.get("series", 0) > 10 for c in checked.values()), checked
+    assert (root / "host1" / "agents" / "jmx_prometheus_javaagent-1.0.1.jar").is_file()

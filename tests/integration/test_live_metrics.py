@@ -129,7 +129,12 @@ def test_a_run_is_scraped_as_it_goes_and_every_dashboard_query_answers(
     # The run's endpoints, listed in its folder and taken off the shared targets at its end.
     listed = json.loads((run / "endpoints.json").read_text())
     assert listed["bench"] == endpoint.group(1)
-    assert set(listed) == {"bench"}  # the timing consumer's went when it ended
+    # The timing consumer's went when it ended; the embedded Kafka node's JMX exporter stays.
+    assert set(listed) == {"bench", "kafka-node-1"}
+    # Scraped once by the run itself as the load ended: every component answered.
+    checked = json.loads((run / "endpoints-checked.json").read_text())
+    assert set(checked) == {"bench", "kafka-node-1", "timing-main"}
+    assert all(c.get("series", 0) > 10 for c in checked.values()), checked
     assert not (tmp_path / "results" / "prometheus-targets.json").exists()
     assert running(output) == []
 
@@ -145,22 +150,19 @@ def test_a_run_is_scraped_as_it_goes_and_every_dashboard_query_answers(
     started = datetime.strptime(r["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     t0 = started.timestamp()
     window = {"start": t0, "end": ended, "step": 1}
-    # Both endpoints were scraped: the bench's and the timing consumer's.
+    # Every endpoint was scraped: the bench's, the timing consumer's and Kafka's.
     up = prometheus.api("query_range", query=f'up{{run="{run.name}"}}', **window)
-    assert {s["metric"]["component"] for s in up} == {"bench", "timing-main"}
-    assert all(float(v) == 1 for s in up for _, v in s["values"][:3])
+    assert {s["metric"]["component"] for s in up} == {"bench", "timing-main", "kafka-node-1"}
+    ups = {s["metric"]["component"]: [float(v) for _, v in s["values"]] for s in up}
+    assert ups["bench"][:3] == ups["timing-main"][:3] == [1, 1, 1]
+    # The agent's first scrape loads its collectors (up to 0.6 s here, against the 1 s
+    # timeout of this test's 1 s interval); every later one answered until the run ended
+    # and stopped its Kafka, which Prometheus' discovery (updated every 5 s at most) kept
+    # scraping for a few seconds more.
+    kafka_up = ups["kafka-node-1"]
+    assert set(kafka_up[2:-6]) == {1}, [(i, v) for i, v in enumerate(kafka_up) if v != 1]
 
-    # Every query of the shipped dashboard answers, with the labels its legend names.
-    dash = json.loads(files("alertbench.observe").joinpath("dashboards/run.json").read_text())
-    answers = {}
-    for panel in dash["panels"]:
-        for target in panel["targets"]:
-            expr = target["expr"].replace("$run", run.name)  # letters, digits, T and -
-            series = prometheus.api("query_range", query=expr, **window)
-            assert series, f"panel {panel['title']!r}: {expr} returned nothing"
-            for label in re.findall(r"\{\{(\w+)\}\}", target["legendFormat"]):
-                assert all(label in s["metric"] for s in series), (panel["title"], series[0])
-            answers[(panel["id"], target["refId"])] = series
+    answers = dashboard_answers(prometheus, "run", run.name, window)
     # NaN where a rate had nothing to divide (a histogram before its first alert).
     values = {
         k: [float(v) for s in ss for _, v in s["values"] if v != "NaN"] for k, ss in answers.items()
@@ -170,8 +172,28 @@ def test_a_run_is_scraped_as_it_goes_and_every_dashboard_query_answers(
     assert max(values[(3, "A")]) > 50  # the held-back broker fell behind
     assert 0 < max(values[(4, "B")]) <= 120  # p99, send to output
     assert all(0 <= v <= 1 for v in values[(5, "A")])
-    assert min(values[(8, "A")]) > 2**20
+    assert min(values[(8, "A")]) > 2**20, [
+        (s["metric"], s["values"][:3])
+        for s in answers[(8, "A")]
+        if float(s["values"][0][1]) < 2**20
+    ]
     assert {s["metric"]["phase"] for s in answers[(9, "A")]} >= {"warmup", "load", "drain"}
+
+    # The Kafka dashboard, on the run's Kafka node (the JMX exporter agent).
+    kafka = dashboard_answers(prometheus, "kafka", run.name, window)
+    values = {
+        k: [float(v) for s in ss for _, v in s["values"] if v != "NaN"] for k, ss in kafka.items()
+    }
+    topics = {s["metric"]["topic"] for s in kafka[(1, "A")]}
+    assert {f"{output}", *(t for t in topics if t.endswith("-alerts"))} <= topics
+    assert max(values[(1, "A")]) > 10  # alerts in per second while visits went
+    assert max(values[(2, "A")]) > 2**20  # bytes in per second: 50-150 KB alerts
+    assert set(values[(3, "A")]) == {0.0}  # one node: nothing under-replicated
+    assert all(0 <= v < 10_000 for v in values[(4, "B")])  # produce p99, ms
+    # The input's log end offsets: the warm-up and the 750 alerts of the load.
+    ends = [s for s in kafka[(6, "A")] if s["metric"]["topic"].endswith("-alerts")]
+    assert sum(float(s["values"][-1][1]) for s in ends) == 20 + 750
+    assert min(values[(9, "A")]) > 2**20, kafka[(9, "A")]  # heap in use
 
     # Kafka Exporter's lag is the lag the run recorded, at the same instants: each scraped
     # value is one the run's sampler took within the scrape before.
@@ -216,6 +238,25 @@ def test_a_run_is_scraped_as_it_goes_and_every_dashboard_query_answers(
     loaded = [line.split() for line in dumped.stdout.splitlines()]
     assert all(f'run="{run.name}"' in " ".join(x) for x in loaded)
     assert [float(x[-2]) for x in loaded] == [float(v) for v in lag["lag"]]
+
+
+def dashboard_answers(prometheus: Prometheus, name: str, run: str, window: dict) -> dict:
+    """Every query of a shipped dashboard over ``window``, by (panel id, refId).
+
+    Each must return series, with the labels its legend names.
+    """
+    text = files("alertbench.observe").joinpath(f"dashboards/{name}.json").read_text()
+    answers = {}
+    for panel in json.loads(text)["panels"]:
+        for target in panel["targets"]:
+            # The variables as Grafana sets them with one run and every node chosen.
+            expr = target["expr"].replace("$run", run).replace("$node", "kafka-.*")
+            series = prometheus.api("query_range", query=expr, **window)
+            assert series, f"{name} panel {panel['title']!r}: {expr} returned nothing"
+            for label in re.findall(r"\{\{(\w+)\}\}", target["legendFormat"]):
+                assert all(label in s["metric"] for s in series), (panel["title"], series[0])
+            answers[(panel["id"], target["refId"])] = series
+    return answers
 
 
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux's script")

@@ -144,6 +144,20 @@ def test_a_password_with_quotes_and_backslashes_reaches_librdkafka_and_java(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(done.stdout.split()) == sorted(p.decode() for p in payloads)
+    # The same file, as a user would hand alertbench the one they use with Kafka's tools:
+    # read as Java properties, its JAAS line and trust store translated for librdkafka.
+    java_props = read_client_properties(java_file)
+    assert java_props == {
+        "bootstrap.servers": servers,
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "quoted",
+        "sasl.password": password,
+        "ssl.ca.location": str(ca),
+    }
+    from_java_file = Connection.build(java_props.pop("bootstrap.servers"), java_props)
+    got = consume(from_java_file, "granted", count=20, config={"group.id": "quoted-javafile"})
+    assert sorted(m[3] for m in got) == sorted(payloads)
     # The password cut where a raw quote would end it is refused.
     wrong = Connection.build(servers, {**props, "sasl.password": "pa"})
     with pytest.raises(ClusterError, match="user name or password is wrong"):

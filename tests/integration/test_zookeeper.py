@@ -8,6 +8,7 @@ would on its own host.
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,16 @@ from alertbench.procs import LocalTransport
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 HOSTS = {"127.0.0.21": "zk-master", "127.0.0.22": "zk-slave1", "127.0.0.23": "zk-slave2"}
-CLASSIC_PORTS = (24498, 23333, 23334, 24499)
+CLASSIC_PORTS = (24498, 23333, 23334, 24499, 7071, 7072)
+
+
+def scrape(address: str, port: int) -> dict[str, float]:
+    """A JMX exporter agent's series, by name and labels as it prints them."""
+    with urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=10) as r:
+        lines = r.read().decode().splitlines()
+    return {
+        k: float(v) for k, v in (x.rsplit(" ", 1) for x in lines if x and not x.startswith("#"))
+    }
 
 
 def test_classic_inventory_ensemble_and_brokers_carry_real_alerts(
@@ -75,6 +85,23 @@ def test_classic_inventory_ensemble_and_brokers_carry_real_alerts(
         status = cli("kafka", "status", run_dir=run_dir)
         assert "zk-slave2-zk" in status.stdout
         assert "ztf-zk" in status.stdout
+
+        # Every node serves its JMX metrics through the agent, on the classic ports.
+        said = " ".join(status.stdout.split())
+        for address in HOSTS:
+            for port in (7071, 7072):
+                assert f"http://{address}:{port}/metrics" in said
+        states = []
+        for zk in zks:
+            found = scrape(zk["address"], 7072)
+            (alive,) = [k for k in found if k.startswith("zookeeper_numaliveconnections{")]
+            states.append(alive.split('state="')[1].split('"')[0])
+        assert sorted(states) == ["Follower", "Follower", "Leader"]
+        brokers = [scrape(a, 7071) for a in HOSTS]
+        assert all(b["kafka_server_replicamanager_underreplicatedpartitions"] == 0 for b in brokers)
+        # Each leader counts what it appended: the three count every alert once.
+        topic_in = 'kafka_server_brokertopicmetrics_messagesin_total{topic="ztf-zk"}'
+        assert sum(b.get(topic_in, 0) for b in brokers) == len(files)
     finally:
         down = cli("kafka", "down", "--purge", run_dir=run_dir)
     assert down.returncode == 0, down.stderr

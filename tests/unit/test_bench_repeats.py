@@ -96,3 +96,41 @@ def test_write_summarises_the_runs_and_compare_reads_repeats(tmp_path: Path) -> 
     text = console.export_text()
     assert "Comparison of repeats" in text
     assert "within spread" in text
+
+
+def test_two_single_runs_are_read_against_the_noise_of_repeats(tmp_path: Path) -> None:
+    # The noise: three repeats whose p99 spread is (2.4 - 2.0) / 2.2 = 18%.
+    noise = repeats.write(
+        tmp_path / "noise",
+        "smoke",
+        write_runs(tmp_path / "noise", [result("n1", 2.0), result("n2", 2.2), result("n3", 2.4)]),
+    )
+    p99 = repeats.load_figures(noise)["latency distribution p99 (s)"]
+    assert p99["spread"] == 0.1818
+    assert repeats.noise(2.0, 2.3, p99) == "noise"  # +15%
+    assert repeats.noise(2.0, 1.7, p99) == "noise"  # -15%
+    assert repeats.noise(2.0, 2.5, p99) == "beyond noise"  # +25%
+    assert repeats.noise(2.0, None, p99) == "unknown"
+    assert repeats.noise(2.0, 2.5, None) == "unknown"
+    one = repeats.figures([result("x", 2.0)])["latency distribution p99 (s)"]
+    assert repeats.noise(2.0, 2.5, one) == "unknown"  # one run measures no spread
+
+    a, b, c = write_runs(
+        tmp_path / "runs", [result("a", 2.0, 600), result("b", 2.3, 600), result("c", 3.0, 600)]
+    )
+    console = Console(record=True, width=200)
+    render_compare(a, b, console, noise=noise)
+    lines = {
+        line.split("│")[1].strip(): line
+        for line in console.export_text().splitlines()
+        if "│" in line
+    }
+    assert "noise" in lines["latency distribution p99 (s)"]
+    assert "beyond" not in lines["latency distribution p99 (s)"]
+    console = Console(record=True, width=200)
+    render_compare(a, c, console, noise=noise)
+    text = console.export_text()
+    lines = {line.split("│")[1].strip(): line for line in text.splitlines() if "│" in line}
+    assert "beyond noise" in lines["latency distribution p99 (s)"]
+    assert lines["faults"].split("│")[-2].strip() == "—"  # neither run measured it
+    assert f"repeatsin{noise}" in "".join(text.split())  # the path may wrap

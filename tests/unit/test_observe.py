@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from rich.console import Console
 
 from alertbench.bench.live import Progress, RunView
@@ -19,7 +19,13 @@ from alertbench.bench.sampler import LagSampler, ResourceSampler
 from alertbench.observe.config import prometheus_config
 from alertbench.observe.endpoint import serve
 from alertbench.observe.kafka_names import Offsets, families
-from alertbench.observe.targets import TARGETS_FILE, Endpoints
+from alertbench.observe.targets import (
+    CHECKED_FILE,
+    TARGETS_FILE,
+    Endpoints,
+    write_cluster_targets,
+)
+from alertbench.procs import free_ports
 
 
 class _Snapshots:
@@ -167,6 +173,101 @@ def test_the_scrape_configuration_reads_the_targets_file(tmp_path: Path) -> None
     text = prometheus_config(tmp_path / "r", interval_s=1)
     assert "scrape_interval: 1s" in text
     assert f"- files: ['{(tmp_path / 'r').resolve() / TARGETS_FILE}']" in text
+    both = prometheus_config(tmp_path / "r", clusters=[tmp_path / "k", tmp_path / "s"])
+    listed = ", ".join(f"'{tmp_path.resolve() / d / TARGETS_FILE}'" for d in ("r", "k", "s"))
+    assert f"- files: [{listed}]" in both
+
+
+def test_a_cluster_lists_its_running_processes_and_none_when_stopped(tmp_path: Path) -> None:
+    write_cluster_targets(
+        tmp_path,
+        "alertbench-spark",
+        {
+            "spark-master": "http://10.0.0.1:8080/metrics/master/prometheus/",
+            "spark-worker-1": "http://10.0.0.2:8081/metrics/prometheus/",
+            "kafka-a": "http://10.0.0.1:7071/metrics",
+        },
+    )
+    assert json.loads((tmp_path / TARGETS_FILE).read_text()) == [
+        {
+            "targets": ["10.0.0.1:7071"],
+            "labels": {"job": "alertbench-spark", "component": "kafka-a"},
+        },
+        {
+            "targets": ["10.0.0.1:8080"],
+            "labels": {
+                "job": "alertbench-spark",
+                "component": "spark-master",
+                "__metrics_path__": "/metrics/master/prometheus/",
+            },
+        },
+        {
+            "targets": ["10.0.0.2:8081"],
+            "labels": {
+                "job": "alertbench-spark",
+                "component": "spark-worker-1",
+                "__metrics_path__": "/metrics/prometheus/",
+            },
+        },
+    ]
+    write_cluster_targets(tmp_path, "alertbench-spark", {})
+    assert not (tmp_path / TARGETS_FILE).exists()
+
+
+def test_a_run_records_what_each_endpoint_answered_when_it_scraped_them(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    Gauge("alertbench_x", "x", ["k"], registry=registry).labels("a").set(1)
+    served = serve(registry, 0, "127.0.0.1")
+    (dead,) = free_ports(1)
+    endpoints = Endpoints(tmp_path / "run", tmp_path)
+    (tmp_path / "run").mkdir()
+    try:
+        endpoints.add("bench", served)
+        endpoints.add("gone", f"127.0.0.1:{dead}")
+        found = endpoints.check(timeout=2)
+    finally:
+        endpoints.close()
+    assert found["bench"]["url"] == f"http://127.0.0.1:{served.port}/metrics"
+    # Its gauge and the client's own process and platform series, none of them comments.
+    text = generate_latest(registry).decode()
+    assert found["bench"]["series"] == sum(
+        1 for x in text.splitlines() if x and not x.startswith("#")
+    )
+    assert "refused" in str(found["gone"]["error"])
+    assert json.loads((tmp_path / "run" / CHECKED_FILE).read_text()) == found
+
+
+def test_the_kafka_dashboard_queries_only_series_the_agents_rules_make() -> None:
+    from importlib.resources import files
+
+    from alertbench.kafka.jmx_exporter import rules
+
+    dash = json.loads(files("alertbench.observe").joinpath("dashboards/kafka.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    named = set(re.findall(r"\b((?:kafka|jvm)_[a-z_]+)", " ".join(exprs)))
+    # Each a rule's name with its MBean's name lowercased in place of the capture.
+    topic_rule = "kafka_server_brokertopicmetrics_$1_total"
+    made = {
+        "kafka_server_brokertopicmetrics_messagesin_total": topic_rule,
+        "kafka_server_brokertopicmetrics_bytesin_total": topic_rule,
+        "kafka_server_brokertopicmetrics_bytesout_total": topic_rule,
+        "kafka_server_replicamanager_underreplicatedpartitions": "kafka_server_replicamanager_$1",
+        "kafka_controller_kafkacontroller_offlinepartitionscount": (
+            "kafka_controller_kafkacontroller_$1"
+        ),
+        "kafka_network_requestmetrics_totaltimems": "kafka_network_requestmetrics_$1",
+        "kafka_log_log_logendoffset": "kafka_log_log_$1",
+        "kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent": (
+            "kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent"
+        ),
+        "kafka_server_replicamanager_isrshrinks_total": "kafka_server_replicamanager_$1_total",
+        "kafka_server_replicamanager_isrexpands_total": "kafka_server_replicamanager_$1_total",
+        "jvm_memory_used_bytes": None,  # the agent's own JVM collector
+    }
+    assert named == set(made)
+    text = rules("kafka")
+    assert all(rule is None or f"name: {rule}\n" in text for rule in made.values())
+    assert all('run=~"$run",component=~"$node"' in e for e in exprs)
 
 
 def test_the_dashboard_queries_only_series_alertbench_serves() -> None:
@@ -267,3 +368,55 @@ def test_a_runs_series_go_out_as_openmetrics_each_sample_at_its_own_time() -> No
         'alertbench_alert_latency_seconds_sum{run="R",topic="a"} 70.3 1796300002.000',
     ]
     assert text[-1] == "# EOF"
+
+
+def test_the_broker_counts_each_committed_batchs_quarantine_and_science_costs(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from alertbench.broker.batch.science.module import ScienceStats
+    from alertbench.broker.batch.tasks import STATS_OUTPUT, write_stats
+    from alertbench.broker.stream.metrics import BrokerMetrics
+    from alertbench.broker.stream.sink import BatchSink
+
+    # Batch 3 of the fused query, as two tasks stage it and the driver commits it.
+    sink = BatchSink(tmp_path, "fused")
+    stage = sink.staged(3, "raw").parent
+    (stage / "quarantine").mkdir(parents=True)
+    for task, bad in ((0, 2), (1, 1)):
+        pq.write_table(
+            pa.table({"reason": ["no magic byte"] * bad}), stage / "quarantine" / f"t{task}.parquet"
+        )
+        stats = ScienceStats()
+        stats.add("cdsxmatch", rows=100, processed=100, seconds=0.25, failed=False)
+        stats.add("snn", rows=40, processed=40, seconds=1.5, failed=task == 1)
+        write_stats(stats, stage / STATS_OUTPUT, f"t{task}.parquet")
+    # Its raw alerts: one appended to Kafka 5 s ago, one 70 s ago (past Rubin's 60 s).
+    appended = [int((time.time() - ago) * 1e6) for ago in (5, 70)]
+    (stage / "raw" / "night=20231018").mkdir(parents=True)
+    pq.write_table(
+        pa.table({"candid": [1, 2], "kafka_time": pa.array(appended, pa.timestamp("us", "UTC"))}),
+        stage / "raw" / "night=20231018" / "t0.parquet",
+    )
+    sink.commit(3, ["raw", "quarantine", "science", STATS_OUTPUT])
+
+    metrics = BrokerMetrics(["ab-in"], lambda topic: {0: 0}, tmp_path)
+    metrics.observe({"query": "fused", "batch": 3, "rows": 200, "batch_ms": 900, "sources": []})
+    # A batch that committed nothing (an empty trigger) and one not committed count nothing.
+    metrics.observe({"query": "fused", "batch": 4, "rows": 0, "batch_ms": 10, "sources": []})
+    lines = generate_latest(metrics.registry).decode().splitlines()
+    assert 'alertbench_broker_quarantined_total{query="fused"} 3.0' in lines
+    assert 'alertbench_science_module_rows_total{module="cdsxmatch"} 200.0' in lines
+    assert 'alertbench_science_module_rows_total{module="snn"} 80.0' in lines
+    assert 'alertbench_science_module_seconds_total{module="cdsxmatch"} 0.5' in lines
+    assert 'alertbench_science_module_seconds_total{module="snn"} 3.0' in lines
+    assert 'alertbench_science_module_failures_total{module="snn"} 1.0' in lines
+    assert 'alertbench_science_module_failures_total{module="cdsxmatch"} 0.0' in lines
+    age = "alertbench_broker_alert_age_seconds"
+    assert f'{age}_bucket{{le="2.0",query="fused"}} 0.0' in lines
+    assert f'{age}_bucket{{le="10.0",query="fused"}} 1.0' in lines
+    assert f'{age}_bucket{{le="60.0",query="fused"}} 1.0' in lines
+    assert f'{age}_bucket{{le="90.0",query="fused"}} 2.0' in lines
+    assert f'{age}_count{{query="fused"}} 2.0' in lines

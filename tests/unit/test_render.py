@@ -359,6 +359,14 @@ def test_format_and_parse_properties_round_trip() -> None:
     assert parse_properties(text) == {"a.b": "1", "c": "x=y", "empty": ""}
 
 
-def test_parse_properties_skips_comments_and_blanks() -> None:
-    text = "# c\n! also a comment\n\n  key = value  \nno-equals-sign\n"
-    assert parse_properties(text) == {"key": "value"}
+def test_parse_properties_reads_as_java_reads() -> None:
+    # java.util.Properties: comments skipped, a value's trailing blanks kept, a lone key
+    # empty, ':' a separator, a line continued by a backslash, escapes undone.
+    text = "# c\n! also a comment\n\n  key = value  \nno-equals-sign\na:b\nlong=x\\\n  y\nq=\\\\\n"
+    assert parse_properties(text) == {
+        "key": "value  ",
+        "no-equals-sign": "",
+        "a": "b",
+        "long": "xy",
+        "q": "\\",
+    }

@@ -44,11 +44,11 @@ def _props(tmp_path, mode="kraft", protocol="sasl_ssl", listeners=("sasl_plainte
 def test_kraft_sasl_ssl_node_has_a_listener_per_protocol_and_acls(tmp_path):
     _, (props,) = _props(tmp_path)
     assert props["listeners"] == (
-        "SASL_SSL://127.0.0.1:30000,SASL_PLAINTEXT://127.0.0.1:30005,CONTROLLER://127.0.0.1:30001"
+        "SASL_SSL://127.0.0.1:30000,SASL_PLAINTEXT://127.0.0.1:30007,CONTROLLER://127.0.0.1:30001"
     )
     assert (
         props["advertised.listeners"]
-        == "SASL_SSL://127.0.0.1:30000,SASL_PLAINTEXT://127.0.0.1:30005"
+        == "SASL_SSL://127.0.0.1:30000,SASL_PLAINTEXT://127.0.0.1:30007"
     )
     assert props["listener.security.protocol.map"] == (
         "CONTROLLER:SASL_SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT"

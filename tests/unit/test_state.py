@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from alertbench.errors import ClusterError
-from alertbench.kafka.state import STATE_FORMAT, ClusterState, Node, local_inventory, read_state
+from alertbench.kafka.state import (
+    STATE_FORMAT,
+    ClusterState,
+    Node,
+    local_inventory,
+    nodes_for,
+    read_state,
+)
 from alertbench.procs import ProcessRecord
 
 
@@ -156,6 +163,8 @@ def test_local_inventory_fixed_ports(tmp_path: Path) -> None:
     assert [h.zookeeper_client_port for h in inv.hosts] == [20002, 20012, 20022]
     assert [h.zookeeper_peer_port for h in inv.hosts] == [20003, 20013, 20023]
     assert [h.zookeeper_election_port for h in inv.hosts] == [20004, 20014, 20024]
+    assert [h.metrics_port for h in inv.hosts] == [20005, 20015, 20025]
+    assert [h.zookeeper_metrics_port for h in inv.hosts] == [20006, 20016, 20026]
     base = tmp_path.resolve()
     for i, h in enumerate(inv.hosts, start=1):
         assert h.address == "127.0.0.1"
@@ -186,10 +195,12 @@ def test_local_inventory_free_ports_are_distinct(tmp_path: Path) -> None:
             "zookeeper_client_port",
             "zookeeper_peer_port",
             "zookeeper_election_port",
+            "metrics_port",
+            "zookeeper_metrics_port",
         )
     ]
-    assert len(ports) == 15
-    assert len(set(ports)) == 15
+    assert len(ports) == 21
+    assert len(set(ports)) == 21
     assert all(p > 0 for p in ports)
 
 
@@ -197,3 +208,33 @@ def test_local_inventory_zookeeper_roles(tmp_path: Path) -> None:
     inv = local_inventory(tmp_path, nodes=2, mode="zookeeper", base_port=21000)
     assert [h.roles for h in inv.hosts] == [("zookeeper", "broker"), ("zookeeper", "broker")]
     assert inv.zookeeper_connect == "127.0.0.1:21002,127.0.0.1:21012"
+
+
+def test_nodes_with_the_jmx_exporter_agent_listen_on_their_metrics_ports(tmp_path: Path) -> None:
+    from alertbench.kafka.jmx_exporter import RULES_FILE, agent_option, rules
+    from alertbench.kafka.jvm import node_agent_option
+
+    inv = local_inventory(tmp_path, nodes=1, mode="zookeeper", base_port=21000)
+    plain = nodes_for(inv, lambda h: tmp_path / h.name)
+    assert [(n.name, n.agent, n.metrics_url) for n in plain] == [
+        ("node-1-zk", None, None),
+        ("node-1", None, None),
+    ]
+    assert all("metrics_port" not in n.ports for n in plain)
+    zk, kafka = nodes_for(inv, lambda h: tmp_path / h.name, agent_of=lambda h: "/opt/agent.jar")
+    assert zk.ports["zookeeper_metrics_port"] == 21006
+    assert kafka.ports["metrics_port"] == 21005
+    assert zk.metrics_url == "http://127.0.0.1:21006/metrics"
+    assert kafka.metrics_url == "http://127.0.0.1:21005/metrics"
+    # The agent binds the node's address and reads the rules of its kind.
+    home = tmp_path / "node-1"
+    assert node_agent_option(kafka) == [
+        f"-javaagent:/opt/agent.jar=127.0.0.1:21005:{home / 'config' / 'jmx-exporter.yml'}"
+    ]
+    assert agent_option("/a.jar", "10.0.0.5", 7072, home, "zookeeper") == (
+        f"-javaagent:/a.jar=10.0.0.5:7072:{home / RULES_FILE['zookeeper']}"
+    )
+    assert "kafka_server_replicamanager_$1" in rules("kafka")
+    assert "zookeeper_$4" in rules("zookeeper")
+    # Recorded in the state file and read back.
+    assert Node.from_json(json.loads(json.dumps(kafka.to_json()))) == kafka

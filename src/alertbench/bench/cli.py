@@ -443,11 +443,19 @@ def compare(
     run_b: Annotated[
         Path, typer.Argument(help="Second run directory, or a --repeat folder.", resolve_path=True)
     ],
+    noise: Annotated[
+        Path | None,
+        typer.Option(
+            help="A --repeat folder of the same scenario: changes within its run-to-run "
+            "spread are marked as noise.",
+            resolve_path=True,
+        ),
+    ] = None,
 ) -> None:
     """Print two runs side by side; with --repeat folders, say which figures differ."""
     from alertbench.bench.compare import render_compare
 
-    render_compare(run_a, run_b, console)
+    render_compare(run_a, run_b, console, noise=noise)
 
 
 @bench_app.command("list")

@@ -3,6 +3,9 @@
 Either side may be one run directory or a ``bench run --repeat N`` folder:
 with repeats, each figure is the median of the runs, and whether the two
 differ is read from the runs' own spread (:mod:`alertbench.bench.repeats`).
+Two single runs can be read against the noise measured by repeats of the
+same scenario (``--noise FOLDER``): a change no larger than that figure's
+run-to-run spread is marked as noise.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def _style(metric: Metric, a: Any, b: Any) -> str:
     return "yellow"
 
 
-def render_compare(a_dir: Path, b_dir: Path, console: Console) -> None:
+def render_compare(a_dir: Path, b_dir: Path, console: Console, noise: Path | None = None) -> None:
     """Print the key metrics of two runs side by side.
 
     Parameters
@@ -77,6 +80,9 @@ def render_compare(a_dir: Path, b_dir: Path, console: Console) -> None:
         Run directories; ``b_dir`` is compared against ``a_dir``.
     console : rich.console.Console
         Where the table is printed.
+    noise : Path, optional
+        A ``--repeat`` folder of the same scenario: each change is marked
+        ``noise`` when it is within that figure's run-to-run spread.
 
     Raises
     ------
@@ -94,14 +100,35 @@ def render_compare(a_dir: Path, b_dir: Path, console: Console) -> None:
     table.add_column(Text(str(a.get("run_id") or Path(a_dir).name)), justify="right")
     table.add_column(Text(str(b.get("run_id") or Path(b_dir).name)), justify="right")
     table.add_column("change", justify="right")
+    spread = repeats.load_figures(noise) if noise is not None else None
+    if spread is not None:
+        table.add_column("noise?")
     for metric, (label, value_a, value_b, change) in zip(METRICS, compare_table(a, b), strict=True):
-        style = _style(metric, metric.value(a), metric.value(b))
-        table.add_row(Text(label), Text(value_a), Text(value_b), Text(change, style=style))
+        va, vb = metric.value(a), metric.value(b)
+        cells = [
+            Text(label),
+            Text(value_a),
+            Text(value_b),
+            Text(change, style=_style(metric, va, vb)),
+        ]
+        if spread is not None:
+            known = va is not None and vb is not None
+            mark = repeats.noise(va, vb, spread.get(label)) if known else MISSING
+            cells.append(Text(mark, style="bold" if mark == "beyond noise" else "dim"))
+        table.add_row(*cells)
     console.print(table)
-    console.print(
-        "One run each: a change within a run's own spread cannot be told from noise; "
-        "compare `bench run --repeat N` folders to know."
-    )
+    if spread is None:
+        console.print(
+            "One run each: a change within a run's own spread cannot be told from noise; "
+            "compare `bench run --repeat N` folders, or give one as --noise, to know."
+        )
+    else:
+        console.print(
+            Text(
+                f"noise: a change no larger than the figure's run-to-run spread over the "
+                f"repeats in {noise}."
+            )
+        )
 
 
 def repeats_table(

@@ -1,4 +1,9 @@
-"""A run's metrics endpoints as they come up: its timing consumers' and its broker's.
+"""A run's metrics endpoints: its clusters', and its timing consumers' and broker's as they come up.
+
+The Kafka nodes alertbench started serve their JMX metrics through the JMX
+exporter agent (:mod:`alertbench.kafka.jmx_exporter`), and a standalone Spark
+cluster's master and workers through Spark's own sink
+(:mod:`alertbench.spark.metrics`); a run lists those it uses.
 
 Each serves on a free port it chooses and writes ``HOST:PORT`` to a file
 (``metrics-endpoint``) once it listens; the bench reads it and lists the
@@ -16,8 +21,38 @@ import time
 from pathlib import Path
 
 from alertbench.bench.session import Bench, Segment
-from alertbench.spark.session import SPARK_EXECUTOR_METRICS_PATH, SPARK_METRICS_PATH
+from alertbench.kafka.state import ClusterState
+from alertbench.spark import state as spark_state
+from alertbench.spark.metrics import (
+    SPARK_EXECUTOR_METRICS_PATH,
+    SPARK_METRICS_PATH,
+    daemon_metrics_path,
+)
 from alertbench.ssh import SSHTransport
+
+
+def list_cluster_endpoints(bench: Bench, kafka: ClusterState | None, master: str) -> None:
+    """List the metrics of the Kafka nodes and the Spark daemons the run uses.
+
+    Parameters
+    ----------
+    bench : Bench
+        Its endpoints receive them (``kafka-NODE``, ``spark-master``, ``spark-worker-N``).
+    kafka : ClusterState or None
+        The Kafka alertbench started that the run reads (embedded or ``kafka up``'s).
+    master : str
+        The broker's Spark master: a standalone cluster's daemons are listed
+        when ``spark up`` started it.
+    """
+    assert bench.endpoints is not None
+    for node in kafka.nodes if kafka is not None else []:
+        if node.metrics_port is not None:
+            bench.endpoints.add(f"kafka-{node.name}", f"{node.address}:{node.metrics_port}")
+    spark = spark_state.read_state(bench.settings)
+    if spark is not None and spark.master_url == master:
+        for name, ui in spark.uis.items():
+            path = daemon_metrics_path(name)
+            bench.endpoints.add(f"spark-{name}", ui.removeprefix("http://"), path)
 
 
 def list_broker_endpoint(bench: Bench, seg: Segment, written: Path) -> threading.Event:

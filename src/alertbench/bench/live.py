@@ -63,6 +63,7 @@ class RunView:
     segment: str = ""
     phase: str = "starting"
     load_started: float | None = None
+    failed: int = 0  # deliveries the simulator saw fail in this segment
     lag: LagSampler | None = None
     resources: ResourceSampler | None = None
     registry: CollectorRegistry = field(init=False)
@@ -80,7 +81,7 @@ class RunView:
     def watch(self, segment: str, lag: LagSampler, resources: ResourceSampler) -> None:
         """Follow a segment's samplers from now on."""
         self.segment, self.lag, self.resources = segment, lag, resources
-        self.phase, self.load_started = "starting", None
+        self.phase, self.load_started, self.failed = "starting", None, 0
 
     def describe(self) -> list[Metric]:
         """No families ahead of a collection: their labels depend on the run."""
@@ -103,6 +104,12 @@ class RunView:
         )
         expected.add_metric([], self.expected)
         yield expected
+        failed = CounterMetricFamily(
+            "alertbench_alerts_failed",
+            "Alerts whose delivery failed in this segment (refused by Kafka or timed out)",
+        )
+        failed.add_metric([], self.failed)
+        yield failed
         latest = self.lag.latest if self.lag is not None else None
         if latest is not None:
             at, snap, produced = latest

@@ -217,7 +217,7 @@ def drive(
     records every delivery report (see :func:`send`).
     """
     s = bench.scenario
-    done = [0]
+    done = [0, 0]  # alerts acknowledged and deliveries failed, by the sends that ended
     start_at = None  # without faults, the simulator picks the next whole second itself
     if on_start is not None:
         # Two seconds ahead: the simulator's checks of Kafka before it sends fit in them.
@@ -225,12 +225,14 @@ def drive(
         on_start(start_at)
     timed = {"start_at": start_at, "ack_log": ack_log}
 
-    def monitor(acked: int, *_rest: Any) -> None:
+    def monitor(acked: int, _bytes: int = 0, failures: int = 0, *_rest: Any) -> None:
         produced[0] = done[0] + acked
+        bench.view.failed = done[1] + failures
 
     def ran(summary: dict[str, Any]) -> dict[str, Any]:
         done[0] += summary["alerts"]
-        produced[0] = done[0]
+        done[1] += summary.get("failures", 0)
+        produced[0], bench.view.failed = done
         return summary
 
     if s.kind == "max-throughput":

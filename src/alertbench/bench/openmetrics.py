@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from alertbench.bench.outcome import SegmentOutcome
-from alertbench.bench.timing import LATENCY_BUCKETS  # the live histogram's own
+from alertbench.observe.buckets import LATENCY_BUCKETS  # the live histograms' own
 
 
 def _labels(values: dict[str, str]) -> str:

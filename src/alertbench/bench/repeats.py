@@ -103,6 +103,26 @@ def differ(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
     return "within spread"
 
 
+def noise(a: Any, b: Any, figure: dict[str, Any] | None) -> str:
+    """Whether B's change from A is within the run-to-run noise ``figure`` measured.
+
+    ``figure`` is one figure of repeated runs of the same scenario (from
+    :func:`figures`): its spread (range over median) is the noise. A change
+    no larger than that, relative to A, is ``noise``; a larger one is
+    ``beyond noise``; ``unknown`` when either value is not a number, or the
+    repeats measured no spread (one run, or a median of 0).
+    """
+    if not (is_number(a) and is_number(b)) or not figure or figure.get("spread") is None:
+        return "unknown"
+    if figure["n"] < 2:
+        return "unknown"
+    if a == b:
+        return "noise"
+    if a == 0:
+        return "beyond noise"
+    return "noise" if abs(b - a) / abs(a) <= figure["spread"] else "beyond noise"
+
+
 def metric_of(label: str) -> Metric | None:
     """The compare metric of a figure's label."""
     return next((m for m in METRICS if m.label == label), None)

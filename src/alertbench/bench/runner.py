@@ -23,7 +23,11 @@ from typing import Any
 
 from alertbench.bench import collect, load
 from alertbench.bench.brokers import BrokerUnderTest, NullBroker, OtherBroker, OwnBroker, Wiring
-from alertbench.bench.endpoints import list_broker_endpoint, list_timing_endpoint
+from alertbench.bench.endpoints import (
+    list_broker_endpoint,
+    list_cluster_endpoints,
+    list_timing_endpoint,
+)
 from alertbench.bench.faults.injector import Injector
 from alertbench.bench.faults.preflight import preflight
 from alertbench.bench.faults.target import Target
@@ -132,6 +136,7 @@ def run_bench(
                     "bootstrap_servers": None,
                     "security": scenario.security,
                     "listeners": [],
+                    "jmx_exporter": metrics_port is not None,  # --no-metrics: none at all
                 }
             ),
         }
@@ -156,6 +161,7 @@ def run_bench(
             bench.endpoints = Endpoints(run, Path(os.path.abspath(out)))
             bench.endpoints.add("bench", serve(bench.view.registry, metrics_port))
             say(f"metrics for Prometheus: {bench.endpoints.urls['bench']}")
+            list_cluster_endpoints(bench, up.state if embedded else deployed, master)
         bench.timing = place
         bench.keep_data = keep_data
         bench.kafka_settings = kafka_settings if embedded else None
@@ -365,6 +371,8 @@ def _measure(
             outcome.faults = injector.finish()
         total = sum(end_offsets(bench.servers, topic, wiring.partitions).values())
         bench.say(f"all {total:,} alerts in Kafka; waiting for the broker to drain them")
+        if bench.endpoints is not None:  # each scraped once while all serve, as Prometheus would
+            threading.Thread(target=bench.endpoints.check, daemon=True).start()
         bench.view.enter("drain")
         outcome.drained = broker.wait(total, s.drain_timeout, fail=False)
         lag.sample()  # the lag as the drain ended, not as it was up to a second before

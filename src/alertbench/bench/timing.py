@@ -248,14 +248,11 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-#: Latency buckets (s): fine below a second, and Rubin's 60 s among them.
-LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600)
-
-
 def _serve_latency(port: int, where: Path | None) -> Callable[[str, float], None]:
     """Serve the latency histogram per output topic; returns what observes one alert."""
     from prometheus_client import CollectorRegistry, Counter, Histogram
 
+    from alertbench.observe.buckets import LATENCY_BUCKETS
     from alertbench.observe.endpoint import serve
     from alertbench.observe.targets import write_atomically
 

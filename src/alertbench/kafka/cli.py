@@ -65,8 +65,9 @@ def fetch(
         typer.Option(help="Use this unpacked Kafka distribution instead.", resolve_path=True),
     ] = None,
 ) -> None:
-    """Resolve Apache Kafka and its dependencies from Maven Central into the cache."""
+    """Resolve Apache Kafka and the JMX exporter agent its nodes run with into the cache."""
     from alertbench.kafka.fetch import fetch_kafka, kafka_from_home
+    from alertbench.kafka.jmx_exporter import fetch_agent
 
     settings = _settings(ctx, version=version, home=kafka_home)
     if settings.kafka.home is not None:
@@ -79,6 +80,9 @@ def fetch(
         f"[green]Kafka {install.release.version}[/] ready: {len(install.jars)} jars, "
         f"{size:.0f} MB in {install.lib_dir}"
     )
+    if settings.kafka.jmx_exporter:
+        agent = fetch_agent(settings, progress=_say)
+        console.print(f"[green]JMX exporter agent[/] ready: {agent}")
 
 
 @kafka_app.command("config")
@@ -202,6 +206,7 @@ def up(
     console.print(f"bootstrap servers: [bold]{state.bootstrap_servers}[/]")
     for proto, servers in list(state.listeners.items())[1:]:
         console.print(f"{proto.upper()} listener: [bold]{servers}[/]")
+    _print_metrics(state)
     if state.protocol != "plaintext":
         from alertbench.kafka.credentials import ADMIN_PROPERTIES, SECURITY_DIR
 
@@ -210,6 +215,12 @@ def up(
             f"admin client config: {folder / ADMIN_PROPERTIES} (alertbench's commands use it); "
             "add users with `alertbench kafka user add NAME --read TOPIC`"
         )
+
+
+def _print_metrics(state) -> None:
+    urls = [n.metrics_url for n in state.nodes if n.metrics_url]
+    if urls:
+        console.print(f"metrics for Prometheus (JMX exporter): {' '.join(urls)}", highlight=False)
 
 
 def _print_hosts(reports: list) -> None:
@@ -250,11 +261,7 @@ def status(
     """Nodes, controller, brokers, topics and under-replicated partitions."""
     from alertbench.kafka import local
 
-    st = local.status(
-        _settings(
-            ctx,
-        )
-    )
+    st = local.status(_settings(ctx))
     table = Table(title=f"Kafka {st.state.kafka_version} ({st.state.mode})")
     for col in ("node", "address", "kind", "roles", "pid", "ports", "state"):
         table.add_column(col)
@@ -276,6 +283,7 @@ def status(
     console.print(f"bootstrap servers: {st.state.bootstrap_servers} ({st.state.protocol.upper()})")
     for proto, servers in list(st.state.listeners.items())[1:]:
         console.print(f"{proto.upper()} listener: {servers}")
+    _print_metrics(st.state)
     if st.info:
         console.print(
             f"controller: {st.info.controller}   brokers: {st.info.brokers}   "

@@ -24,19 +24,20 @@ from alertbench.kafka import credentials
 from alertbench.kafka.admin import ClusterInfo
 from alertbench.kafka.fetch import KafkaInstall
 from alertbench.kafka.inventory import Host, Inventory
+from alertbench.kafka.jmx_exporter import RULES_FILE, rules
+from alertbench.kafka.jvm import log_option, server_argv
 from alertbench.kafka.readiness import check_ports, wait_kafka, wait_zookeeper
-from alertbench.kafka.release import parse_release
 from alertbench.kafka.remote import java_of
 from alertbench.kafka.render import (
     HostFiles,
     Secured,
     listener_port,
-    log_config_name,
     new_cluster_id,
     render_cluster,
 )
 from alertbench.kafka.security import MECHANISM, Connection, scram_credential
 from alertbench.kafka.state import STATE_FILE, ClusterState, Node, nodes_for, read_state
+from alertbench.observe.targets import write_cluster_targets
 from alertbench.procs import LocalTransport, Transport, stop_processes
 from alertbench.ssh import HostPool, SSHTarget
 
@@ -74,6 +75,9 @@ class KafkaCluster:
         Gives the transport of a host. By default, hosts recorded with an SSH
         target (in the state file, or given to :meth:`plan`) are reached over
         SSH and every other host is this machine.
+    agent : Path, optional
+        The Prometheus JMX exporter agent's jar on this machine: nodes
+        :meth:`plan` lays out run with it (see :mod:`alertbench.kafka.jmx_exporter`).
     """
 
     def __init__(
@@ -84,12 +88,14 @@ class KafkaCluster:
         heap: str = "512m",
         zookeeper_heap: str = "256m",
         transport_for: Callable[[str], Transport] | None = None,
+        agent: Path | None = None,
     ) -> None:
         # Absolute: nodes run with their own folder as working directory.
         self.state_dir = state_dir.resolve()
         self.java = java
         self.heap = heap
         self.zookeeper_heap = zookeeper_heap
+        self.agent = agent
         self._local = LocalTransport()
         self.pool = HostPool({})
         self._transport_for = transport_for or self.pool
@@ -116,6 +122,9 @@ class KafkaCluster:
     def save_state(self, state: ClusterState) -> None:
         """Write the state file atomically."""
         self._local.write_text(self.state_file, json.dumps(state.to_json(), indent=2) + "\n")
+        # The running nodes' metrics, for `alertbench metrics prometheus-config`.
+        urls = {f"kafka-{n.name}": n.metrics_url for n in state.nodes if n.proc and n.metrics_url}
+        write_cluster_targets(self.state_dir, "alertbench-kafka", urls)  # type: ignore[arg-type]
 
     def running(self, state: ClusterState) -> list[Node]:
         """Nodes of ``state`` whose process is alive."""
@@ -147,6 +156,7 @@ class KafkaCluster:
         local: bool,
         targets: dict[str, SSHTarget] | None = None,
         lib_dirs: dict[str, Path] | None = None,
+        agents: dict[str, Path] | None = None,
         secured: Secured | None = None,
     ) -> ClusterState:
         """Lay out the nodes of ``inv`` and render their files (nothing is started).
@@ -165,6 +175,9 @@ class KafkaCluster:
         lib_dirs : dict of str to Path, optional
             Where each remote host has Kafka's jars (see
             :func:`~alertbench.kafka.remote.install_kafka`).
+        agents : dict of str to Path, optional
+            Where each remote host has the JMX exporter agent (used when
+            :attr:`agent` is set).
         secured : Secured, optional
             Listeners, keys and secrets (from :func:`~alertbench.kafka.credentials.prepare`).
 
@@ -189,6 +202,11 @@ class KafkaCluster:
         }
         protocols = secured.security.protocols if secured else ["plaintext"]
 
+        def agent_of(host: Host) -> str | None:
+            if self.agent is None:
+                return None
+            return str((agents or {})[host.name] if host.name in targets else self.agent)
+
         state = ClusterState(
             mode=inv.mode,
             kafka_version=install.release.version,
@@ -197,7 +215,7 @@ class KafkaCluster:
             bootstrap_servers=inv.bootstrap_servers,
             zookeeper_connect=inv.zookeeper_connect or None,
             layout={"source": inv.source, "hosts": len(inv.hosts)},
-            nodes=nodes_for(inv, home_of, protocols),
+            nodes=nodes_for(inv, home_of, protocols, agent_of),
             hosts={name: t.to_json() for name, t in targets.items()},
             security={
                 "protocol": protocols[0],
@@ -222,6 +240,8 @@ class KafkaCluster:
             t = self._t(node)
             for name, text in hf.files.items():
                 t.write_text(node.config_dir / name, text, secret=name in hf.secret)
+            if node.agent:
+                t.write_text(node.config_dir / RULES_FILE[node.kind], rules(node.kind))
         for host in inv.hosts:
             t = self._transport_for(host.name)
             if host.has("zookeeper"):
@@ -238,31 +258,13 @@ class KafkaCluster:
     def _classpath(self, node: Node, state: ClusterState) -> str:
         return str(Path(node.lib_dir or state.lib_dir) / "*")
 
-    def _java_argv(self, node: Node, state: ClusterState, heap: str, main: list[str]) -> list[str]:
-        return [
-            self._java(node),
-            f"-Xms{heap}",
-            f"-Xmx{heap}",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-XX:InitiatingHeapOccupancyPercent=35",
-            "-XX:+ExplicitGCInvokesConcurrent",
-            "-Djava.awt.headless=true",
-            f"-Dalertbench.node={node.name}",
-            f"-Dkafka.logs.dir={node.log_dir}",
-            _log_option(node, state),
-            "-cp",
-            self._classpath(node, state),
-            *main,
-        ]
-
     def _format(self, state: ClusterState, node: Node) -> None:
         argv = [
             self._java(node),
             "-Xmx256m",
             "-XX:TieredStopAtLevel=1",
             f"-Dkafka.logs.dir={node.log_dir}",
-            _log_option(node, state),
+            log_option(node, state),
             "-cp",
             self._classpath(node, state),
             "kafka.tools.StorageTool",
@@ -341,9 +343,8 @@ class KafkaCluster:
         else:
             main = ["kafka.Kafka", str(node.config_dir / "server.properties")]
             heap = self.heap
-        node.proc = self._t(node).spawn(
-            self._java_argv(node, state, heap, main), log=node.console_log, cwd=node.home
-        )
+        argv = server_argv(self._java(node), self._classpath(node, state), node, state, heap, main)
+        node.proc = self._t(node).spawn(argv, log=node.console_log, cwd=node.home)
         self.save_state(state)
 
     def start(
@@ -479,12 +480,3 @@ class KafkaCluster:
                 if node.data_dir:
                     t.remove_tree(Path(node.data_dir))
         self._local.remove_tree(self.state_dir)
-
-
-def _log_option(node: Node, state: ClusterState) -> str:
-    """The JVM flag that points Kafka's logging at the node's rendered config."""
-    release = parse_release(state.kafka_version)
-    path = node.config_dir / log_config_name(release)
-    if release.uses_log4j2:
-        return f"-Dlog4j2.configurationFile={path}"
-    return f"-Dlog4j.configuration=file:{path}"

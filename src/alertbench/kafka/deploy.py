@@ -25,6 +25,7 @@ from alertbench.kafka.admin import ClusterInfo
 from alertbench.kafka.cluster import KafkaCluster, Progress
 from alertbench.kafka.fetch import KafkaInstall
 from alertbench.kafka.inventory import Host, Inventory
+from alertbench.kafka.jmx_exporter import install_agent
 from alertbench.kafka.remote import check_java, install_kafka, java_of, ssh_target
 from alertbench.kafka.render import Secured
 from alertbench.kafka.state import PORT_NAMES, ClusterState
@@ -46,6 +47,8 @@ class HostReport:
         Where Kafka's jars are on the host.
     copied : int
         Jars copied by this deploy (0 when already installed).
+    agent : str
+        Where the JMX exporter agent is on the host ("" when nodes run without it).
     nodes : list of str
         The Kafka and ZooKeeper nodes it runs, with their PIDs once started.
     error : str or None
@@ -57,6 +60,7 @@ class HostReport:
     java: str = ""
     lib_dir: str = ""
     copied: int = 0
+    agent: str = ""
     nodes: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -84,7 +88,7 @@ def targets_of(inv: Inventory) -> dict[str, SSHTarget]:
     return {h.name: ssh_target(h) for h in kafka_hosts(inv)}
 
 
-def _host_ports(host: Host) -> dict[str, int]:
+def _host_ports(host: Host, *, metrics: bool) -> dict[str, int]:
     ports = {}
     if host.has("broker"):
         ports["broker_port"] = host.broker_port
@@ -94,6 +98,10 @@ def _host_ports(host: Host) -> dict[str, int]:
     if host.has("zookeeper"):
         for key in ("zookeeper_client_port", "zookeeper_peer_port", "zookeeper_election_port"):
             ports[key] = getattr(host, key)
+        if metrics:
+            ports["zookeeper_metrics_port"] = host.zookeeper_metrics_port
+    if metrics and (host.has("broker") or host.has("controller")):
+        ports["metrics_port"] = host.metrics_port
     return ports
 
 
@@ -112,6 +120,8 @@ def _prepare(cluster: KafkaCluster, host: Host, install: KafkaInstall, running: 
         report.java = check_java(t, java_of(host))[0]
         lib, report.copied = install_kafka(t, install, host.install_dir)
         report.lib_dir = str(lib)
+        if cluster.agent is not None:
+            report.agent = str(install_agent(t, cluster.agent, host.install_dir))
         folders = [host.install_dir / host.name]
         if host.has("broker") or host.has("controller"):
             folders.append(host.data_dir)
@@ -122,7 +132,7 @@ def _prepare(cluster: KafkaCluster, host: Host, install: KafkaInstall, running: 
         if not running:
             taken = [
                 f"{port} ({PORT_NAMES.get(key, key)})"
-                for key, port in _host_ports(host).items()
+                for key, port in _host_ports(host, metrics=cluster.agent is not None).items()
                 if t.port_in_use(host.address, port)
             ]
             if taken:
@@ -223,9 +233,14 @@ def deploy(
     reports = prepare_hosts(cluster, inv, install)
     if any(r.error for r in reports):
         raise failed_hosts_error(reports)
-    lib_dirs = {r.host: Path(r.lib_dir) for r in reports}
     state = cluster.plan(
-        inv, install, local=False, targets=targets, lib_dirs=lib_dirs, secured=secured
+        inv,
+        install,
+        local=False,
+        targets=targets,
+        lib_dirs={r.host: Path(r.lib_dir) for r in reports},
+        agents={r.host: Path(r.agent) for r in reports if r.agent},
+        secured=secured,
     )
     cluster.save_state(state)
     info = cluster.start(state, timeout=timeout, progress=progress)

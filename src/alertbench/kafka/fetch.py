@@ -186,11 +186,11 @@ def fetch_kafka(
     staging = Path(tempfile.mkdtemp(prefix="libs-", dir=base))
     try:
         say(f"resolving Kafka {release.version} and its dependencies with Maven")
-        _copy_dependencies(settings, mvn, java, release.artifacts(), staging, transitive=True)
+        copy_dependencies(settings, mvn, java, release.artifacts(), staging, transitive=True)
         bindings = logging_bindings(release, [p.name for p in staging.glob("*.jar")])
         if bindings:
             say("adding the logging binding Kafka's POM leaves out")
-            _copy_dependencies(settings, mvn, java, bindings, staging, transitive=False)
+            copy_dependencies(settings, mvn, java, bindings, staging, transitive=False)
         lib = base / "libs"
         shutil.rmtree(lib, ignore_errors=True)
         staging.replace(lib)
@@ -271,7 +271,7 @@ def _maven_settings(repository: str) -> str:
     )
 
 
-def _copy_dependencies(
+def copy_dependencies(
     settings: Settings,
     mvn: Path,
     java: Java,
@@ -280,6 +280,13 @@ def _copy_dependencies(
     *,
     transitive: bool,
 ) -> None:
+    """Have Maven copy ``artifacts`` (and, if ``transitive``, their dependencies) into ``out``.
+
+    Raises
+    ------
+    FetchError
+        If Maven cannot resolve them; the message says why and what to do.
+    """
     work = Path(tempfile.mkdtemp(prefix="mvn-", dir=out.parent))
     try:
         (work / "pom.xml").write_text(_pom(artifacts))

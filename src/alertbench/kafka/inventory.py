@@ -45,6 +45,10 @@ class HostDefaults(BaseModel):
     zookeeper_client_port: int = Field(24498, ge=1, le=65535)
     zookeeper_peer_port: int = Field(23333, ge=1, le=65535)
     zookeeper_election_port: int = Field(23334, ge=1, le=65535)
+    # The JMX exporter agent's HTTP port on the Kafka node and on the ZooKeeper node
+    # (7071 is the port Kafka's JMX-exporter guides use).
+    metrics_port: int = Field(7071, ge=1, le=65535)
+    zookeeper_metrics_port: int = Field(7072, ge=1, le=65535)
     data_dir: Path = Path("/data/kafka-logs")
     zookeeper_data_dir: Path = Path("/data/zookeeper")
     install_dir: Path = Path("/opt/alertbench")

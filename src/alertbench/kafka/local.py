@@ -13,6 +13,7 @@ from alertbench.kafka.admin import ClusterInfo, TopicInfo, describe_cluster, lis
 from alertbench.kafka.cluster import KafkaCluster, Progress
 from alertbench.kafka.fetch import resolve_kafka
 from alertbench.kafka.inventory import MODE_ROLES, Inventory, Mode, load_inventory
+from alertbench.kafka.jmx_exporter import fetch_agent
 from alertbench.kafka.render import Secured, listener_port
 from alertbench.kafka.security import Connection, NodeSecurity, read_client_properties
 from alertbench.kafka.state import STATE_FILE, ClusterState, local_inventory, read_state
@@ -184,6 +185,8 @@ def _up(
         reports: list[deploy.HostReport] = []
         if remote and inv is not None:
             # Re-deploying is safe: hosts are checked again, jars copied only if changed.
+            if settings.kafka.jmx_exporter:
+                cluster.agent = fetch_agent(settings, java=cluster.java, progress=progress)
             reports = deploy.prepare_hosts(
                 cluster, inv, resolve_kafka(settings, version), running=True
             )
@@ -207,6 +210,8 @@ def _up(
         deploy.fill_nodes(reports, state)
         return UpResult(state, info, notes=notes, hosts=reports)
     install = resolve_kafka(settings, version)
+    if settings.kafka.jmx_exporter:
+        cluster.agent = fetch_agent(settings, java=cluster.java, progress=progress)
     sec = node_security(settings, inv)
     if remote and inv is not None:
         secured = prepare_security(settings, sec, inv, cluster.state_dir)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import javaproperties
 
 from alertbench.errors import ConfigError
 from alertbench.kafka.inventory import Host, Inventory
@@ -115,14 +116,8 @@ def _escaped(value: str) -> str:
 
 
 def parse_properties(text: str) -> dict[str, str]:
-    """Read simple Java properties (``key=value`` lines, ``#`` comments), as written above."""
-    out = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", "!")) and "=" in line:
-            key, value = line.split("=", 1)
-            out[key.strip()] = re.sub(r"\\(.)", r"\1", value.strip())
-    return out
+    """Read Java properties as ``java.util.Properties`` reads them (``javaproperties``)."""
+    return dict(javaproperties.loads(text))
 
 
 def listener_port(host: Host, protocol: str, main: str) -> int:

@@ -29,6 +29,7 @@ from typing import Literal, get_args
 from confluent_kafka import KafkaError
 
 from alertbench.errors import ConfigError
+from alertbench.kafka.java_client import from_java, is_java
 from alertbench.procs import LocalTransport
 
 SecurityProtocol = Literal["plaintext", "sasl_plaintext", "ssl", "sasl_ssl"]
@@ -255,7 +256,12 @@ def scram_credential(password: str, iterations: int = SCRAM_ITERATIONS) -> dict[
 
 
 def read_client_properties(path: Path) -> dict[str, str]:
-    """A client properties file (librdkafka's names, ``key=value`` lines).
+    """A client properties file, as librdkafka's names.
+
+    Either librdkafka's own (``key=value`` lines, values as they are, as
+    ``kafka user add`` writes them), or a Java client's, the file Kafka's
+    tools take (``sasl.jaas.config``, trust stores): that one is read as Java
+    properties and translated (:mod:`alertbench.kafka.java_client`).
 
     Raises
     ------
@@ -271,6 +277,14 @@ def read_client_properties(path: Path) -> dict[str, str]:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the client config {path}: {exc.strerror}.") from exc
+    out = from_java(text, str(path)) if is_java(text) else _librdkafka_lines(text, path)
+    if "security.protocol" in out:
+        check_protocol(out["security.protocol"], f"{path}: security.protocol")
+    return out
+
+
+def _librdkafka_lines(text: str, path: Path) -> dict[str, str]:
+    """Read librdkafka's own format: ``key=value`` lines, values as they are."""
     out = {}
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -280,8 +294,6 @@ def read_client_properties(path: Path) -> dict[str, str]:
             raise ConfigError(f"{path}, line {n}: expected key=value, found {line[:40]!r}.")
         key, value = line.split("=", 1)
         out[key.strip()] = value.strip()
-    if "security.protocol" in out:
-        check_protocol(out["security.protocol"], f"{path}: security.protocol")
     return out
 
 

@@ -30,6 +30,8 @@ PORT_NAMES = {
     "zookeeper_client_port": "ZooKeeper client port",
     "zookeeper_peer_port": "ZooKeeper quorum port",
     "zookeeper_election_port": "ZooKeeper election port",
+    "metrics_port": "metrics port (JMX exporter)",
+    "zookeeper_metrics_port": "ZooKeeper metrics port (JMX exporter)",
 }
 
 
@@ -63,6 +65,9 @@ class Node:
         Kafka's jars on its host; ``None``: the cluster's ``lib_dir``.
     java : str or None
         The java command on its host; ``None``: the cluster's JDK.
+    agent : str or None
+        The Prometheus JMX exporter agent's jar on its host, when the node runs
+        with it (its metrics are then at :attr:`metrics_url`).
     """
 
     name: str
@@ -77,11 +82,26 @@ class Node:
     data_dir: str | None = None
     lib_dir: str | None = None
     java: str | None = None
+    agent: str | None = None
 
     @property
     def config_dir(self) -> Path:
         """Where the node's rendered files live."""
         return self.home / "config"
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The JMX exporter's port, when the node runs with the agent."""
+        if self.agent is None:
+            return None
+        key = "zookeeper_metrics_port" if self.kind == "zookeeper" else "metrics_port"
+        return self.ports.get(key)
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where Prometheus scrapes the node's JMX metrics, when it runs with the agent."""
+        port = self.metrics_port
+        return None if port is None else f"http://{self.address}:{port}/metrics"
 
     @property
     def log_dir(self) -> Path:
@@ -122,6 +142,7 @@ class Node:
             data_dir=data.get("data_dir"),  # type: ignore[arg-type]
             lib_dir=data.get("lib_dir"),  # type: ignore[arg-type]
             java=data.get("java"),  # type: ignore[arg-type]
+            agent=data.get("agent"),  # type: ignore[arg-type]
         )
 
 
@@ -221,8 +242,9 @@ def local_inventory(
     base_port : int
         0 picks free ports; otherwise node ``i`` (from 0) uses
         ``base_port + 10*i`` (broker), ``+1`` (controller), ``+2`` (ZooKeeper
-        client), ``+3`` and ``+4`` (ZooKeeper quorum and election), ``+5``...
-        (the further listeners).
+        client), ``+3`` and ``+4`` (ZooKeeper quorum and election), ``+5`` and
+        ``+6`` (the Kafka and ZooKeeper nodes' metrics), ``+7``... (the
+        further listeners).
     listeners : list of str, optional
         Protocols of listeners beyond the main one; each gets a port.
 
@@ -260,7 +282,10 @@ def local_inventory(
 
 
 def nodes_for(
-    inv: Inventory, home_of: Callable[[Host], Path], protocols: list[str] | None = None
+    inv: Inventory,
+    home_of: Callable[[Host], Path],
+    protocols: list[str] | None = None,
+    agent_of: Callable[[Host], str | None] | None = None,
 ) -> list[Node]:
     """The nodes (JVMs) the hosts of ``inv`` run: ZooKeeper first, then Kafka, per host.
 
@@ -273,6 +298,9 @@ def nodes_for(
     protocols : list of str, optional
         Security protocols of the listeners, the main one first; brokers get
         a port for each further one.
+    agent_of : callable, optional
+        Gives the JMX exporter agent's jar on a host, or ``None``; a node with
+        an agent also listens on its metrics port.
 
     Returns
     -------
@@ -281,7 +309,13 @@ def nodes_for(
     nodes = []
     for host in inv.hosts:
         node_id = inv.node_id(host)
+        agent = agent_of(host) if agent_of else None
         if host.has("zookeeper"):
+            zk_ports = [
+                "zookeeper_client_port",
+                "zookeeper_peer_port",
+                "zookeeper_election_port",
+            ] + (["zookeeper_metrics_port"] if agent else [])
             nodes.append(
                 Node(
                     name=f"{host.name}-zk",
@@ -290,15 +324,9 @@ def nodes_for(
                     address=host.address,
                     node_id=node_id,
                     roles=["zookeeper"],
-                    ports={
-                        k: getattr(host, k)
-                        for k in (
-                            "zookeeper_client_port",
-                            "zookeeper_peer_port",
-                            "zookeeper_election_port",
-                        )
-                    },
+                    ports={k: getattr(host, k) for k in zk_ports},
                     home=home_of(host),
+                    agent=agent,
                 )
             )
         kafka_roles = [r for r in ("broker", "controller") if host.has(r)]
@@ -309,6 +337,8 @@ def nodes_for(
                     ports[f"{proto} listener"] = listener_port(host, proto, protocols[0])
             if host.has("controller"):
                 ports["controller_port"] = host.controller_port
+            if agent:
+                ports["metrics_port"] = host.metrics_port
             nodes.append(
                 Node(
                     name=host.name,
@@ -319,6 +349,7 @@ def nodes_for(
                     roles=kafka_roles,
                     ports=ports,
                     home=home_of(host),
+                    agent=agent,
                 )
             )
     return nodes

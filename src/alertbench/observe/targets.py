@@ -14,12 +14,17 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from alertbench.observe.endpoint import Endpoint
 
 #: The file Prometheus' file service discovery reads, in a bench's output folder.
 TARGETS_FILE = "prometheus-targets.json"
+#: What each endpoint answered when the run scraped it (:meth:`Endpoints.check`).
+CHECKED_FILE = "endpoints-checked.json"
 #: The file where a process alertbench started on a free port writes HOST:PORT once it serves.
 METRICS_ENDPOINT_FILE = "metrics-endpoint"
 
@@ -29,6 +34,36 @@ def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def write_cluster_targets(folder: Path, job: str, urls: dict[str, str]) -> None:
+    """List a cluster's metrics endpoints for Prometheus in ``folder/prometheus-targets.json``.
+
+    A cluster alertbench runs (``kafka up``, ``spark up``) keeps this file
+    beside its state file: one target group per running process, labelled
+    ``job`` and ``component``. With no process running the file is removed.
+
+    Parameters
+    ----------
+    folder : Path
+        The cluster's state folder.
+    job : str
+        The scrape job's label, e.g. ``alertbench-kafka``.
+    urls : dict of str to str
+        ``http://HOST:PORT/PATH`` of each running process, by component.
+    """
+    path = folder / TARGETS_FILE
+    groups = []
+    for name, url in sorted(urls.items()):
+        target, _, rest = url.removeprefix("http://").partition("/")
+        labels = {"job": job, "component": name}
+        if rest != "metrics":
+            labels["__metrics_path__"] = f"/{rest}"
+        groups.append({"targets": [target], "labels": labels})
+    if groups:
+        write_atomically(path, json.dumps(groups, indent=2) + "\n")
+    else:
+        path.unlink(missing_ok=True)
 
 
 class Endpoints:
@@ -100,6 +135,44 @@ class Endpoints:
             write_atomically(shared, json.dumps(groups, indent=2) + "\n")
         else:  # no run is going: the results folder holds runs only
             shared.unlink(missing_ok=True)
+
+    def check(self, timeout: float = 10.0) -> dict[str, dict[str, object]]:
+        """Scrape every endpoint listed now once, and record what each answered.
+
+        The record (``endpoints-checked.json`` in the run's folder, added to at
+        every check) says for each component when it was scraped, at which URL,
+        and how many series it served, or why it did not answer: proof that a
+        Prometheus could have scraped it during the run.
+
+        Returns
+        -------
+        dict
+            This check's record, by component.
+        """
+        with self._lock:
+            urls = dict(self.urls)
+
+        def scrape(url: str) -> dict[str, object]:
+            entry: dict[str, object] = {"url": url, "at": time.time()}
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp:
+                    text = resp.read().decode("utf-8", "replace")
+                entry["series"] = sum(
+                    1 for line in text.splitlines() if line and not line.startswith("#")
+                )
+            except (OSError, ValueError) as exc:  # URLError and timeouts are OSErrors
+                entry["error"] = str(exc)
+            return entry
+
+        # All at once: the same instant of the run for every component.
+        with ThreadPoolExecutor(max_workers=max(1, len(urls))) as pool:
+            found = dict(zip(urls, pool.map(scrape, urls.values()), strict=True))
+        path = self.run / CHECKED_FILE
+        with self._lock:
+            kept = json.loads(path.read_text()) if path.exists() else {}
+            kept.update(found)
+            write_atomically(path, json.dumps(kept, indent=2, sort_keys=True) + "\n")
+        return found
 
     def close(self) -> None:
         """Stop serving, and take this run off the shared targets (its endpoints.json stays)."""

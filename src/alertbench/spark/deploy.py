@@ -41,6 +41,7 @@ from alertbench.spark.hosts import (
     spark_dir_of,
     worker_name,
 )
+from alertbench.spark.metrics import daemon_java_opts
 from alertbench.spark.standalone import probe
 from alertbench.spark.state import (
     STATE_FILE,
@@ -299,6 +300,7 @@ def _env(host: Host, chk: HostCheck) -> dict[str, str]:
         "SPARK_DAEMON_MEMORY": "256m",
         # spark-class then execs the JVM in the foreground: the PID we record is the daemon's.
         "SPARK_NO_DAEMONIZE": "1",
+        "SPARK_DAEMON_JAVA_OPTS": daemon_java_opts(),
         "PYSPARK_PYTHON": sys.executable,
         # Shuffle and spill files stay under the host's spark dir, not in /tmp.
         "SPARK_LOCAL_DIRS": str(spark_dir / "local"),
@@ -363,6 +365,8 @@ def _start(
         with lock:
             cluster.procs[name] = rec
             cluster.logs[name] = str(log)
+            port = h.spark_ui_port if name == MASTER else h.spark_worker_ui_port
+            cluster.uis[name] = f"http://{h.address}:{port}"
             started.append(name)
             save_state(settings, cluster)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from alertbench.config import Settings
 from alertbench.errors import ConfigError
 from alertbench.java import find_java
+from alertbench.spark.metrics import session_metrics_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -147,10 +148,6 @@ def driver_host(settings: Settings, master: str) -> str:
     return route_address(*endpoint)
 
 
-#: Spark's built-in Prometheus sink, and where the driver's UI serves it.
-PROMETHEUS_SERVLET = "org.apache.spark.metrics.sink.PrometheusServlet"
-SPARK_METRICS_PATH = "/metrics/prometheus"
-SPARK_EXECUTOR_METRICS_PATH = "/metrics/executors/prometheus"  # spark.ui.prometheus.enabled
 CHECKPOINT_MANAGER = (
     "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
 )
@@ -237,10 +234,7 @@ def build_session(
         # Spark's own metrics for Prometheus, the standard way (no extra jar), on its UI:
         # the driver's at /metrics/prometheus (streaming queries' rates and latency among
         # them), its executors' at /metrics/executors/prometheus.
-        .config("spark.ui.prometheus.enabled", "true")
-        .config("spark.metrics.conf.*.sink.prometheusServlet.class", PROMETHEUS_SERVLET)
-        .config("spark.metrics.conf.*.sink.prometheusServlet.path", SPARK_METRICS_PATH)
-        .config("spark.sql.streaming.metricsEnabled", "true")
+        .config(map=session_metrics_conf())
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
         # Alerts are 50-150 KB: smaller Arrow batches keep Python memory flat.
         .config(

@@ -30,6 +30,7 @@ from alertbench.procs import (
     free_ports,
     stop_processes,
 )
+from alertbench.spark.metrics import daemon_java_opts
 from alertbench.spark.state import (
     SPARK_DIR_CONTENT,
     STATE_FILE,
@@ -60,6 +61,7 @@ def _env(settings: Settings) -> dict[str, str]:
         SPARK_DAEMON_MEMORY="256m",
         PYSPARK_PYTHON=sys.executable,
         SPARK_NO_DAEMONIZE="1",
+        SPARK_DAEMON_JAVA_OPTS=daemon_java_opts(),
     )
     return env
 
@@ -99,6 +101,9 @@ def up(
         cores_per_worker=cores,
         memory_per_worker=memory,
     )
+    cluster.uis["master"] = cluster.ui_url
+    for i, ui in enumerate(worker_ui):
+        cluster.uis[f"worker-{i + 1}"] = f"http://127.0.0.1:{ui}"
     spark_class = str(_spark_home() / "bin" / "spark-class")
     env = _env(settings)
     argv_of = {

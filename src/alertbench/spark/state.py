@@ -17,7 +17,9 @@ from pathlib import Path
 
 from alertbench.config import Settings
 from alertbench.errors import ClusterError
+from alertbench.observe.targets import write_cluster_targets
 from alertbench.procs import LocalTransport, ProcessRecord, Transport
+from alertbench.spark.metrics import daemon_metrics_path
 from alertbench.ssh import HostPool, SSHTarget
 
 STATE_FILE = "state.json"
@@ -50,6 +52,9 @@ class SparkCluster:
         (deployed clusters only).
     source : str or None
         The inventory the cluster was deployed from; None on this machine.
+    uis : dict of str to str
+        The web UI (``http://HOST:PORT``) of the master and each worker, where
+        each serves its metrics (:func:`alertbench.spark.metrics.daemon_metrics_path`).
     """
 
     master_url: str
@@ -62,6 +67,7 @@ class SparkCluster:
     targets: dict[str, SSHTarget] = field(default_factory=dict)
     hosts: dict[str, dict[str, object]] = field(default_factory=dict)
     source: str | None = None
+    uis: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         """The state as JSON data."""
@@ -76,6 +82,7 @@ class SparkCluster:
             "targets": {k: v.to_json() for k, v in self.targets.items()},
             "hosts": self.hosts,
             "source": self.source,
+            "uis": self.uis,
         }
 
     @classmethod
@@ -93,6 +100,7 @@ class SparkCluster:
             targets={k: SSHTarget.from_json(v) for k, v in data.get("targets", {}).items()},
             hosts=dict(data.get("hosts", {})),
             source=data.get("source"),
+            uis=dict(data.get("uis", {})),
         )
 
     def address_of(self, host: str) -> str:
@@ -104,7 +112,7 @@ class SparkCluster:
 
 def state_dir(settings: Settings) -> Path:
     """Folder of the standalone cluster's state, logs and work dirs."""
-    return (settings.run_dir / "spark").resolve()
+    return settings.spark_state_dir.resolve()
 
 
 def read_state(settings: Settings) -> SparkCluster | None:
@@ -132,6 +140,13 @@ def save_state(settings: Settings, cluster: SparkCluster) -> None:
     LocalTransport().write_text(
         state_dir(settings) / STATE_FILE, json.dumps(cluster.to_json(), indent=2) + "\n"
     )
+    # The running daemons' metrics, for `alertbench metrics prometheus-config`.
+    urls = {
+        f"spark-{name}": cluster.uis[name] + daemon_metrics_path(name)
+        for name in cluster.procs
+        if name in cluster.uis
+    }
+    write_cluster_targets(state_dir(settings), "alertbench-spark", urls)
 
 
 def master_status(ui_url: str, timeout: float = 3.0) -> dict | None:

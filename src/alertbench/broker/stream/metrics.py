@@ -7,18 +7,29 @@ keeps its offsets in its checkpoint, not in a consumer group, so each query
 reading Kafka is shown as a consumer group of its own name
 (``kafka_consumergroup_lag{consumergroup="fused",...}``), its lag the input's
 end offsets, asked at each scrape, minus the offsets its last batch reached.
+
+Given the broker's output folder, each committed batch's outputs are counted
+too, as the batch's commit recorded them: the alerts quarantined, each
+science module's rows, seconds and failures (its ``science-stats`` files),
+and the age of every alert a batch wrote to raw Parquet when the batch
+committed, counted from the alert's Kafka record timestamp (the survey's
+publication, or the simulator's send): a histogram with Rubin's 60 s among
+its buckets.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import Metric
 
+from alertbench.observe.buckets import LATENCY_BUCKETS
 from alertbench.observe.kafka_names import Offsets, families
 
 #: Batch-time buckets (s): a visit's micro-batch takes from a fraction of a second to minutes.
@@ -55,11 +66,20 @@ class BrokerMetrics:
         The input topics.
     end_offsets : callable
         ``end_offsets(topic)``: each partition's end offset now (asked at scrape).
+    out : Path, optional
+        The broker's output folder: each batch's committed quarantine and
+        science costs are counted from it.
     """
 
-    def __init__(self, topics: list[str], end_offsets: Callable[[str], dict[int, int]]) -> None:
+    def __init__(
+        self,
+        topics: list[str],
+        end_offsets: Callable[[str], dict[int, int]],
+        out: Path | None = None,
+    ) -> None:
         self.topics = topics
         self.end_offsets = end_offsets
+        self.out = out
         self.registry = CollectorRegistry(auto_describe=False)
         self.batches = Counter(
             "alertbench_broker_batches",
@@ -80,6 +100,34 @@ class BrokerMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.quarantined = Counter(
+            "alertbench_broker_quarantined",
+            "Alerts a query set aside in quarantine (undecodable, with the reason)",
+            ["query"],
+            registry=self.registry,
+        )
+        module = {"labelnames": ["module"], "registry": self.registry}
+        self.module_rows = Counter(
+            "alertbench_science_module_rows", "Alerts a science module was given", **module
+        )
+        self.module_seconds = Counter(
+            "alertbench_science_module_seconds",
+            "Seconds a science module worked on its batches (summed over tasks)",
+            **module,
+        )
+        self.module_failures = Counter(
+            "alertbench_science_module_failures",
+            "Batches on which a science module failed (its columns left empty)",
+            **module,
+        )
+        self.age = Histogram(
+            "alertbench_broker_alert_age_seconds",
+            "Seconds from an alert's Kafka record timestamp to the commit of the batch that "
+            "wrote it to raw Parquet",
+            ["query"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self._read: dict[str, dict[str, dict[int, int]]] = {}  # query -> topic -> offsets
         self._lock = threading.Lock()
         self.registry.register(self)  # type: ignore[arg-type]
@@ -95,6 +143,39 @@ class BrokerMetrics:
         if read:
             with self._lock:
                 self._read.setdefault(query, {}).update(read)
+        if self.out is not None and record.get("batch") is not None:
+            self._count_outputs(query, int(record["batch"]), time.time())
+
+    def _count_outputs(self, query: str, batch: int, now: float) -> None:
+        """Count what batch ``batch`` of ``query`` committed: quarantine and science costs."""
+        # Here, not at the top: the bench reads batch records with this module's
+        # batch_offsets and needs none of the broker's batch code.
+        import pyarrow.parquet as pq
+
+        from alertbench.broker.batch.tasks import STATS_OUTPUT
+        from alertbench.broker.stream.sink import BatchSink
+
+        sink = BatchSink(self.out, query)  # type: ignore[arg-type]
+        try:
+            quarantined = sink.committed_files("quarantine", batch, batch)
+            stats = sink.committed_files(STATS_OUTPUT, batch, batch)
+            raw = sink.committed_files("raw", batch, batch)
+        except (FileNotFoundError, ValueError):  # not committed (an empty batch), or torn
+            return
+        self.quarantined.labels(query).inc(
+            sum(pq.ParquetFile(f).metadata.num_rows for f in quarantined)
+        )
+        for f in raw:
+            appended = pq.read_table(f, columns=["kafka_time"])["kafka_time"]
+            seconds = appended.cast("int64").to_numpy(zero_copy_only=False) / 1e6
+            observe = self.age.labels(query).observe
+            for age in (now - seconds).tolist():
+                observe(age)
+        for f in stats:
+            for row in pq.read_table(f).to_pylist():
+                self.module_rows.labels(row["module"]).inc(row["rows"])
+                self.module_seconds.labels(row["module"]).inc(row["seconds"])
+                self.module_failures.labels(row["module"]).inc(row["failed"])
 
     def describe(self) -> list[Metric]:
         """No families ahead of a collection: they depend on what the queries read."""

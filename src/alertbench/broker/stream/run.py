@@ -163,10 +163,10 @@ def run_broker(
     if b.metrics_port is not None:
         from alertbench.observe.targets import METRICS_ENDPOINT_FILE, write_atomically
 
-        metrics, endpoint = _serve_metrics(servers, b.topics, b.metrics_port)
+        metrics, endpoint = _serve_metrics(servers, b.topics, b.metrics_port, out)
         say(f"metrics for Prometheus: {endpoint.url}")
         # For whoever started it on a free port (the bench lists it for Prometheus), with
-        # Spark's own endpoint, on its UI (alertbench.spark.session.SPARK_METRICS_PATH).
+        # Spark's own endpoint, on its UI (alertbench.spark.metrics.SPARK_METRICS_PATH).
         ui = spark.sparkContext.uiWebUrl
         write_atomically(
             out / METRICS_ENDPOINT_FILE,
@@ -257,7 +257,7 @@ def run_broker(
     return result
 
 
-def _serve_metrics(servers: str | Connection, topics: list[str], port: int):
+def _serve_metrics(servers: str | Connection, topics: list[str], port: int, out: Path):
     """The broker's metrics (:mod:`alertbench.broker.stream.metrics`), served on ``port``."""
     from alertbench.broker.stream.metrics import BrokerMetrics
     from alertbench.kafka.admin import list_topics
@@ -266,7 +266,7 @@ def _serve_metrics(servers: str | Connection, topics: list[str], port: int):
 
     marks = Watermarks(servers)
     counts = {t.name: len(t.partitions) for t in list_topics(servers) if t.name in topics}
-    metrics = BrokerMetrics(list(topics), lambda t: marks.end_offsets(t, counts.get(t, 0)))
+    metrics = BrokerMetrics(list(topics), lambda t: marks.end_offsets(t, counts.get(t, 0)), out)
     return metrics, serve(metrics.registry, port)
 
 
