@@ -34,6 +34,9 @@ def run_dir_of(out: Path) -> Path:
     return run
 
 
+# Long: the other pass-through tests time an external broker by its ids, and the repeats'
+# summary is tested on real results dicts (unit); this runs both end to end, twice.
+@pytest.mark.long
 def test_a_passthrough_is_timed_by_the_ids_it_writes_in_repeated_runs(
     cli, alerts_dir: Path, tmp_path: Path, kafka4
 ) -> None:

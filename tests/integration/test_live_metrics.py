@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from alertbench.bench.sofar import histogram_quantile
 from alertbench.procs import LocalTransport, free_ports, stop_processes
 from others import passthrough, running
 
@@ -161,6 +162,27 @@ def test_a_run_is_scraped_as_it_goes_and_every_dashboard_query_answers(
     # scraping for a few seconds more.
     kafka_up = ups["kafka-node-1"]
     assert set(kafka_up[2:-6]) == {1}, [(i, v) for i, v in enumerate(kafka_up) if v != 1]
+
+    # The live view's percentiles, read from the timing consumer's histogram, are
+    # Prometheus' own histogram_quantile of the same buckets (at the last instant it was up).
+    (timing,) = [s for s in up if s["metric"]["component"] == "timing-main"]
+    at = max(float(ts) for ts, v in timing["values"] if v == "1")
+    sel = f'alertbench_alert_latency_seconds_bucket{{run="{run.name}"}}'
+    scraped = prometheus.api("query", query=f"sum by (le) ({sel})", time=at)
+    buckets = [(float(b["metric"]["le"]), float(b["value"][1])) for b in scraped]
+    for q in (0.5, 0.99):
+        (theirs,) = prometheus.api(
+            "query", query=f"histogram_quantile({q}, sum by (le) ({sel}))", time=at
+        )
+        assert histogram_quantile(q, buckets) == pytest.approx(float(theirs["value"][1]))
+    # ...and the progress lines showed them, and the visits judged as they went: the
+    # held-back broker (20 alerts/s for 150 a visit every 6 s) held not all (nor in the results).
+    assert re.search(r"main: \w+ · .* · p50/p99 [\d.]+/[\d.]+ s", said)
+    held = [(int(a), int(b)) for a, b in re.findall(r"visits held (\d+) of (\d+)", said)]
+    assert held, said
+    judged_held, judged = held[-1][0], held[-1][1]
+    assert judged >= 3
+    assert judged_held < judged
 
     answers = dashboard_answers(prometheus, "run", run.name, window)
     # NaN where a rate had nothing to divide (a histogram before its first alert).

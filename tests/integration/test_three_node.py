@@ -18,6 +18,9 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 TOTAL = 600
 
 
+# Long: the bench's kafka-kill fault kills a node of 3 (replication 3, min ISR 2) while
+# the simulator produces with acks=all, restarts it and checks nothing is lost.
+@pytest.mark.long
 def test_broker_stopped_and_restarted_while_producing_loses_nothing(
     kafka_cluster, kafka4, alert_files: list[Path]
 ):

@@ -10,6 +10,7 @@ import pytest
 
 from alertbench.errors import ConfigError
 from alertbench.kafka.inventory import Inventory, parse_hosts_lines, parse_toml
+from alertbench.kafka.jmx_exporter import rules
 from alertbench.kafka.release import parse_release
 from alertbench.kafka.render import (
     MAX_MESSAGE_BYTES,
@@ -75,7 +76,14 @@ def test_zookeeper_files_per_host(zk_rendered: list[HostFiles]) -> None:
     assert [hf.host.name for hf in zk_rendered] == NAMES
     assert [hf.node_id for hf in zk_rendered] == [1, 2, 3, 4, 5]
     for hf in zk_rendered:
-        assert sorted(hf.files) == ["log4j.properties", "myid", "server.properties", "zoo.cfg"]
+        assert sorted(hf.files) == [
+            "jmx-exporter-zookeeper.yml",
+            "jmx-exporter.yml",
+            "log4j.properties",
+            "myid",
+            "server.properties",
+            "zoo.cfg",
+        ]
 
 
 def test_zookeeper_zoo_cfg(zk_rendered: list[HostFiles]) -> None:
@@ -148,7 +156,7 @@ def kraft_rendered() -> list[HostFiles]:
 
 def test_kraft_files_per_host(kraft_rendered: list[HostFiles]) -> None:
     for hf in kraft_rendered:
-        assert sorted(hf.files) == ["log4j2.properties", "server.properties"]
+        assert sorted(hf.files) == ["jmx-exporter.yml", "log4j2.properties", "server.properties"]
 
 
 def test_kraft_server_properties(kraft_rendered: list[HostFiles]) -> None:
@@ -277,7 +285,14 @@ def test_write_rendered_zookeeper(tmp_path: Path) -> None:
     expected = {
         out / n / f
         for n in NAMES
-        for f in ("server.properties", "zoo.cfg", "myid", "log4j.properties")
+        for f in (
+            "server.properties",
+            "zoo.cfg",
+            "myid",
+            "log4j.properties",
+            "jmx-exporter.yml",
+            "jmx-exporter-zookeeper.yml",
+        )
     } | {out / "cluster.json"}
     assert set(written) == expected
     assert len(written) == len(expected)
@@ -298,6 +313,8 @@ def test_write_rendered_zookeeper(tmp_path: Path) -> None:
     ]
     assert summary["hosts"][0]["roles"] == ["zookeeper", "broker"]
     assert summary["hosts"][0]["files"] == [
+        "jmx-exporter-zookeeper.yml",
+        "jmx-exporter.yml",
         "log4j.properties",
         "myid",
         "server.properties",
@@ -307,7 +324,7 @@ def test_write_rendered_zookeeper(tmp_path: Path) -> None:
 
 def test_write_rendered_kraft(tmp_path: Path) -> None:
     written = write_rendered(five("kraft"), parse_release("4.3.1"), tmp_path)
-    assert len(written) == 5 * 2 + 1
+    assert len(written) == 5 * 3 + 1
     assert not list(tmp_path.rglob("zoo.cfg"))
     assert not list(tmp_path.rglob("myid"))
     p = parse_properties((tmp_path / "kafka-master" / "server.properties").read_text())
@@ -323,7 +340,13 @@ def test_write_rendered_kraft(tmp_path: Path) -> None:
     assert [h["name"] for h in summary["hosts"]] == NAMES
     assert [h["id"] for h in summary["hosts"]] == [1, 2, 3, 4, 5]
     assert summary["hosts"][4]["roles"] == ["controller", "broker"]
-    assert summary["hosts"][4]["files"] == ["log4j2.properties", "server.properties"]
+    assert summary["hosts"][4]["files"] == [
+        "jmx-exporter.yml",
+        "log4j2.properties",
+        "server.properties",
+    ]
+    # The JMX exporter agent's rules, for a node started by hand with the agent.
+    assert (tmp_path / "kafka-master" / "jmx-exporter.yml").read_text() == rules("kafka")
 
 
 def test_write_rendered_keeps_given_cluster_id(tmp_path: Path) -> None:

@@ -96,6 +96,7 @@ def list_timing_endpoint(bench: Bench, seg: Segment, written: Path) -> None:
                 host = t.target.address
             assert bench.endpoints is not None
             bench.endpoints.add(f"timing-{seg.tag}", f"{host}:{port}")
+            bench.view.latency_url = bench.endpoints.urls[f"timing-{seg.tag}"]
             return
         time.sleep(0.2)
     bench.say(f"timing-{seg.tag} did not serve its metrics within 30 s (see its log)")

@@ -225,9 +225,13 @@ def drive(
         on_start(start_at)
     timed = {"start_at": start_at, "ack_log": ack_log}
 
-    def monitor(acked: int, _bytes: int = 0, failures: int = 0, *_rest: Any) -> None:
+    def monitor(
+        acked: int, _bytes: int = 0, failures: int = 0, visit: int = 0, late: float = 0.0
+    ) -> None:
         produced[0] = done[0] + acked
         bench.view.failed = done[1] + failures
+        if acked:  # a visit is being sent: its first send was `late` after it was due
+            bench.view.visit_seen(visit, time.time() - late)
 
     def ran(summary: dict[str, Any]) -> dict[str, Any]:
         done[0] += summary["alerts"]

@@ -31,7 +31,7 @@ from alertbench.bench.endpoints import (
 from alertbench.bench.faults.injector import Injector
 from alertbench.bench.faults.preflight import preflight
 from alertbench.bench.faults.target import Target
-from alertbench.bench.live import RunView
+from alertbench.bench.live import RunView, view_of
 from alertbench.bench.outcome import SegmentOutcome
 from alertbench.bench.sampler import Every, LagSampler, ResourceSampler
 from alertbench.bench.scenario import Scenario, scenario_toml
@@ -156,7 +156,7 @@ def run_bench(
             servers = admin_connection(kafka_settings.kafka_state_dir, up.state.bootstrap_servers)
         conn = Connection.of(servers)  # type: ignore[arg-type]
         bench = Bench(scenario, settings, run, conn, master, alerts, report, filters, t0, say)
-        bench.view = RunView(run.name, scenario.name, *_load_size(scenario, len(alerts)))
+        bench.view = view_of(run.name, scenario, len(alerts))
         if metrics_port is not None:
             bench.endpoints = Endpoints(run, Path(os.path.abspath(out)))
             bench.endpoints.add("bench", serve(bench.view.registry, metrics_port))
@@ -422,15 +422,6 @@ def _target(bench: Bench, seg: Segment, broker: BrokerUnderTest, wiring: Wiring)
         return started
 
     return Target(bench, seg, broker, wiring, kafka_nodes, restart_kafka, bench.deployed)
-
-
-def _load_size(scenario: Scenario, alerts: int) -> tuple[int, float | None]:
-    """Alerts the measured load sends and how long it lasts, when the scenario says."""
-    if scenario.kind == "max-throughput":
-        return 0, None
-    if scenario.schedule == "visits" and scenario.visits:
-        return scenario.visits * scenario.visit_alerts, scenario.visits * scenario.visit_interval
-    return scenario.alerts or alerts, None
 
 
 def _start_timing(bench: Bench, seg: Segment, broker: BrokerUnderTest, seg_dir: Path) -> None:

@@ -24,7 +24,6 @@ from alertbench.kafka import credentials
 from alertbench.kafka.admin import ClusterInfo
 from alertbench.kafka.fetch import KafkaInstall
 from alertbench.kafka.inventory import Host, Inventory
-from alertbench.kafka.jmx_exporter import RULES_FILE, rules
 from alertbench.kafka.jvm import log_option, server_argv
 from alertbench.kafka.readiness import check_ports, wait_kafka, wait_zookeeper
 from alertbench.kafka.remote import java_of
@@ -240,8 +239,6 @@ class KafkaCluster:
             t = self._t(node)
             for name, text in hf.files.items():
                 t.write_text(node.config_dir / name, text, secret=name in hf.secret)
-            if node.agent:
-                t.write_text(node.config_dir / RULES_FILE[node.kind], rules(node.kind))
         for host in inv.hosts:
             t = self._transport_for(host.name)
             if host.has("zookeeper"):

@@ -20,6 +20,7 @@ import javaproperties
 
 from alertbench.errors import ConfigError
 from alertbench.kafka.inventory import Host, Inventory
+from alertbench.kafka.jmx_exporter import RULES_FILE, rules
 from alertbench.kafka.release import KafkaRelease
 from alertbench.kafka.security import NodeSecurity
 from alertbench.kafka.tls import KeyPair
@@ -336,6 +337,8 @@ def render_cluster(
             )
             if secured and secured.security.secured:
                 hf.secret.add("server.properties")
+            # The JMX exporter agent's rules, for `-javaagent:...=PORT:jmx-exporter.yml`.
+            hf.files[RULES_FILE["kafka"]] = rules("kafka")
             if secured and host.name in secured.pairs:
                 hf.files[KEY_STORE] = secured.pairs[host.name].pem
                 hf.files[TRUST_STORE] = secured.ca_pem
@@ -343,6 +346,7 @@ def render_cluster(
         if host.has("zookeeper"):
             hf.files["zoo.cfg"] = format_properties(zoo_cfg(inv, host), header)
             hf.files["myid"] = f"{hf.node_id}\n"
+            hf.files[RULES_FILE["zookeeper"]] = rules("zookeeper")
         hf.files[log_config_name(release)] = LOG4J2 if release.uses_log4j2 else LOG4J1
         out.append(hf)
     return out

@@ -261,6 +261,12 @@ def build_session(
         # An address of another machine (a NAT's) is advertised, but cannot be bound here.
         bind = host if _is_local_address(host) else "0.0.0.0"
         builder = builder.config("spark.driver.host", host).config("spark.driver.bindAddress", bind)
+        # The UI (and its metrics) binds to SPARK_LOCAL_IP, not to the driver's address: a
+        # loopback one (a local session's, inherited) would hide it from what it advertises.
+        if bind != "0.0.0.0":
+            os.environ["SPARK_LOCAL_IP"] = bind
+        else:
+            os.environ.pop("SPARK_LOCAL_IP", None)
     for key, value in settings.broker.spark_conf.items():
         builder = builder.config(key, value)
     jars = cached_connector_jars(settings)
