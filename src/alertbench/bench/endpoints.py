@@ -23,11 +23,7 @@ from pathlib import Path
 from alertbench.bench.session import Bench, Segment
 from alertbench.kafka.state import ClusterState
 from alertbench.spark import state as spark_state
-from alertbench.spark.metrics import (
-    SPARK_EXECUTOR_METRICS_PATH,
-    SPARK_METRICS_PATH,
-    daemon_metrics_path,
-)
+from alertbench.spark.metrics import SPARK_EXECUTOR_METRICS_PATH, SPARK_METRICS_PATH
 from alertbench.ssh import SSHTransport
 
 
@@ -45,14 +41,11 @@ def list_cluster_endpoints(bench: Bench, kafka: ClusterState | None, master: str
         when ``spark up`` started it.
     """
     assert bench.endpoints is not None
-    for node in kafka.nodes if kafka is not None else []:
-        if node.metrics_port is not None:
-            bench.endpoints.add(f"kafka-{node.name}", f"{node.address}:{node.metrics_port}")
+    if kafka is not None:
+        bench.endpoints.add_urls(kafka.metrics_urls())
     spark = spark_state.read_state(bench.settings)
     if spark is not None and spark.master_url == master:
-        for name, ui in spark.uis.items():
-            path = daemon_metrics_path(name)
-            bench.endpoints.add(f"spark-{name}", ui.removeprefix("http://"), path)
+        bench.endpoints.add_urls(spark.metrics_urls())
 
 
 def list_broker_endpoint(bench: Bench, seg: Segment, written: Path) -> threading.Event:

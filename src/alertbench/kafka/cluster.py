@@ -122,8 +122,7 @@ class KafkaCluster:
         """Write the state file atomically."""
         self._local.write_text(self.state_file, json.dumps(state.to_json(), indent=2) + "\n")
         # The running nodes' metrics, for `alertbench metrics prometheus-config`.
-        urls = {f"kafka-{n.name}": n.metrics_url for n in state.nodes if n.proc and n.metrics_url}
-        write_cluster_targets(self.state_dir, "alertbench-kafka", urls)  # type: ignore[arg-type]
+        write_cluster_targets(self.state_dir, "alertbench-kafka", state.metrics_urls())
 
     def running(self, state: ClusterState) -> list[Node]:
         """Nodes of ``state`` whose process is alive."""

@@ -73,9 +73,10 @@ def from_java(text: str, where: str) -> dict[str, str]:
     Raises
     ------
     ConfigError
-        For what librdkafka cannot take: a JKS or PKCS12 store (it reads PEM),
-        a JAAS line without a user name and password, a login module other
-        than SCRAM's or PLAIN's; the message says what to do.
+        For what librdkafka cannot take: a JKS store, or a trust store other
+        than PEM (a key store may be PEM or PKCS12), a JAAS line without a
+        user name and password, a login module other than SCRAM's or PLAIN's;
+        the message says what to do.
     """
     java = javaproperties.loads(text)
     keystore = ("ssl.keystore.location", "ssl.keystore.password")

@@ -31,10 +31,9 @@ def jar_name(version: str) -> str:
     return f"jmx_prometheus_javaagent-{version}.jar"
 
 
-def cached_agent(settings: Settings) -> Path | None:
-    """The agent's jar if it is in the cache, else ``None``."""
-    jar = settings.cache_dir / "jmx-exporter" / jar_name(settings.kafka.jmx_exporter_version)
-    return jar if jar.is_file() else None
+def agent_path(settings: Settings) -> Path:
+    """Where the cache keeps the agent's jar."""
+    return settings.cache_dir / "jmx-exporter" / jar_name(settings.kafka.jmx_exporter_version)
 
 
 def fetch_agent(
@@ -60,14 +59,13 @@ def fetch_agent(
     FetchError
         If Maven cannot resolve it (the message says why and what to do).
     """
-    done = cached_agent(settings)
-    if done is not None:
-        return done
+    jar = agent_path(settings)
+    if jar.is_file():
+        return jar
     version = settings.kafka.jmx_exporter_version
     (progress or (lambda _m: None))(f"fetching the Prometheus JMX exporter agent {version}")
-    base = settings.cache_dir / "jmx-exporter"
-    base.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="agent-", dir=base))
+    jar.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="agent-", dir=jar.parent))
     try:
         copy_dependencies(
             settings,
@@ -77,11 +75,11 @@ def fetch_agent(
             staging,
             transitive=False,
         )
-        (jar,) = staging.glob("*.jar")
-        jar.replace(base / jar_name(version))  # one step: the cache never holds half a jar
+        (fetched,) = staging.glob("*.jar")
+        fetched.replace(jar)  # one step: the cache never holds half a jar
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return base / jar_name(version)
+    return jar
 
 
 def rules(kind: str) -> str:

@@ -199,6 +199,10 @@ class ClusterState:
             security=dict(data.get("security") or {}),  # type: ignore[arg-type]
         )
 
+    def metrics_urls(self) -> dict[str, str]:
+        """The JMX exporter endpoint of each running node, by component (``kafka-NODE``)."""
+        return {f"kafka-{n.name}": n.metrics_url for n in self.nodes if n.proc and n.metrics_url}
+
     def targets(self) -> dict[str, SSHTarget]:
         """The SSH targets of the remote hosts, by host name."""
         return {name: SSHTarget.from_json(t) for name, t in self.hosts.items()}

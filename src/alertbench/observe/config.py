@@ -31,9 +31,7 @@ def prometheus_config(
     listed = ", ".join(f"'{f.as_posix()}'" for f in files)
     what = f"every bench run started into {results.resolve()}"
     if clusters:
-        what += ", and the Kafka and Spark clusters of " + ", ".join(
-            str(c.resolve().parent) for c in clusters[:1]
-        )
+        what += ", and the clusters kept in " + ", ".join(str(c.resolve()) for c in clusters)
     # YAML by hand: two keys whose values are ours; a YAML writer would be a dependency
     # for a fixed shape.
     return (

@@ -36,6 +36,22 @@ def write_atomically(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def target_groups(urls: dict[str, str], labels: dict[str, str]) -> list[dict[str, object]]:
+    """Prometheus' file service discovery groups: one per component's ``http://`` URL.
+
+    Each group is labelled ``labels`` and ``component``, and says its path when it is
+    not Prometheus' default ``/metrics``.
+    """
+    groups: list[dict[str, object]] = []
+    for name, url in sorted(urls.items()):
+        target, _, path = url.removeprefix("http://").partition("/")
+        found = {**labels, "component": name}
+        if path != "metrics":
+            found["__metrics_path__"] = f"/{path}"
+        groups.append({"targets": [target], "labels": found})
+    return groups
+
+
 def write_cluster_targets(folder: Path, job: str, urls: dict[str, str]) -> None:
     """List a cluster's metrics endpoints for Prometheus in ``folder/prometheus-targets.json``.
 
@@ -53,13 +69,7 @@ def write_cluster_targets(folder: Path, job: str, urls: dict[str, str]) -> None:
         ``http://HOST:PORT/PATH`` of each running process, by component.
     """
     path = folder / TARGETS_FILE
-    groups = []
-    for name, url in sorted(urls.items()):
-        target, _, rest = url.removeprefix("http://").partition("/")
-        labels = {"job": job, "component": name}
-        if rest != "metrics":
-            labels["__metrics_path__"] = f"/{rest}"
-        groups.append({"targets": [target], "labels": labels})
+    groups = target_groups(urls, {"job": job})
     if groups:
         write_atomically(path, json.dumps(groups, indent=2) + "\n")
     else:
@@ -91,8 +101,12 @@ class Endpoints:
             url = endpoint.url
         else:
             url = f"http://{endpoint}{path}"
+        self.add_urls({component: url})
+
+    def add_urls(self, urls: dict[str, str]) -> None:
+        """List endpoints given as ``http://`` URLs, by component (a cluster's)."""
         with self._lock:
-            self.urls[component] = url
+            self.urls.update(urls)
             self._write()
 
     def remove(self, component: str) -> None:
@@ -102,14 +116,7 @@ class Endpoints:
             self._write()
 
     def _groups(self) -> list[dict[str, object]]:
-        groups: list[dict[str, object]] = []
-        for name, url in sorted(self.urls.items()):
-            target, _, path = url.removeprefix("http://").partition("/")
-            labels = {"job": "alertbench", "component": name, "run": self.run.name}
-            if path != "metrics":  # Prometheus' own default
-                labels["__metrics_path__"] = f"/{path}"
-            groups.append({"targets": [target], "labels": labels})
-        return groups
+        return target_groups(self.urls, {"job": "alertbench", "run": self.run.name})
 
     def _write(self, *, leaving: bool = False) -> None:
         """Write this run's endpoints.json and its groups in the shared targets (none: leaving)."""

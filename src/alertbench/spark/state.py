@@ -103,6 +103,14 @@ class SparkCluster:
             uis=dict(data.get("uis", {})),
         )
 
+    def metrics_urls(self) -> dict[str, str]:
+        """Where each running daemon serves its metrics, by component (``spark-NAME``)."""
+        return {
+            f"spark-{name}": self.uis[name] + daemon_metrics_path(name)
+            for name in self.procs
+            if name in self.uis
+        }
+
     def address_of(self, host: str) -> str:
         """The address of ``host`` (``127.0.0.1`` for this machine)."""
         if host in self.targets:
@@ -141,12 +149,7 @@ def save_state(settings: Settings, cluster: SparkCluster) -> None:
         state_dir(settings) / STATE_FILE, json.dumps(cluster.to_json(), indent=2) + "\n"
     )
     # The running daemons' metrics, for `alertbench metrics prometheus-config`.
-    urls = {
-        f"spark-{name}": cluster.uis[name] + daemon_metrics_path(name)
-        for name in cluster.procs
-        if name in cluster.uis
-    }
-    write_cluster_targets(state_dir(settings), "alertbench-spark", urls)
+    write_cluster_targets(state_dir(settings), "alertbench-spark", cluster.metrics_urls())
 
 
 def master_status(ui_url: str, timeout: float = 3.0) -> dict | None:
