@@ -15,11 +15,12 @@ absolute paths, whatever folder they run in.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import platformdirs
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,11 +42,43 @@ RUN_DIR_RELATIVE = {("broker", "output")}
 FOLDER_OR_URL = {("broker", "schema_registry")}
 
 
+def _java_memory(value: str) -> str:
+    # What a JVM's -Xmx takes: bytes, or a number and k, m, g or t.
+    if not re.fullmatch(r"[1-9]\d*[kKmMgGtT]?", value):
+        raise ValueError(f"{value!r} is not a JVM memory size; give one such as 512m or 2g")
+    return value
+
+
+def _spark_memory(value: str) -> str:
+    # What Spark's memory settings take (JavaUtils.byteStringAsBytes' units).
+    if not re.fullmatch(r"[1-9]\d*([kmgtp]b?|b)?", value, re.IGNORECASE):
+        raise ValueError(f"{value!r} is not a Spark memory size; give one such as 1g or 512m")
+    return value
+
+
+def _release(value: str) -> str:
+    if not re.fullmatch(r"\d+\.\d+\.\d+", value):
+        raise ValueError(f"{value!r} is not a release version; give MAJOR.MINOR.PATCH, e.g. 4.3.1")
+    return value
+
+
+JavaMemory = Annotated[str, AfterValidator(_java_memory)]
+SparkMemory = Annotated[str, AfterValidator(_spark_memory)]
+Release = Annotated[str, AfterValidator(_release)]
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    major, minor, _ = version.split(".")
+    return int(major), int(minor)
+
+
 class KafkaSettings(BaseModel):
     """How the alert system's Kafka is obtained and run."""
 
-    version: str = Field("4.3.1", description="Apache Kafka version fetched from Maven Central.")
-    zookeeper_version: str = Field(
+    version: Release = Field(
+        "4.3.1", description="Apache Kafka version fetched from Maven Central."
+    )
+    zookeeper_version: Release = Field(
         "3.9.2", description="Kafka version used in ZooKeeper mode (the 3.x line)."
     )
     mode: KafkaMode = Field("kraft", description="Cluster mode: kraft or zookeeper.")
@@ -60,8 +93,8 @@ class KafkaSettings(BaseModel):
     base_port: int = Field(
         0, ge=0, le=65000, description="First port of local nodes; 0 picks free ports."
     )
-    heap: str = Field("512m", description="Heap of each Kafka broker/controller JVM.")
-    zookeeper_heap: str = Field("256m", description="Heap of each ZooKeeper JVM.")
+    heap: JavaMemory = Field("512m", description="Heap of each Kafka broker/controller JVM.")
+    zookeeper_heap: JavaMemory = Field("256m", description="Heap of each ZooKeeper JVM.")
     start_timeout: float = Field(90.0, gt=0, description="Seconds to wait for a cluster to form.")
     stop_timeout: float = Field(30.0, gt=0, description="Grace period before SIGKILL on stop.")
     maven_repository: str = Field(
@@ -102,10 +135,26 @@ class KafkaSettings(BaseModel):
         description="Start every Kafka and ZooKeeper node `kafka up` starts with the "
         "Prometheus JMX exporter agent (its metrics on the host's metrics_port).",
     )
-    jmx_exporter_version: str = Field(
+    jmx_exporter_version: Release = Field(
         "1.0.1",
         description="Version of io.prometheus.jmx:jmx_prometheus_javaagent fetched from Maven.",
     )
+
+    @model_validator(mode="after")
+    def _versions_fit_modes(self) -> KafkaSettings:
+        # Refused here, not by a cluster that fails to start: Kafka 4 has no ZooKeeper
+        # mode, and KRaft is production-ready from 3.3.
+        if _major_minor(self.zookeeper_version) >= (4, 0):
+            raise ValueError(
+                f"zookeeper_version {self.zookeeper_version} has no ZooKeeper mode (Kafka 4 "
+                "removed it); give a 3.x release, e.g. 3.9.2"
+            )
+        if self.mode == "kraft" and _major_minor(self.version) < (3, 3):
+            raise ValueError(
+                f"version {self.version} predates production KRaft (3.3); give 3.3 or later, "
+                "e.g. 4.3.1, or mode = 'zookeeper'"
+            )
+        return self
 
 
 # The size of a micro-batch, set in [broker] or by a benchmark scenario.
@@ -221,7 +270,7 @@ class BrokerSettings(BaseModel):
         description="Parquet codec of broker outputs; cutouts are gzipped FITS already, "
         "so the default spends no CPU compressing them again.",
     )
-    driver_memory: str = Field(
+    driver_memory: SparkMemory = Field(
         "1g",
         description="Spark driver heap. The JVM only reads Kafka and hands Arrow batches to "
         "the tasks: 1g holds a 10,000-alert visit.",
@@ -233,9 +282,9 @@ class BrokerSettings(BaseModel):
         "grows with it (500 ZTF alerts are 37 MB); lsst-nominal's broker peaked at 2.9 GB "
         "RSS with 500, 3.2 GB with 1,000.",
     )
-    executor_memory: str = Field("2g", description="Spark executor heap (cluster mode).")
+    executor_memory: SparkMemory = Field("2g", description="Spark executor heap (cluster mode).")
     shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions.")
-    spark_version: str = Field(
+    spark_version: Release = Field(
         "4.2.0", description="Version of the Kafka and Avro connectors (must match pyspark)."
     )
     spark_conf: dict[str, str] = Field(

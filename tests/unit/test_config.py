@@ -220,3 +220,42 @@ def test_paths_from_env_and_flags_are_relative_to_the_working_directory(
 def test_driver_memory_defaults_to_1g_unless_set() -> None:
     assert load_settings().broker.driver_memory == "1g"
     assert load_settings(broker={"driver_memory": "3g"}).broker.driver_memory == "3g"
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named", "example"),
+    [
+        ("KAFKA__HEAP", "banana", r"kafka\.heap", "512m"),
+        ("KAFKA__HEAP", "512 m", r"kafka\.heap", "512m"),
+        ("KAFKA__ZOOKEEPER_HEAP", "0m", r"kafka\.zookeeper_heap", "512m"),
+        ("BROKER__DRIVER_MEMORY", "lots", r"broker\.driver_memory", "1g"),
+        ("BROKER__EXECUTOR_MEMORY", "2 GB", r"broker\.executor_memory", "1g"),
+        ("KAFKA__VERSION", "4.3", r"kafka\.version", "4.3.1"),
+        ("BROKER__SPARK_VERSION", "latest", r"broker\.spark_version", "4.3.1"),
+        ("KAFKA__ZOOKEEPER_VERSION", "4.0.0", "zookeeper_version 4.0.0", "3.9.2"),
+        ("KAFKA__VERSION", "3.2.3", "version 3.2.3 predates", "4.3.1"),
+        ("BROKER__METRICS_PORT", "65536", r"broker\.metrics_port", "65535"),
+    ],
+)
+def test_settings_a_jvm_cannot_start_with_are_refused_naming_them(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str, example: str
+) -> None:
+    monkeypatch.setenv(f"ALERTBENCH_{env}", value)
+    with pytest.raises(ConfigError, match=named) as caught:
+        load_settings()
+    assert example in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        ("KAFKA__HEAP", "2G"),
+        ("KAFKA__HEAP", "1073741824"),
+        ("BROKER__DRIVER_MEMORY", "1536mb"),
+        ("KAFKA__VERSION", "3.9.2"),
+    ],
+)
+def test_settings_a_jvm_takes_pass(monkeypatch: pytest.MonkeyPatch, env: str, value: str) -> None:
+    monkeypatch.setenv(f"ALERTBENCH_{env}", value)
+    section, name = env.lower().split("__")
+    assert getattr(getattr(load_settings(), section), name) == value

@@ -333,3 +333,14 @@ def test_properties_files_double_backslashes_and_read_back_whole() -> None:
     text = format_properties(props)
     assert text == 'sasl.jaas.config=M required password="a\\\\"b\\\\\\\\c";\nlog.dirs=/data/x\n'
     assert parse_properties(text) == props
+
+
+def test_a_topic_read_and_written_is_described_once():
+    # Kafka's admin refuses a request holding the same binding twice.
+    bindings = acl_bindings("bob", Grant(read=["out-*"], write=["out-*"], group_prefix="b"))
+    assert sorted(f"{b.operation.name} {b.name}" for b in bindings) == [
+        "DESCRIBE out-",
+        "READ b",
+        "READ out-",
+        "WRITE out-",
+    ]

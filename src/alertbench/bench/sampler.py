@@ -22,7 +22,9 @@ class ResourceSampler:
     ----------
     components : callable
         Returns ``{component: [pid, ...]}`` at each sample (processes come and
-        go during a run); each pid counts with all its descendants.
+        go during a run); each pid counts with all its descendants. A
+        component none of whose processes runs gets no row, and leaves
+        :attr:`latest`.
     t0 : float
         The run's start (epoch s); samples are stamped in seconds since.
     """
@@ -51,10 +53,13 @@ class ResourceSampler:
         t = time.time() - self.t0
         # A process counts once, for the first component that claims it: the
         # simulator (this process) comes last, so the broker and the timing
-        # consumer it spawned are not counted as simulator.
+        # consumer it spawned are not counted as simulator. A component none of
+        # whose processes runs gives no sample: a 0 would read as a process using
+        # no memory, and would lower its mean CPU.
         seen: set[int] = set()
         for name, pids in self.components().items():
             cpu = rss = 0.0
+            alive = False
             for pid in pids:
                 for proc in self._tree(pid):
                     if proc.pid in seen:
@@ -65,6 +70,10 @@ class ResourceSampler:
                         rss += proc.memory_info().rss
                     except psutil.Error:
                         continue
+                    alive = True
+            if not alive:
+                self.latest.pop(name, None)
+                continue
             self.rows.append((round(t, 3), name, round(cpu, 1), round(rss / 2**20, 1)))
             self.latest[name] = (round(cpu, 1), round(rss / 2**20, 1))
 

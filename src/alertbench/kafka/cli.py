@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from alertbench.config import Flags, Settings
 from alertbench.errors import ConfigError
-
-console = Console()
+from alertbench.kafka.cli_options import BootstrapOpt, ModeOpt, VersionOpt, console, say
+from alertbench.kafka.cli_options import settings as _settings
+from alertbench.kafka.user_cli import check_client, user_app
 
 kafka_app = typer.Typer(
     help="The alert system: fetch Apache Kafka, render node configs, run a cluster.",
@@ -20,40 +19,13 @@ kafka_app = typer.Typer(
 )
 topic_app = typer.Typer(help="Create, list, describe and delete topics.", no_args_is_help=True)
 kafka_app.add_typer(topic_app, name="topic")
-user_app = typer.Typer(
-    help="Users of a secured cluster: SCRAM credentials, ACLs and client config files.",
-    no_args_is_help=True,
-)
 kafka_app.add_typer(user_app, name="user")
-
-ModeOpt = Annotated[
-    str | None, typer.Option("--mode", help="kraft (default) or zookeeper (Kafka 3.x).")
-]
-VersionOpt = Annotated[
-    str | None,
-    typer.Option("--version", help="Kafka version \\[default: 4.3.1; 3.9.2 for zookeeper]."),
-]
-BootstrapOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--bootstrap-servers", "-b", help="HOST:PORT,... \\[default: the embedded cluster]."
-    ),
-]
-
-
-def _settings(ctx: typer.Context, **kafka: object) -> Settings:
-    flags = ctx.find_root().obj
-    return (flags if isinstance(flags, Flags) else Flags()).settings(kafka=kafka)
 
 
 def _mode(mode: str | None) -> str | None:
     if mode is not None and mode not in ("kraft", "zookeeper"):
         raise ConfigError(f"--mode must be 'kraft' or 'zookeeper', not {mode!r}.")
     return mode
-
-
-def _say(msg: str) -> None:
-    console.print(f"[dim]…[/] {msg}")
 
 
 @kafka_app.command("fetch")
@@ -74,14 +46,14 @@ def fetch(
         install = kafka_from_home(settings.kafka.home)
     else:
         with console.status(f"fetching Kafka {settings.kafka.version}…"):
-            install = fetch_kafka(settings, settings.kafka.version, progress=_say)
+            install = fetch_kafka(settings, settings.kafka.version, progress=say)
     size = sum(j.stat().st_size for j in install.jars) / 1e6
     console.print(
         f"[green]Kafka {install.release.version}[/] ready: {len(install.jars)} jars, "
         f"{size:.0f} MB in {install.lib_dir}"
     )
     if settings.kafka.jmx_exporter:
-        agent = fetch_agent(settings, progress=_say)
+        agent = fetch_agent(settings, progress=say)
         console.print(f"[green]JMX exporter agent[/] ready: {agent}")
 
 
@@ -192,7 +164,7 @@ def up(
         listeners=[check_protocol(p, "--listener") for p in listener] if listener else None,
     )
     with console.status("starting Kafka…"):
-        result = local.up(settings, version=version, inventory=inventory, progress=_say)
+        result = local.up(settings, version=version, inventory=inventory, progress=say)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     if result.hosts:
@@ -388,110 +360,5 @@ def topic_delete(ctx: typer.Context, name: str, bootstrap_servers: BootstrapOpt 
     console.print(f"deleted topic [bold]{name}[/]")
 
 
-def _user_target(ctx: typer.Context, listener: str | None, bootstrap_servers: str | None):
-    """The admin connection, and the protocol and servers a new user connects to."""
-    from alertbench.kafka import credentials
-    from alertbench.kafka.local import connection, recorded_state
-
-    settings = _settings(ctx, bootstrap_servers=bootstrap_servers)
-    admin = connection(settings)
-    state = recorded_state(settings)
-    listeners = (
-        state.listeners
-        if state is not None and admin.servers == state.bootstrap_servers
-        else {admin.protocol: admin.servers}
-    )
-    proto = listener.lower() if listener else next(iter(listeners))
-    if proto not in listeners:
-        raise ConfigError(
-            f"the cluster has no {proto} listener (it has {', '.join(listeners)}); "
-            "choose one of those with --listener."
-        )
-    if proto == "plaintext" or admin.protocol == "plaintext":
-        raise ConfigError(
-            "users need a secured cluster: start one with `alertbench kafka up --security "
-            "sasl_ssl` (or sasl_plaintext, ssl)."
-        )
-    folder = settings.kafka_state_dir
-    ca_file = admin.props.get("ssl.ca.location")
-    if ca_file is None and (folder / credentials.SECURITY_DIR / credentials.CA_CERT).exists():
-        ca_file = str(folder / credentials.SECURITY_DIR / credentials.CA_CERT)
-    return admin, proto, listeners[proto], ca_file, credentials.ca_key(folder)
-
-
-@user_app.command("add")
-def user_add(
-    ctx: typer.Context,
-    name: str,
-    read: Annotated[
-        list[str] | None,
-        typer.Option("--read", help="A topic the user reads; PREFIX* for every topic so named."),
-    ] = None,
-    write: Annotated[
-        list[str] | None, typer.Option("--write", help="A topic the user writes; PREFIX* too.")
-    ] = None,
-    group_prefix: Annotated[
-        str | None,
-        typer.Option(help="Consumer groups the user may use start with this \\[default: NAME]."),
-    ] = None,
-    listener: Annotated[
-        str | None,
-        typer.Option(help="The listener the user connects to \\[default: the main one]."),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Client config to write \\[default: ./NAME.properties].",
-            resolve_path=True,
-        ),
-    ] = None,
-    bootstrap_servers: BootstrapOpt = None,
-) -> None:
-    """Create a user with SCRAM credentials and ACLs, and write its client config (mode 0600)."""
-    from alertbench.kafka.users import Grant, add_user
-
-    admin, proto, servers, ca_file, ca = _user_target(ctx, listener, bootstrap_servers)
-    grant = Grant(read=read or [], write=write or [], group_prefix=group_prefix or name)
-    path = add_user(
-        admin,
-        name,
-        grant,
-        protocol=proto,
-        servers=servers,
-        out=out or Path.cwd() / f"{name}.properties",
-        ca_file=Path(ca_file) if ca_file else None,
-        ca=ca,
-    )
-    what = (
-        ", ".join([f"reads {t}" for t in grant.read] + [f"writes {t}" for t in grant.write])
-        or "no topics yet"
-    )
-    console.print(f"user [bold]{name}[/] ({proto.upper()} at {servers}): {what}")
-    console.print(f"client config written to {path} (mode 0600)")
-
-
-@user_app.command("list")
-def user_list(ctx: typer.Context, bootstrap_servers: BootstrapOpt = None) -> None:
-    """Users with SCRAM credentials or ACLs, and what they may do."""
-    from alertbench.kafka.local import connection
-    from alertbench.kafka.users import list_users
-
-    users = list_users(connection(_settings(ctx, bootstrap_servers=bootstrap_servers)))
-    table = Table(title="users")
-    for col in ("user", "credentials", "ACLs"):
-        table.add_column(col)
-    for u in users:
-        table.add_row(u.name, ", ".join(u.mechanisms) or "-", "\n".join(u.acls) or "-")
-    console.print(table)
-
-
-@user_app.command("remove")
-def user_remove(ctx: typer.Context, name: str, bootstrap_servers: BootstrapOpt = None) -> None:
-    """Delete a user's credentials and ACLs."""
-    from alertbench.kafka.local import connection
-    from alertbench.kafka.users import remove_user
-
-    removed = remove_user(connection(_settings(ctx, bootstrap_servers=bootstrap_servers)), name)
-    console.print(f"removed user [bold]{name}[/] and {removed} ACL(s)")
+# After the user commands in the help, as it checks what they write.
+kafka_app.command("check-client")(check_client)

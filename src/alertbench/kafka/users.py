@@ -26,6 +26,7 @@ from confluent_kafka.admin import (
 
 from alertbench.errors import ClusterError, ConfigError
 from alertbench.kafka.admin import admin_client
+from alertbench.kafka.client_files import check_format, write_formats
 from alertbench.kafka.security import (
     SCRAM_ITERATIONS,
     Kafka,
@@ -86,7 +87,8 @@ def acl_bindings(user: str, grant: Grant) -> list[AclBinding]:
         ]
     if grant.read:
         out.append(allow(ResourceType.GROUP, f"{grant.group_prefix or user}*", AclOperation.READ))
-    return out
+    # A topic both read and written needs DESCRIBE once: Kafka refuses a duplicate binding.
+    return list(dict.fromkeys(out))
 
 
 def _check_name(name: str) -> None:
@@ -125,8 +127,9 @@ def add_user(
     ca_file: Path | None = None,
     ca: KeyPair | None = None,
     password: str | None = None,
+    formats: list[str] | None = None,
 ) -> Path:
-    """Create (or update) a user, its ACLs and its client properties file.
+    """Create (or update) a user, its ACLs and its client files.
 
     Parameters
     ----------
@@ -150,13 +153,18 @@ def add_user(
         Its SCRAM password; a random one by default. Quotes and backslashes
         are carried (escaped for Java clients); a line break or a space at
         either end is refused.
+    formats : list of str, optional
+        More client files to write beside ``out``: ``java``, ``kafka-python``
+        (:mod:`alertbench.kafka.client_files`).
 
     Returns
     -------
     Path
-        The properties file.
+        The librdkafka properties file.
     """
     _check_name(name)
+    for fmt in formats or []:
+        check_format(fmt)
     by_certificate = uses_tls(protocol) and not uses_sasl(protocol)
     if by_certificate and ca is None:
         # Refused before anything is created: no user left half made.
@@ -186,7 +194,9 @@ def add_user(
             protocol, user=name, password=password, ca_file=ca_file, key_store=key_store
         ),
     }
-    write_client_properties(out, props, header=f"Kafka user {name}: keep this file private.")
+    header = f"Kafka user {name}: keep this file private."
+    write_client_properties(out, props, header=header)
+    write_formats(out, props, formats or [], header=header)
     return out
 
 
