@@ -1,14 +1,12 @@
-"""aiokafka as its users run it: produce files, or consume records, with a client JSON.
+"""aiokafka as its users run it: produce files, or consume records (see driver.py).
 
-Arguments and output as ``kafka_python_client.py``'s. aiokafka takes
-kafka-python's keyword arguments, except that TLS trust is an ``ssl_context``
-made from the file's ``ssl_cafile``.
+aiokafka takes kafka-python's keyword arguments, except that TLS trust is an
+``ssl_context`` made from the file's ``ssl_cafile``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import sys
 import time
@@ -16,6 +14,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
+from driver import main, record
 
 
 def _kwargs(path: str) -> dict:
@@ -30,7 +29,7 @@ def _kwargs(path: str) -> dict:
     return kwargs
 
 
-async def produce(kwargs: dict, topic: str, folder: Path) -> None:
+async def produce(kwargs: dict, topic: str, folder: Path) -> int:
     producer = AIOKafkaProducer(acks="all", max_request_size=4_000_000, **kwargs)
     await producer.start()
     try:
@@ -39,7 +38,7 @@ async def produce(kwargs: dict, topic: str, folder: Path) -> None:
             await producer.send_and_wait(topic, key=f.stem.encode(), value=f.read_bytes())
     finally:
         await producer.stop()
-    print(json.dumps({"sent": len(files)}))
+    return len(files)
 
 
 async def consume(kwargs: dict, topic: str, group: str, count: int, timeout: float) -> None:
@@ -53,27 +52,17 @@ async def consume(kwargs: dict, topic: str, group: str, count: int, timeout: flo
         while seen < count and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for r in records:
-                    value = r.value or b""
-                    digest = hashlib.sha256(value).hexdigest()
-                    print(json.dumps({"key": r.key.decode(), "sha256": digest, "size": len(value)}))
+                    record(r.key, r.value)
                     seen += 1
     finally:
         await consumer.stop()
 
 
-def main() -> int:
-    verb, config, topic, *rest = sys.argv[1:]
-    kwargs = _kwargs(config)
-    try:
-        if verb == "produce":
-            asyncio.run(produce(kwargs, topic, Path(rest[0])))
-        else:
-            asyncio.run(consume(kwargs, topic, rest[0], int(rest[1]), float(rest[2])))
-    except Exception as exc:  # the matrix records what failed, in the client's words
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(
+        main(
+            _kwargs,
+            lambda *args: asyncio.run(produce(*args)),
+            lambda *args: asyncio.run(consume(*args)),
+        )
+    )

@@ -5,7 +5,7 @@
 //
 // CONFIG.json is what `kafka user add --format kafka-python` writes; kafkajs
 // takes the same facts in its own shape (brokers, ssl.ca, sasl). Output as
-// kafka_python_client.py's. KAFKAJS_HOME is the folder kafkajs was installed into.
+// tests/clients/driver.py's. KAFKAJS_HOME is the folder kafkajs was installed into.
 import { createHash } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
