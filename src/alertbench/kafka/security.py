@@ -57,7 +57,8 @@ def explain(exc: BaseException | KafkaError) -> str:
     if code == KafkaError._AUTHENTICATION or "Authentication failed" in text:
         return (
             f"{text.rstrip('.')}. The user name or password is wrong, or the user does not "
-            "exist: check the client config (`alertbench kafka user list` shows the users)."
+            "exist: check the client config (`alertbench kafka user list` shows the users; "
+            "`alertbench kafka check-client FILE` checks a file step by step)."
         )
     if code in (
         KafkaError.TOPIC_AUTHORIZATION_FAILED,
