@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -259,3 +262,29 @@ def test_settings_a_jvm_takes_pass(monkeypatch: pytest.MonkeyPatch, env: str, va
     monkeypatch.setenv(f"ALERTBENCH_{env}", value)
     section, name = env.lower().split("__")
     assert getattr(getattr(load_settings(), section), name) == value
+
+
+def test_kafka_up_with_a_heap_java_cannot_take_is_refused_before_java_starts(
+    tmp_path: Path,
+) -> None:
+    # As the issue typed it: no "Could not create the Java Virtual Machine", and no
+    # node recorded, since nothing started.
+    run = Path(__file__).resolve().parents[2] / "run"
+    env = {**os.environ, "ALERTBENCH_KAFKA__HEAP": "banana", "COLUMNS": "200", "NO_COLOR": "1"}
+    if sys.prefix != sys.base_prefix:  # ./run uses the environment these tests run in
+        env["ALERTBENCH_VENV"] = sys.prefix
+    done = subprocess.run(
+        [str(run), "kafka", "up"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode != 0, said
+    for named in ("kafka.heap", "banana", "512m"):
+        assert named in said, said
+    assert "Java Virtual Machine" not in said
+    assert not (tmp_path / ".alertbench" / "kafka" / "state.json").exists()
