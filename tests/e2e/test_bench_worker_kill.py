@@ -75,9 +75,11 @@ def killed(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, kafka4) 
         work = state_dir(settings) / "worker-1" / "work"
         apps = {p.name: sorted(e.name for e in p.iterdir()) for p in work.iterdir()}
         alive = psutil.pid_exists(worker.pid)
+        scratch = sorted({p.name.split("-")[0] for p in (state_dir(settings) / "local").iterdir()})
     finally:
         standalone.down(settings, purge=True)
-    yield {"run": run, "apps": apps, "worker_alive": alive}
+    purged = not state_dir(settings).exists()
+    yield {"run": run, "apps": apps, "worker_alive": alive, "scratch": scratch, "purged": purged}
     shutil.rmtree(run / "work", ignore_errors=True)
 
 
@@ -99,6 +101,11 @@ def test_the_executor_is_killed_replaced_and_nothing_is_lost(killed: dict) -> No
     # The worker ran the broker's application in two executors: the killed one and its heir.
     (app,) = [a for a, execs in killed["apps"].items() if a.startswith("app-")]
     assert killed["apps"][app] == ["0", "1"]
+    # Their scratch was under the cluster's state dir, not in /tmp: the killed one's
+    # stays (the worker deletes only the block managers' once the application ends), and
+    # `down --purge` removed it.
+    assert "spark" in killed["scratch"]
+    assert killed["purged"]
     # Back within three visits of Spark's replacing it (two in a row within 1.5 x p99).
     assert fault["recovery"]["back_in_time"], fault["recovery"]
     f = r["faults"]

@@ -62,6 +62,10 @@ def _env(settings: Settings) -> dict[str, str]:
         PYSPARK_PYTHON=sys.executable,
         SPARK_NO_DAEMONIZE="1",
         SPARK_DAEMON_JAVA_OPTS=daemon_java_opts(),
+        # Executors' scratch (userFiles, block manager, spills) under the state dir, as on
+        # deployed hosts: an executor killed by SIGKILL cannot delete its own, and
+        # `down --purge` then does.
+        SPARK_LOCAL_DIRS=str(state_dir(settings) / "local"),
     )
     return env
 
