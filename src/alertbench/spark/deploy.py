@@ -44,6 +44,7 @@ from alertbench.spark.hosts import (
 from alertbench.spark.metrics import daemon_java_opts
 from alertbench.spark.standalone import probe
 from alertbench.spark.state import (
+    SCRATCH_DIR,
     STATE_FILE,
     SparkCluster,
     alive_workers,
@@ -303,7 +304,7 @@ def _env(host: Host, chk: HostCheck) -> dict[str, str]:
         "SPARK_DAEMON_JAVA_OPTS": daemon_java_opts(),
         "PYSPARK_PYTHON": sys.executable,
         # Shuffle and spill files stay under the host's spark dir, not in /tmp.
-        "SPARK_LOCAL_DIRS": str(spark_dir / "local"),
+        "SPARK_LOCAL_DIRS": str(spark_dir / SCRATCH_DIR),
     }
 
 

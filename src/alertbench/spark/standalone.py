@@ -32,6 +32,7 @@ from alertbench.procs import (
 )
 from alertbench.spark.metrics import daemon_java_opts
 from alertbench.spark.state import (
+    SCRATCH_DIR,
     SPARK_DIR_CONTENT,
     STATE_FILE,
     SparkCluster,
@@ -50,7 +51,7 @@ def _spark_home() -> Path:
     return Path(pyspark.__file__).parent
 
 
-def _env(settings: Settings) -> dict[str, str]:
+def _env(settings: Settings, base: Path) -> dict[str, str]:
     java = find_java(settings.java_home)
     env = dict(os.environ)
     env.update(
@@ -65,7 +66,7 @@ def _env(settings: Settings) -> dict[str, str]:
         # Executors' scratch (userFiles, block manager, spills) under the state dir, as on
         # deployed hosts: an executor killed by SIGKILL cannot delete its own, and
         # `down --purge` then does.
-        SPARK_LOCAL_DIRS=str(state_dir(settings) / "local"),
+        SPARK_LOCAL_DIRS=str(base / SCRATCH_DIR),
     )
     return env
 
@@ -109,7 +110,7 @@ def up(
     for i, ui in enumerate(worker_ui):
         cluster.uis[f"worker-{i + 1}"] = f"http://127.0.0.1:{ui}"
     spark_class = str(_spark_home() / "bin" / "spark-class")
-    env = _env(settings)
+    env = _env(settings, base)
     argv_of = {
         "master": [
             spark_class,

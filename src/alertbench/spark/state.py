@@ -23,8 +23,10 @@ from alertbench.spark.metrics import daemon_metrics_path
 from alertbench.ssh import HostPool, SSHTarget
 
 STATE_FILE = "state.json"
+#: Executors' scratch (SPARK_LOCAL_DIRS) in a host's spark dir, or a local cluster's state dir.
+SCRATCH_DIR = "local"
 # What a deployed cluster writes into each host's spark dir (and `down --purge` removes).
-SPARK_DIR_CONTENT = ("logs", "work", "local")
+SPARK_DIR_CONTENT = ("logs", "work", SCRATCH_DIR)
 
 
 @dataclass
